@@ -1,0 +1,76 @@
+"""The aiohttp application that hosts every channel, plus health and metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bot.config import Settings, ensure_secret
+from bot.conversation import ConversationService
+from bot.metrics import Metrics
+from bot.rasa_client import RasaClient
+from bot.transcript import TranscriptStore
+from channels.webchat import setup_webchat
+
+log = logging.getLogger("gateway.app")
+
+SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+RASA_KEY = web.AppKey("rasa_client", RasaClient)
+
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Unexpected errors become a JSON 500 and a log entry; the gateway keeps running."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request failed", extra={"path": request.path})
+        return web.json_response({"error": "internal_error", "message": "the gateway failed on this request"},
+                                 status=500)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
+    rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
+    service = ConversationService(
+        rasa,
+        metrics=Metrics(),
+        transcripts=TranscriptStore(),
+        max_pending=settings.max_pending_per_conversation,
+        retry_initial_seconds=settings.rasa_retry_initial_seconds,
+        retry_max_seconds=settings.rasa_retry_max_seconds,
+        holding_after_seconds=settings.holding_after_seconds,
+    )
+    app[SETTINGS_KEY] = settings
+    app[RASA_KEY] = rasa
+    app[SERVICE_KEY] = service
+    setup_webchat(app, service, settings, ensure_secret(settings))
+
+    async def healthz(request: web.Request) -> web.Response:
+        rasa_up = await rasa.is_ready()
+        return web.json_response({"status": "ok", "rasa": "up" if rasa_up else "down",
+                                  "pending_messages": service.total_pending})
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = service.metrics.render({"pending_messages": service.total_pending})
+        return web.Response(text=body, content_type="text/plain", charset="utf-8")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+    async def on_startup(app: web.Application) -> None:
+        await rasa.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await service.close()
+        await rasa.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,154 @@
+"""Command line of the gateway (`./aftersales <command>` runs it inside the gateway's venv).
+
+  run           set up Rasa if needed, start the action server, the Rasa server and the gateway
+  gateway       start only the gateway (Rasa runs elsewhere: RASA_URL)
+  setup         install the Rasa venv and train the model when needed, then exit
+  train         retrain the Rasa model (--force: even if the data did not change)
+  check-config  validate the environment and print the effective settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.log import setup_logging
+from bot.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
+
+log = logging.getLogger("gateway.cli")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
+    from bot.app import create_app  # imported here so `setup` does not load aiohttp apps
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RasaSetupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+                             "set GATEWAY_PORT to a free port") from exc
+    base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
+    _say(f"Gateway listening on {base}")
+    _say(f"  web chat page:      {base}/")
+    _say(f"  REST (Rasa format): {base}/webhooks/rest/webhook")
+    _say(f"  health / metrics:   {base}/healthz  {base}/metrics")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async def watch_rasa() -> None:
+        if rasa is None:
+            return
+        try:
+            await asyncio.to_thread(rasa.wait_ready, 300)
+            _say(f"Rasa is ready at {rasa.rasa_url}; the assistant is answering. Ctrl-C stops everything.")
+        except RasaSetupError as exc:
+            _say(f"error: {exc}")
+            stop.set()
+
+    watcher = asyncio.create_task(watch_rasa())
+    try:
+        await stop.wait()
+    finally:
+        _say("Stopping...")
+        watcher.cancel()
+        await runner.cleanup()
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    setup_logging(settings.log_level, settings.log_format)
+    venv = ensure_rasa_venv()
+    model = ensure_model(venv)
+    from urllib.parse import urlsplit
+
+    rasa_port = urlsplit(settings.rasa_url).port or 5005
+    rasa = RasaProcesses(venv=venv, model=model, rasa_port=rasa_port, actions_port=args.actions_port,
+                         auth_token=settings.rasa_token)
+    _say(f"Starting the Rasa action server (:{args.actions_port}) and Rasa server (:{rasa_port}); "
+         "the gateway answers with a holding message until Rasa is ready (about 20-40 s).")
+    rasa.start()
+    try:
+        asyncio.run(_serve(settings, rasa))
+    finally:
+        rasa.stop()
+        _say("Stopped.")
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    setup_logging(settings.log_level, settings.log_format)
+    asyncio.run(_serve(settings, None))
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    venv = ensure_rasa_venv()
+    model = ensure_model(venv)
+    _say(f"Rasa venv: {venv}\nModel:     {model}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    model = ensure_model(ensure_rasa_venv(), force=args.force)
+    _say(f"Model: {model}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings_or_exit()
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        shown = "(set)" if f.name in ("secret", "rasa_token", "rest_auth_token") and value else value
+        _say(f"{f.name:32} {shown}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aftersales", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start Rasa, its action server and the gateway")
+    run.add_argument("--actions-port", type=int, default=5055)
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("gateway", help="start only the gateway").set_defaults(func=cmd_gateway)
+    sub.add_parser("setup", help="install Rasa and train the model if needed").set_defaults(func=cmd_setup)
+    train = sub.add_parser("train", help="train the Rasa model")
+    train.add_argument("--force", action="store_true")
+    train.set_defaults(func=cmd_train)
+    sub.add_parser("check-config", help="validate settings").set_defaults(func=cmd_check_config)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RasaSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

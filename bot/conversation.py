@@ -1,0 +1,267 @@
+"""The conversation service every channel calls.
+
+- One ordered queue per conversation: two messages from one shopper are answered in order,
+  different conversations proceed concurrently.
+- Each message id is handled once (channels resend after reconnects and retries).
+- Rasa is called with a timeout; when it is unreachable the message stays at the head of
+  its queue and is retried with exponential backoff, the shopper gets one holding reply
+  instead of silence, and the answer is delivered when Rasa is back.
+- An empty reply list to a normal message is what Rasa's REST channel returns when a custom
+  action crashed: it is logged and counted as a failure, and the shopper gets an apology
+  rather than nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from bot.messages import InboundMessage, OutboundReply
+from bot.metrics import Metrics
+from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
+from bot.texts import gateway_text
+from bot.transcript import TranscriptStore
+from channels.base import OutputChannel
+
+log = logging.getLogger("gateway.conversation")
+
+# Messages Rasa legitimately answers with nothing.
+CONTROL_COMMANDS = ("/restart", "/session_start")
+
+
+class QueueFull(Exception):
+    """The conversation already has too many unanswered messages."""
+
+
+@dataclass(eq=False)
+class Turn:
+    """One shopper message on its way through the service."""
+
+    message: InboundMessage
+    replies: asyncio.Future[list[OutboundReply]]
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    duplicate: bool = False
+
+    async def wait(self, timeout: float) -> list[OutboundReply] | None:
+        """The replies, or None if Rasa is unreachable (holding reply sent) or `timeout` passed."""
+        held = asyncio.ensure_future(self.held.wait())
+        try:
+            await asyncio.wait([self.replies, held], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            held.cancel()
+        return self.replies.result() if self.replies.done() and not self.replies.cancelled() else None
+
+
+@dataclass(eq=False)
+class _ConversationState:
+    queue: deque[Turn] = field(default_factory=deque)
+    worker: asyncio.Task[None] | None = None
+    recent: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
+    rasa_down: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and (self.worker is None or self.worker.done())
+
+
+class ConversationService:
+    def __init__(
+        self,
+        rasa: RasaClient,
+        *,
+        metrics: Metrics | None = None,
+        transcripts: TranscriptStore | None = None,
+        max_pending: int = 50,
+        retry_initial_seconds: float = 0.5,
+        retry_max_seconds: float = 15.0,
+        holding_after_seconds: float = 2.0,
+        max_conversations: int = 50_000,
+        remembered_ids: int = 200,
+    ) -> None:
+        self.rasa = rasa
+        self.metrics = metrics or Metrics()
+        self.transcripts = transcripts or TranscriptStore()
+        self._outputs: dict[str, OutputChannel] = {}
+        self._states: OrderedDict[str, _ConversationState] = OrderedDict()
+        self._max_pending = max_pending
+        self._retry_initial = retry_initial_seconds
+        self._retry_max = retry_max_seconds
+        self._holding_after = holding_after_seconds
+        self._max_conversations = max_conversations
+        self._remembered_ids = remembered_ids
+        self._closing = False
+
+    # -- channels -------------------------------------------------------------------------
+
+    def register_output(self, channel: str, output: OutputChannel) -> None:
+        self._outputs[channel] = output
+
+    def output_for(self, channel: str) -> OutputChannel:
+        try:
+            return self._outputs[channel]
+        except KeyError:
+            raise LookupError(f"no output channel registered for {channel!r}") from None
+
+    # -- intake ---------------------------------------------------------------------------
+
+    def submit(self, message: InboundMessage) -> Turn:
+        """Accept a message: it will be answered, in order. Returns at once.
+
+        A message id seen before returns the earlier turn (marked `duplicate`) and is not
+        sent to Rasa again. Raises `QueueFull` when the conversation has `max_pending`
+        unanswered messages; the caller tells the client, nothing is kept.
+        """
+        if self._closing:
+            raise QueueFull("the gateway is shutting down")
+        if message.channel not in self._outputs:
+            raise LookupError(f"no output channel registered for {message.channel!r}")
+        state = self._state(message.conversation_key)
+        earlier = state.recent.get(message.message_id)
+        if earlier is not None:
+            self.metrics.inc("messages_duplicate_total", channel=message.channel)
+            log.info("duplicate message ignored", extra={"conversation": message.conversation_key,
+                                                         "message_id": message.message_id})
+            return Turn(message=earlier.message, replies=earlier.replies, held=earlier.held, duplicate=True)
+        if len(state.queue) >= self._max_pending:
+            raise QueueFull(f"{len(state.queue)} messages are still waiting for an answer")
+        turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
+        state.recent[message.message_id] = turn
+        while len(state.recent) > self._remembered_ids:
+            state.recent.popitem(last=False)
+        state.queue.append(turn)
+        if state.rasa_down:
+            turn.held.set()
+        self.transcripts.add_inbound(message)
+        self.metrics.inc("messages_received_total", channel=message.channel)
+        log.info("message accepted", extra={"conversation": message.conversation_key,
+                                            "message_id": message.message_id, "text": message.text,
+                                            "pending": len(state.queue)})
+        if state.worker is None or state.worker.done():
+            state.worker = asyncio.create_task(self._drain(message.conversation_key, state),
+                                               name=f"conversation:{message.conversation_key}")
+        return turn
+
+    def pending(self, conversation_key: str) -> int:
+        state = self._states.get(conversation_key)
+        return len(state.queue) if state else 0
+
+    @property
+    def total_pending(self) -> int:
+        return sum(len(s.queue) for s in self._states.values())
+
+    def _state(self, key: str) -> _ConversationState:
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = _ConversationState()
+            if len(self._states) > self._max_conversations:
+                for old_key in [k for k, s in self._states.items() if s.idle][: len(self._states) // 10]:
+                    del self._states[old_key]
+        else:
+            self._states.move_to_end(key)
+        return state
+
+    # -- processing -----------------------------------------------------------------------
+
+    async def _drain(self, key: str, state: _ConversationState) -> None:
+        while state.queue:
+            turn = state.queue[0]
+            try:
+                replies = await self._answer(turn, state)
+            except asyncio.CancelledError:
+                turn.replies.cancel()
+                raise
+            except Exception:  # a bug must not stall the conversation
+                log.exception("turn failed", extra={"conversation": key})
+                replies = [OutboundReply(text=gateway_text("empty_reply", turn.message.language))]
+            state.queue.popleft()
+            await self._deliver(turn.message, replies)
+            if not turn.replies.done():
+                turn.replies.set_result(replies)
+
+    async def _answer(self, turn: Turn, state: _ConversationState) -> list[OutboundReply]:
+        message = turn.message
+        output = self._outputs[message.channel]
+        started = time.monotonic()
+        attempt = 0
+        await self._safe_typing(output, message.conversation_id, True)
+        try:
+            while True:
+                try:
+                    replies = await self.rasa.send_message(message)
+                    break
+                except RasaRejected as exc:
+                    self.metrics.inc("rasa_rejected_total")
+                    log.error("Rasa refused the message", extra={"conversation": message.conversation_key,
+                                                                   "error": str(exc)})
+                    return [OutboundReply(text=gateway_text("empty_reply", message.language))]
+                except RasaUnavailable as exc:
+                    self.metrics.inc("rasa_failures_total")
+                    if not state.rasa_down:
+                        log.warning("Rasa unavailable; message kept and retried",
+                                    extra={"conversation": message.conversation_key, "error": str(exc)})
+                    delay = min(self._retry_max, self._retry_initial * 2 ** attempt) * random.uniform(0.8, 1.2)
+                    attempt += 1
+                    waited = time.monotonic() - started
+                    if not state.rasa_down:
+                        if waited >= self._holding_after:
+                            state.rasa_down = True
+                            await self._send_holding(message)
+                        else:
+                            delay = min(delay, self._holding_after - waited)
+                    if state.rasa_down:
+                        for waiting in state.queue:
+                            waiting.held.set()
+                    await asyncio.sleep(delay)
+        finally:
+            await self._safe_typing(output, message.conversation_id, False)
+        if state.rasa_down:
+            state.rasa_down = False
+            log.info("Rasa reachable again; answering kept messages",
+                     extra={"conversation": message.conversation_key, "attempts": attempt + 1})
+        if not replies and (message.payload or message.text).strip() not in CONTROL_COMMANDS:
+            self.metrics.inc("rasa_empty_replies_total")
+            log.error("Rasa answered a normal message with no reply (did a custom action crash?)",
+                      extra={"conversation": message.conversation_key, "message_id": message.message_id})
+            return [OutboundReply(text=gateway_text("empty_reply", message.language))]
+        return replies
+
+    async def _send_holding(self, message: InboundMessage) -> None:
+        self.metrics.inc("holding_replies_total")
+        holding = OutboundReply(text=gateway_text("holding", message.language), holding=True)
+        await self._deliver(message, [holding])
+
+    async def _deliver(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None:
+        output = self._outputs[message.channel]
+        for reply in replies:
+            if not reply.holding:
+                self.transcripts.add_reply(message.conversation_key, reply)
+            try:
+                await output.send_reply(message.conversation_id, reply)
+                self.metrics.inc("replies_sent_total", channel=message.channel)
+            except Exception as exc:
+                self.metrics.inc("delivery_failures_total", channel=message.channel)
+                log.error("reply could not be delivered", extra={
+                    "conversation": message.conversation_key, "error": repr(exc)})
+
+    async def _safe_typing(self, output: OutputChannel, conversation_id: str, on: bool) -> None:
+        try:
+            await output.send_typing(conversation_id, on)
+        except Exception as exc:
+            log.debug("typing indicator failed", extra={"error": repr(exc)})
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        self._closing = True
+        workers = [s.worker for s in self._states.values() if s.worker and not s.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        waiting = sum(len(s.queue) for s in self._states.values())
+        if waiting:
+            log.warning("shutting down with unanswered messages", extra={"pending": waiting})

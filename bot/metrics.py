@@ -1,0 +1,46 @@
+"""Counters the gateway exposes at `/metrics` (Prometheus text format)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Metrics:
+    HELP = {
+        "messages_received_total": "Shopper messages accepted, per channel.",
+        "messages_duplicate_total": "Shopper messages dropped because their id was already handled.",
+        "replies_sent_total": "Bot replies delivered to a channel.",
+        "rasa_failures_total": "Rasa calls that failed (unreachable, timeout, 5xx).",
+        "rasa_rejected_total": "Rasa calls refused (4xx or malformed answer).",
+        "rasa_empty_replies_total": "Normal messages Rasa answered with no reply (a crashed action).",
+        "holding_replies_total": "Holding notices sent while Rasa was unreachable.",
+        "delivery_failures_total": "Replies a channel failed to deliver.",
+        "frames_rejected_total": "Client frames or requests refused, per reason.",
+    }
+
+    def __init__(self) -> None:
+        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+
+    def inc(self, name: str, amount: int = 1, **labels: str) -> None:
+        self.counters[(name, tuple(sorted(labels.items())))] += amount
+
+    def value(self, name: str, **labels: str) -> int:
+        if labels:
+            return self.counters[(name, tuple(sorted(labels.items())))]
+        return sum(v for (n, _), v in self.counters.items() if n == name)
+
+    def render(self, gauges: dict[str, float] | None = None) -> str:
+        lines: list[str] = []
+        for name, help_text in self.HELP.items():
+            lines.append(f"# HELP gateway_{name} {help_text}")
+            lines.append(f"# TYPE gateway_{name} counter")
+            samples = [(lbl, v) for (n, lbl), v in sorted(self.counters.items()) if n == name]
+            if not samples:
+                lines.append(f"gateway_{name} 0")
+            for labels, value in samples:
+                label_text = ",".join(f'{k}="{v}"' for k, v in labels)
+                lines.append(f"gateway_{name}{{{label_text}}} {value}" if label_text else f"gateway_{name} {value}")
+        for name, value in (gauges or {}).items():
+            lines.append(f"# TYPE gateway_{name} gauge")
+            lines.append(f"gateway_{name} {value}")
+        return "\n".join(lines) + "\n"

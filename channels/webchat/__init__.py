@@ -1,0 +1,52 @@
+"""The shop's web chat: the gateway's own page and websocket, plus Rasa's REST and
+socket.io contracts so tools and widgets written for Rasa work unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.conversation import ConversationService
+from channels.webchat.rest import RestInput, RestOutput
+from channels.webchat.session import SessionSigner
+from channels.webchat.socketio import SocketIOInput
+from channels.webchat.websocket import WebchatInput, WebchatOutput
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+WEBCHAT_KEY = web.AppKey("webchat", WebchatInput)
+
+
+def setup_webchat(app: web.Application, service: ConversationService, settings: Settings,
+                  secret: str) -> WebchatInput:
+    signer = SessionSigner(secret)
+
+    webchat_output = WebchatOutput()
+    service.register_output("webchat", webchat_output)
+    webchat = WebchatInput(service, webchat_output, signer, settings)
+    app[WEBCHAT_KEY] = webchat
+
+    rest_output = RestOutput()
+    service.register_output("rest", rest_output)
+    rest = RestInput(service, rest_output, settings)
+
+    socketio_input = SocketIOInput(service, signer, settings)
+    service.register_output("socketio", socketio_input.output)
+    socketio_input.sio.attach(app, socketio_path="socket.io")
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/", index)
+    app.router.add_get("/webchat/ws", webchat.handle)
+    app.router.add_static("/webchat/static/", STATIC_DIR)
+    app.router.add_get("/webhooks/rest/", rest.health)
+    app.router.add_post("/webhooks/rest/webhook", rest.webhook)
+
+    async def close_sockets(app: web.Application) -> None:
+        await webchat.close_all()
+
+    app.on_shutdown.append(close_sockets)
+    return webchat

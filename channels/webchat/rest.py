@@ -1,0 +1,114 @@
+"""Rasa's REST channel contract, served by the gateway so existing Rasa tools work unchanged.
+
+`POST /webhooks/rest/webhook` with `{"sender": "...", "message": "..."}` answers the list of
+reply dicts Rasa would (`recipient_id`, `text`, `buttons`, `image`, `custom`). Optional
+fields: `metadata` (`locale` is read from it) and `message_id` (resending the same id does
+not run the turn twice). Conversations live in their own `rest:` namespace.
+
+When the assistant is unreachable the answer is a holding reply; the message is kept, and
+its real replies are returned first in the answer to the sender's next request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections import defaultdict, deque
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.conversation import ConversationService, QueueFull
+from bot.messages import InboundMessage, OutboundReply
+from bot.texts import gateway_text
+from channels.base import OutputChannel
+
+log = logging.getLogger("gateway.rest")
+
+CHANNEL = "rest"
+MAX_SENDER_LENGTH = 128
+MAX_OUTBOX = 200
+
+
+class RestOutput(OutputChannel):
+    """Keeps replies until the sender's HTTP request (this one or the next) collects them."""
+
+    name = CHANNEL
+
+    def __init__(self) -> None:
+        self._outbox: dict[str, deque[OutboundReply]] = defaultdict(lambda: deque(maxlen=MAX_OUTBOX))
+
+    async def send_text(self, conversation_id: str, text: str) -> None:
+        self._outbox[conversation_id].append(OutboundReply(text=text))
+
+    async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
+        self._outbox[conversation_id].append(reply)
+
+    def collect(self, conversation_id: str) -> list[OutboundReply]:
+        box = self._outbox.pop(conversation_id, None)
+        return list(box) if box else []
+
+
+def _bad_request(code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=400)
+
+
+class RestInput:
+    def __init__(self, service: ConversationService, output: RestOutput, settings: Settings) -> None:
+        self.service = service
+        self.output = output
+        self.settings = settings
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        token = self.settings.rest_auth_token
+        if token:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                self.service.metrics.inc("frames_rejected_total", reason="rest_auth")
+                return web.json_response({"error": "unauthorized", "message": "missing or wrong bearer token"},
+                                         status=401)
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            self.service.metrics.inc("frames_rejected_total", reason="invalid_json")
+            return _bad_request("invalid_json", "request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _bad_request("invalid_body", "request body must be a JSON object")
+        sender, text = body.get("sender"), body.get("message")
+        if not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER_LENGTH:
+            return _bad_request("invalid_sender", f"'sender' must be a string of 1 to {MAX_SENDER_LENGTH} characters")
+        if not isinstance(text, str) or not text.strip():
+            return _bad_request("empty_text", "'message' must be a non-empty string")
+        if len(text) > self.settings.max_text_length:
+            self.service.metrics.inc("frames_rejected_total", reason="text_too_long")
+            return web.json_response(
+                {"error": "text_too_long",
+                 "message": f"message is {len(text)} characters; the limit is {self.settings.max_text_length}"},
+                status=413)
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        locale = metadata.get("locale") if isinstance(metadata.get("locale"), str) else None
+        message_id = body.get("message_id")
+        message = InboundMessage(
+            channel=CHANNEL, conversation_id=sender, sender_id=sender, text=text,
+            payload=text if text.startswith("/") else None,
+            message_id=message_id if isinstance(message_id, str) and message_id else uuid.uuid4().hex,
+            locale=locale, raw=body,
+        )
+        try:
+            turn = self.service.submit(message)
+        except QueueFull as exc:
+            return web.json_response({"error": "queue_full", "message": str(exc)}, status=429,
+                                     headers={"Retry-After": "5"})
+        if turn.duplicate and turn.replies.done() and not turn.replies.cancelled():
+            replies = turn.replies.result()
+        else:
+            answered = await turn.wait(timeout=self.settings.rasa_timeout_seconds + 5)
+            replies = self.output.collect(sender)
+            if answered is None and not any(r.holding for r in replies):
+                replies.append(OutboundReply(text=gateway_text("holding", message.language), holding=True))
+        return web.json_response([r.to_rasa_dict(sender) for r in replies])

@@ -1,0 +1,37 @@
+"""Web chat session tokens: the only way to attach to a conversation.
+
+A token is `<conversation id>.<HMAC-SHA256 of it under the gateway secret>`. The id is
+random (128 bits); the signature makes a guessed or altered id worthless, so nobody can
+attach to or read another shopper's conversation. Tokens are stateless: they survive a
+gateway restart as long as the secret does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+
+
+class SessionSigner:
+    def __init__(self, secret: str, purpose: str = "webchat") -> None:
+        self._key = hashlib.sha256(f"{purpose}:{secret}".encode()).digest()
+
+    def _sign(self, conversation_id: str) -> str:
+        digest = hmac.new(self._key, conversation_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def issue(self) -> tuple[str, str]:
+        """A new conversation id and its token."""
+        conversation_id = uuid.uuid4().hex
+        return conversation_id, f"{conversation_id}.{self._sign(conversation_id)}"
+
+    def verify(self, token: object) -> str | None:
+        """The conversation id the token was issued for, or None if it is not genuine."""
+        if not isinstance(token, str) or token.count(".") != 1 or len(token) > 200:
+            return None
+        conversation_id, signature = token.split(".")
+        if not conversation_id or not hmac.compare_digest(signature, self._sign(conversation_id)):
+            return None
+        return conversation_id

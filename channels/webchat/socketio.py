@@ -1,0 +1,159 @@
+"""Rasa's socket.io channel contract, as the rasa-webchat widget speaks it.
+
+Events: the client emits `session_request` (`{"session_id": <stored id or null>}`) and gets
+`session_confirm` with the session id to keep; it emits `user_uttered`
+(`{"message": "...", "session_id": "..."}`) and receives `bot_uttered` frames shaped like
+Rasa's `SocketIOOutput` (`text`, `quick_replies`, `attachment`). The session id the gateway
+confirms is a signed token, so a guessed id never attaches to someone else's conversation;
+an unknown or forged id simply starts a new conversation, as Rasa does for new sessions.
+Bad input is answered with an `error` event and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict, deque
+from typing import Any, Sequence
+
+import socketio  # type: ignore[import-untyped]
+
+from bot.config import Settings
+from bot.conversation import ConversationService, QueueFull
+from bot.messages import Button, InboundMessage, OutboundReply
+from bot.ratelimit import TokenBucket
+from channels.base import OutputChannel
+from channels.webchat.session import SessionSigner
+
+log = logging.getLogger("gateway.socketio")
+
+CHANNEL = "socketio"
+MAX_OUTBOX = 200
+
+
+class SocketIOOutput(OutputChannel):
+    name = CHANNEL
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+        self.attached: dict[str, set[str]] = defaultdict(set)
+        self._outbox: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=MAX_OUTBOX))
+
+    async def _emit(self, conversation_id: str, data: dict[str, Any]) -> None:
+        if self.attached.get(conversation_id):
+            await self.sio.emit("bot_uttered", data, room=conversation_id)
+        else:
+            self._outbox[conversation_id].append(data)  # delivered at the next session_request
+
+    async def flush(self, conversation_id: str) -> None:
+        for data in self._outbox.pop(conversation_id, ()):
+            await self.sio.emit("bot_uttered", data, room=conversation_id)
+
+    async def send_text(self, conversation_id: str, text: str) -> None:
+        await self._emit(conversation_id, {"text": text})
+
+    async def send_buttons(self, conversation_id: str, text: str | None, buttons: Sequence[Button]) -> None:
+        await self._emit(conversation_id, {
+            "text": text or "",
+            "quick_replies": [{"content_type": "text", "title": b.title, "payload": b.payload} for b in buttons],
+        })
+
+    async def send_image(self, conversation_id: str, url: str) -> None:
+        await self._emit(conversation_id, {"attachment": {"type": "image", "payload": {"src": url}}})
+
+    async def send_custom(self, conversation_id: str, custom: Any) -> None:
+        await self._emit(conversation_id, dict(custom))
+
+
+class SocketIOInput:
+    def __init__(self, service: ConversationService, signer: SessionSigner, settings: Settings) -> None:
+        self.service = service
+        self.signer = signer
+        self.settings = settings
+        allowed: list[str] | str = ("*" if "*" in settings.webchat_allowed_origins
+                                    else [*settings.webchat_allowed_origins, *settings.own_origins])
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=allowed,
+                                        ping_interval=25, ping_timeout=20,
+                                        max_http_buffer_size=64 * 1024, logger=False, engineio_logger=False)
+        self.output = SocketIOOutput(self.sio)
+        self._buckets: dict[str, TokenBucket] = {}
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        self.sio.on("session_request", self.on_session_request)
+        self.sio.on("user_uttered", self.on_user_uttered)
+
+    async def error(self, sid: str, code: str, message: str) -> None:
+        self.service.metrics.inc("frames_rejected_total", reason=code)
+        await self.sio.emit("error", {"code": code, "message": message}, to=sid)
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        self._buckets[sid] = TokenBucket(self.settings.webchat_rate_burst, self.settings.webchat_rate_per_second)
+
+    async def on_disconnect(self, sid: str, *args: Any) -> None:
+        self._buckets.pop(sid, None)
+        async with self.sio.session(sid) as session:
+            conversation_id = session.get("conversation_id")
+        if conversation_id:
+            members = self.output.attached.get(conversation_id)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self.output.attached[conversation_id]
+
+    async def _bind(self, sid: str, data: Any) -> str:
+        requested = data.get("session_id") if isinstance(data, dict) else None
+        conversation_id = self.signer.verify(requested)
+        token = requested if conversation_id else None
+        if conversation_id is None:
+            conversation_id, token = self.signer.issue()
+        async with self.sio.session(sid) as session:
+            session["conversation_id"] = conversation_id
+            session["token"] = token
+            locale = data.get("locale") if isinstance(data, dict) else None
+            session["locale"] = locale if isinstance(locale, str) else None
+        await self.sio.enter_room(sid, conversation_id)
+        self.output.attached[conversation_id].add(sid)
+        assert token is not None
+        return token
+
+    async def on_session_request(self, sid: str, data: Any = None) -> None:
+        token = await self._bind(sid, data)
+        await self.sio.emit("session_confirm", token, to=sid)
+        conversation_id = self.signer.verify(token)
+        assert conversation_id is not None
+        await self.output.flush(conversation_id)
+
+    async def on_user_uttered(self, sid: str, data: Any = None) -> None:
+        if not isinstance(data, dict):
+            await self.error(sid, "invalid_frame", "user_uttered needs an object with 'message'")
+            return
+        bucket = self._buckets.get(sid)
+        if bucket is not None and not bucket.allow():
+            await self.error(sid, "rate_limited", "too many messages; wait a moment and send again")
+            return
+        text = data.get("message")
+        if not isinstance(text, str) or not text.strip():
+            await self.error(sid, "empty_text", "'message' must be a non-empty string")
+            return
+        if len(text) > self.settings.max_text_length:
+            await self.error(sid, "text_too_long",
+                             f"message is {len(text)} characters; the limit is {self.settings.max_text_length}")
+            return
+        async with self.sio.session(sid) as session:
+            conversation_id = session.get("conversation_id")
+            locale = session.get("locale")
+        claimed = self.signer.verify(data.get("session_id"))
+        if claimed is not None and claimed != conversation_id:
+            await self._bind(sid, {"session_id": data["session_id"], "locale": locale})
+            conversation_id = claimed
+        if conversation_id is None:
+            await self.error(sid, "hello_required", "emit session_request first")
+            return
+        message = InboundMessage(
+            channel=CHANNEL, conversation_id=conversation_id, sender_id=conversation_id, text=text,
+            payload=text if text.startswith("/") else None, locale=locale, raw=data,
+            **({"message_id": data["message_id"][:100]} if isinstance(data.get("message_id"), str) else {}),
+        )
+        try:
+            self.service.submit(message)
+        except QueueFull as exc:
+            await self.error(sid, "queue_full", f"please wait for an answer first ({exc})")

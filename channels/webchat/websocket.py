@@ -1,0 +1,221 @@
+"""The gateway's own web chat: an aiohttp websocket speaking the frames in
+docs/webchat-protocol.md. Input role: `WebchatInput.handle`; output role: `WebchatOutput`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from bot.config import Settings
+from bot.conversation import ConversationService, QueueFull
+from bot.messages import Button, InboundMessage, OutboundReply
+from bot.ratelimit import TokenBucket
+from channels.base import OutputChannel
+from channels.webchat.session import SessionSigner
+
+log = logging.getLogger("gateway.webchat")
+
+CHANNEL = "webchat"
+MAX_FRAME_BYTES = 64 * 1024
+MAX_ID_LENGTH = 100
+MAX_PAYLOAD_LENGTH = 1000
+FLOOD_CLOSE_AFTER = 50
+
+
+class WebchatOutput(OutputChannel):
+    """Pushes replies to every socket attached to a conversation (several tabs may be)."""
+
+    name = CHANNEL
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, weakref.WeakSet[web.WebSocketResponse]] = {}
+
+    def attach(self, conversation_id: str, ws: web.WebSocketResponse) -> None:
+        self._sockets.setdefault(conversation_id, weakref.WeakSet()).add(ws)
+
+    def detach(self, conversation_id: str, ws: web.WebSocketResponse) -> None:
+        sockets = self._sockets.get(conversation_id)
+        if sockets is not None:
+            sockets.discard(ws)
+            if not sockets:
+                del self._sockets[conversation_id]
+
+    def connected(self, conversation_id: str) -> int:
+        return len(self._sockets.get(conversation_id, ()))
+
+    async def _broadcast(self, conversation_id: str, frame: dict[str, Any]) -> None:
+        # A shopper who is not connected sees the reply in the history frame on resume.
+        for ws in list(self._sockets.get(conversation_id, ())):
+            if not ws.closed:
+                await ws.send_json(frame)
+
+    async def send_text(self, conversation_id: str, text: str) -> None:
+        await self.send_reply(conversation_id, OutboundReply(text=text))
+
+    async def send_buttons(self, conversation_id: str, text: str | None, buttons: Sequence[Button]) -> None:
+        await self.send_reply(conversation_id, OutboundReply(text=text, buttons=tuple(buttons)))
+
+    async def send_image(self, conversation_id: str, url: str) -> None:
+        await self.send_reply(conversation_id, OutboundReply(image=url))
+
+    async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
+        if reply.text is None and reply.image is None and not reply.buttons:
+            return  # a pure signal (e.g. handoff): nothing for the shopper to see
+        await self._broadcast(conversation_id, {"type": "reply", **reply.to_dict()})
+
+    async def send_typing(self, conversation_id: str, on: bool) -> None:
+        await self._broadcast(conversation_id, {"type": "typing", "on": on})
+
+
+def origin_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
+    """Browsers always send Origin on websocket handshakes; tools without one are let in."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == request.host  # the gateway's own page
+
+
+class WebchatInput:
+    def __init__(self, service: ConversationService, output: WebchatOutput, signer: SessionSigner,
+                 settings: Settings) -> None:
+        self.service = service
+        self.output = output
+        self.signer = signer
+        self.settings = settings
+        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not origin_allowed(request, self.settings.webchat_allowed_origins):
+            self.service.metrics.inc("frames_rejected_total", reason="origin")
+            log.warning("websocket refused: origin not allowed",
+                        extra={"origin": request.headers.get("Origin")})
+            raise web.HTTPForbidden(text="origin not allowed; add it to WEBCHAT_ALLOWED_ORIGINS")
+        ws = web.WebSocketResponse(heartbeat=self.settings.webchat_heartbeat_seconds,
+                                   max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        connection = _Connection(self, ws)
+        try:
+            await connection.run()
+        finally:
+            connection.detach()
+        return ws
+
+    async def close_all(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1001, message=b"gateway shutting down")
+
+
+class _Connection:
+    """One websocket: the hello handshake, then messages, with per-socket limits."""
+
+    def __init__(self, owner: WebchatInput, ws: web.WebSocketResponse) -> None:
+        self.owner = owner
+        self.ws = ws
+        self.conversation_id: str | None = None
+        self.locale: str | None = None
+        settings = owner.settings
+        self.bucket = TokenBucket(settings.webchat_rate_burst, settings.webchat_rate_per_second)
+        self.refusals = 0
+
+    async def error(self, code: str, message: str, frame_id: str | None = None) -> None:
+        self.owner.service.metrics.inc("frames_rejected_total", reason=code)
+        log.info("frame refused", extra={"code": code, "conversation": self.conversation_id})
+        await self.ws.send_json({"type": "error", "code": code, "message": message, "id": frame_id})
+
+    async def run(self) -> None:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.TEXT:
+                await self.on_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await self.error("binary_not_supported", "send JSON text frames, not binary")
+            elif msg.type == WSMsgType.ERROR:
+                log.info("websocket closed with error", extra={"error": repr(self.ws.exception())})
+            if self.refusals >= FLOOD_CLOSE_AFTER:
+                log.warning("websocket closed for flooding", extra={"conversation": self.conversation_id})
+                await self.ws.close(code=1008, message=b"too many messages")
+                return
+
+    async def on_text(self, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            await self.error("invalid_json", "frame is not valid JSON")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.error("invalid_frame", "frame must be a JSON object with a string 'type'")
+            return
+        kind = frame["type"]
+        if kind == "ping":
+            await self.ws.send_json({"type": "pong"})
+        elif kind == "hello":
+            await self.on_hello(frame)
+        elif kind == "message":
+            await self.on_message(frame)
+        else:
+            await self.error("invalid_frame", f"unknown frame type {kind[:40]!r}")
+
+    async def on_hello(self, frame: dict[str, Any]) -> None:
+        locale = frame.get("locale")
+        self.locale = locale[:20] if isinstance(locale, str) and locale else None
+        resumed_id = self.owner.signer.verify(frame.get("token"))
+        if resumed_id is not None:
+            conversation_id, token = resumed_id, frame["token"]
+        else:
+            conversation_id, token = self.owner.signer.issue()
+        self.detach()
+        self.conversation_id = conversation_id
+        self.owner.output.attach(conversation_id, self.ws)
+        await self.ws.send_json({"type": "session", "conversation_id": conversation_id, "token": token,
+                                 "resumed": resumed_id is not None})
+        if resumed_id is not None:
+            history = self.owner.service.transcripts.history(f"{CHANNEL}:{conversation_id}")
+            await self.ws.send_json({"type": "history", "messages": [e.to_dict() for e in history]})
+        log.info("web chat session", extra={"conversation": conversation_id, "resumed": resumed_id is not None})
+
+    async def on_message(self, frame: dict[str, Any]) -> None:
+        frame_id = frame.get("id")
+        if not isinstance(frame_id, str) or not 0 < len(frame_id) <= MAX_ID_LENGTH:
+            await self.error("invalid_frame", f"'id' must be a string of 1 to {MAX_ID_LENGTH} characters")
+            return
+        if self.conversation_id is None:
+            await self.error("hello_required", "send a hello frame first", frame_id)
+            return
+        if not self.bucket.allow():
+            self.refusals += 1
+            await self.error("rate_limited", "too many messages; wait a moment and send again", frame_id)
+            return
+        text, payload = frame.get("text"), frame.get("payload")
+        if not isinstance(text, str) or not text.strip():
+            await self.error("empty_text", "'text' must be a non-empty string", frame_id)
+            return
+        limit = self.owner.settings.max_text_length
+        if len(text) > limit:
+            await self.error("text_too_long", f"text is {len(text)} characters; the limit is {limit}", frame_id)
+            return
+        if payload is not None and (not isinstance(payload, str) or not 0 < len(payload) <= MAX_PAYLOAD_LENGTH):
+            await self.error("invalid_frame", "'payload' must be a short string", frame_id)
+            return
+        message = InboundMessage(
+            channel=CHANNEL, conversation_id=self.conversation_id, sender_id=self.conversation_id,
+            text=text, payload=payload, message_id=frame_id, locale=self.locale, raw=frame,
+        )
+        try:
+            self.owner.service.submit(message)
+        except QueueFull as exc:
+            await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
+            return
+        await self.ws.send_json({"type": "ack", "id": frame_id})
+
+    def detach(self) -> None:
+        if self.conversation_id is not None:
+            self.owner.output.detach(self.conversation_id, self.ws)

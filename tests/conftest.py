@@ -1,0 +1,158 @@
+"""Shared fixtures: a real Rasa server and action server (trained model, started once per
+run), and real gateways on real ports talking to them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.app import SERVICE_KEY, create_app
+from bot.config import Settings
+from bot.conversation import ConversationService
+from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def rasa_install() -> tuple[Path, Path]:
+    venv = ensure_rasa_venv()
+    return venv, ensure_model(venv)
+
+
+@pytest.fixture(scope="session")
+def rasa_stack(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaProcesses]:
+    """The real Rasa server + action server, shared by the whole run."""
+    venv, model = rasa_install
+    procs = RasaProcesses(venv=venv, model=model, rasa_port=free_port(), actions_port=free_port(),
+                          log_dir=tmp_path_factory.mktemp("rasa-logs"))
+    procs.start()
+    try:
+        procs.wait_ready(timeout=240)
+        yield procs
+    finally:
+        procs.stop()
+
+
+def make_settings(tmp_path: Path, rasa_url: str, **overrides: Any) -> Settings:
+    base = Settings(host="127.0.0.1", port=free_port(), rasa_url=rasa_url, data_dir=tmp_path / "data",
+                    secret="test-secret-" + "x" * 32, rasa_retry_initial_seconds=0.2,
+                    rasa_retry_max_seconds=1.0, holding_after_seconds=0.5)
+    return replace(base, **overrides)
+
+
+@dataclass
+class RunningGateway:
+    settings: Settings
+    app: web.Application
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.host}:{self.settings.port}/webchat/ws"
+
+    @property
+    def service(self) -> ConversationService:
+        return self.app[SERVICE_KEY]
+
+
+async def start_gateway(settings: Settings) -> tuple[RunningGateway, web.AppRunner]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    return RunningGateway(settings, app), runner
+
+
+@pytest.fixture
+async def gateway(rasa_stack: RasaProcesses, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway on its own port, in front of the shared real Rasa."""
+    running, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url))
+    try:
+        yield running
+    finally:
+        await runner.cleanup()
+
+
+class ChatClient:
+    """A web chat shopper: a real websocket speaking docs/webchat-protocol.md."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.session = session
+        self.ws = ws
+        self.token: str | None = None
+        self.conversation_id: str | None = None
+        self.frames: list[dict[str, Any]] = []
+
+    @classmethod
+    async def connect(cls, ws_url: str, token: str | None = None, locale: str = "en",
+                      headers: dict[str, str] | None = None) -> "ChatClient":
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(ws_url, headers=headers)
+        except Exception:
+            await session.close()
+            raise
+        client = cls(session, ws)
+        await ws.send_json({"type": "hello", "token": token, "locale": locale})
+        frame = await client.next_frame("session")
+        client.token, client.conversation_id = frame["token"], frame["conversation_id"]
+        return client
+
+    async def next_frame(self, *types: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The next frame of one of `types`, skipping others (they stay in `frames`)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise AssertionError(f"socket ended: {msg.type} {msg.data!r}")
+                frame = json.loads(msg.data)
+                self.frames.append(frame)
+                if not types or frame["type"] in types:
+                    return frame
+
+    async def say(self, text: str, payload: str | None = None, message_id: str | None = None) -> str:
+        message_id = message_id or uuid.uuid4().hex
+        frame: dict[str, Any] = {"type": "message", "id": message_id, "text": text}
+        if payload:
+            frame["payload"] = payload
+        await self.ws.send_json(frame)
+        return message_id
+
+    async def replies_until_quiet(self, first_timeout: float = 30.0, quiet: float = 0.8) -> list[dict[str, Any]]:
+        """All reply frames of one bot turn: waits for the first, then until none comes for `quiet` s."""
+        replies = [await self.next_frame("reply", timeout=first_timeout)]
+        while True:
+            try:
+                replies.append(await self.next_frame("reply", timeout=quiet))
+            except TimeoutError:
+                return replies
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
+@pytest.fixture
+async def chat(gateway: RunningGateway) -> AsyncIterator[ChatClient]:
+    client = await ChatClient.connect(gateway.ws_url)
+    try:
+        yield client
+    finally:
+        await client.close()
