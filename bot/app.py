@@ -8,9 +8,12 @@ from aiohttp import web
 
 from bot.config import Settings, ensure_secret
 from bot.conversation import ConversationService
+from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
+from bot.inbox import Inbox, MemoryInbox, RedisInbox
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient
 from bot.transcript import TranscriptStore
+from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
 
 log = logging.getLogger("gateway.app")
@@ -18,6 +21,7 @@ log = logging.getLogger("gateway.app")
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 RASA_KEY = web.AppKey("rasa_client", RasaClient)
+CHANNELS_KEY = web.AppKey("optional_channels", list)
 
 MAX_REQUEST_BYTES = 256 * 1024
 
@@ -52,6 +56,19 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICE_KEY] = service
     setup_webchat(app, service, settings, ensure_secret(settings))
 
+    deduper: Deduper
+    inbox: Inbox
+    redis_client = None
+    if settings.redis_url:
+        import redis.asyncio as redis_asyncio
+
+        redis_client = redis_asyncio.from_url(settings.redis_url)
+        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
+    else:
+        deduper, inbox = MemoryDeduper(), MemoryInbox()
+    ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox)
+    app[CHANNELS_KEY] = setup_optional_channels(app, ctx)
+
     async def healthz(request: web.Request) -> web.Response:
         rasa_up = await rasa.is_ready()
         return web.json_response({"status": "ok", "rasa": "up" if rasa_up else "down",
@@ -70,6 +87,8 @@ def create_app(settings: Settings) -> web.Application:
     async def on_cleanup(app: web.Application) -> None:
         await service.close()
         await rasa.close()
+        if redis_client is not None:
+            await redis_client.aclose()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

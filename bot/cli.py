@@ -150,5 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RasaSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # an optional channel's settings, validated when the app is built
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

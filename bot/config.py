@@ -47,6 +47,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     redis_url: str = ""
+    # Everything the settings were read from (environment over `.env`): optional channels
+    # read and validate their own variables from it (see channels/registry.py).
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def own_origins(self) -> tuple[str, ...]:
@@ -175,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         log_level=r.get("LOG_LEVEL", d.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper()),
         log_format=r.get("LOG_FORMAT", d.log_format, _choice("json", "text")),
         redis_url=r.get("REDIS_URL", d.redis_url, str),
+        environ=merged,
     )
     if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         r.problems.append(f"REDIS_URL={settings.redis_url!r}: must start with redis://, rediss:// or unix://")

@@ -22,10 +22,14 @@ class TranscriptEntry:
     buttons: tuple[dict[str, str], ...] = ()
     image: str | None = None
     ts: float = field(default_factory=time.time)
+    message_id: str | None = None  # the shopper's message id (clients match it to unacked sends)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "text": self.text, "buttons": list(self.buttons),
-                "image": self.image, "ts": self.ts}
+        entry: dict[str, Any] = {"role": self.role, "text": self.text, "buttons": list(self.buttons),
+                                 "image": self.image, "ts": self.ts}
+        if self.message_id is not None:
+            entry["id"] = self.message_id
+        return entry
 
 
 class TranscriptStore:
@@ -46,7 +50,8 @@ class TranscriptStore:
 
     def add_inbound(self, message: InboundMessage) -> None:
         self._entries(message.conversation_key).append(
-            TranscriptEntry(role="shopper", text=message.text, ts=message.timestamp))
+            TranscriptEntry(role="shopper", text=message.text, ts=message.timestamp,
+                            message_id=message.message_id))
 
     def add_reply(self, key: str, reply: OutboundReply) -> None:
         if reply.text is None and reply.image is None and not reply.buttons:

@@ -1,0 +1,69 @@
+"""Deliveries a platform considers done (we answered its webhook with 200) but that the
+gateway has not finished answering yet. Written before acknowledging, removed once the
+shopper got the answer, replayed at start-up: an acknowledged message is never lost
+when the process dies. In memory by default (survives nothing); in Redis when REDIS_URL
+is set. If Redis is down, `put` raises and the adapter refuses the delivery (non-2xx) so
+the platform retries it later instead of the gateway losing it."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+
+
+class Inbox(ABC):
+    @abstractmethod
+    async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
+        """Keep a delivery before acknowledging it to the platform."""
+
+    @abstractmethod
+    async def done(self, channel: str, event_id: str) -> None:
+        """The delivery was answered; forget it."""
+
+    @abstractmethod
+    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries kept but not answered, oldest first (replayed at start-up)."""
+
+
+class MemoryInbox(Inbox):
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
+        self._items.setdefault(channel, {})[event_id] = payload
+
+    async def done(self, channel: str, event_id: str) -> None:
+        self._items.get(channel, {}).pop(event_id, None)
+
+    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
+        return list(self._items.get(channel, {}).items())
+
+
+class RedisInbox(Inbox):
+    """One hash per channel (event id -> JSON) plus a list that keeps arrival order."""
+
+    def __init__(self, redis: Any, prefix: str = "gateway:inbox:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
+        key = self._prefix + channel
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, event_id, json.dumps(payload))
+            pipe.rpush(key + ":order", event_id)
+            await pipe.execute()
+
+    async def done(self, channel: str, event_id: str) -> None:
+        key = self._prefix + channel
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(key, event_id)
+            pipe.lrem(key + ":order", 0, event_id)
+            await pipe.execute()
+
+    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
+        key = self._prefix + channel
+        order = [e.decode() if isinstance(e, bytes) else e for e in await self._redis.lrange(key + ":order", 0, -1)]
+        raw = await self._redis.hgetall(key)
+        items = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+        return [(event_id, json.loads(items[event_id])) for event_id in order if event_id in items]
