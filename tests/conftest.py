@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import uuid
 from dataclasses import dataclass, replace
@@ -156,3 +157,24 @@ async def chat(gateway: RunningGateway) -> AsyncIterator[ChatClient]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A real Redis server (`./aftersales test` starts one when none answers).
+
+    Uses database `TEST_REDIS_DB` (default 15) on `TEST_REDIS_URL` (default
+    redis://127.0.0.1:6379), emptied once at the start of the run.
+    """
+    import redis
+
+    base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    url = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"no Redis at {url} ({exc}); `./aftersales test` starts one, or set TEST_REDIS_URL")
+    client.flushdb()
+    client.close()
+    return url
