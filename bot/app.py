@@ -15,6 +15,7 @@ from bot.rasa_client import RasaClient
 from bot.transcript import TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
+from handoff import setup_handoff
 
 log = logging.getLogger("gateway.app")
 
@@ -54,7 +55,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[RASA_KEY] = rasa
     app[SERVICE_KEY] = service
-    setup_webchat(app, service, settings, ensure_secret(settings))
+    secret = ensure_secret(settings)
+    setup_webchat(app, service, settings, secret)
 
     deduper: Deduper
     inbox: Inbox
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> web.Application:
         deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
+    setup_handoff(app, service, settings, secret, redis_client)
     ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox)
     app[CHANNELS_KEY] = setup_optional_channels(app, ctx)
 

@@ -19,7 +19,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 from bot.messages import InboundMessage, OutboundReply
 from bot.metrics import Metrics
@@ -32,6 +32,18 @@ log = logging.getLogger("gateway.conversation")
 
 # Messages Rasa legitimately answers with nothing.
 CONTROL_COMMANDS = ("/restart", "/session_start")
+
+
+class TurnHook(Protocol):
+    """Something that sits around the Rasa call (the handoff module does).
+
+    `before_rasa` returns True when it took the message (e.g. a person is handling the
+    conversation): Rasa is not called. `after_rasa` sees every turn Rasa answered.
+    """
+
+    async def before_rasa(self, message: InboundMessage) -> bool: ...
+
+    async def after_rasa(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None: ...
 
 
 class QueueFull(Exception):
@@ -87,6 +99,7 @@ class ConversationService:
         self.metrics = metrics or Metrics()
         self.transcripts = transcripts or TranscriptStore()
         self._outputs: dict[str, OutputChannel] = {}
+        self._hooks: list[TurnHook] = []
         self._states: OrderedDict[str, _ConversationState] = OrderedDict()
         self._max_pending = max_pending
         self._retry_initial = retry_initial_seconds
@@ -100,6 +113,22 @@ class ConversationService:
 
     def register_output(self, channel: str, output: OutputChannel) -> None:
         self._outputs[channel] = output
+
+    def add_hook(self, hook: TurnHook) -> None:
+        self._hooks.append(hook)
+
+    async def deliver(self, channel: str, conversation_id: str, replies: Sequence[OutboundReply]) -> None:
+        """Send replies that did not come from Rasa (an agent, the handoff module)."""
+        key = f"{channel}:{conversation_id}"
+        output = self.output_for(channel)
+        for reply in replies:
+            self.transcripts.add_reply(key, reply)
+            try:
+                await output.send_reply(conversation_id, reply)
+                self.metrics.inc("replies_sent_total", channel=channel)
+            except Exception as exc:
+                self.metrics.inc("delivery_failures_total", channel=channel)
+                log.error("reply could not be delivered", extra={"conversation": key, "error": repr(exc)})
 
     def output_for(self, channel: str) -> OutputChannel:
         try:
@@ -170,8 +199,13 @@ class ConversationService:
     async def _drain(self, key: str, state: _ConversationState) -> None:
         while state.queue:
             turn = state.queue[0]
+            answered_by_rasa = False
             try:
-                replies = await self._answer(turn, state)
+                if await self._taken_by_hook(turn.message):
+                    replies = []
+                else:
+                    replies = await self._answer(turn, state)
+                    answered_by_rasa = True
             except asyncio.CancelledError:
                 turn.replies.cancel()
                 raise
@@ -182,6 +216,21 @@ class ConversationService:
             await self._deliver(turn.message, replies)
             if not turn.replies.done():
                 turn.replies.set_result(replies)
+            if answered_by_rasa:
+                await self._after_rasa(turn.message, replies)
+
+    async def _taken_by_hook(self, message: InboundMessage) -> bool:
+        for hook in self._hooks:
+            if await hook.before_rasa(message):
+                return True
+        return False
+
+    async def _after_rasa(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None:
+        for hook in self._hooks:
+            try:
+                await hook.after_rasa(message, replies)
+            except Exception:
+                log.exception("turn hook failed", extra={"conversation": message.conversation_key})
 
     async def _answer(self, turn: Turn, state: _ConversationState) -> list[OutboundReply]:
         message = turn.message

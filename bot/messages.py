@@ -125,6 +125,7 @@ class OutboundReply:
     image: str | None = None
     custom: Mapping[str, Any] | None = None
     holding: bool = False
+    author: str | None = None  # display name of the agent who wrote it; None for the bot
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +134,7 @@ class OutboundReply:
             "image": self.image,
             "custom": dict(self.custom) if self.custom is not None else None,
             "holding": self.holding,
+            "author": self.author,
         }
 
     def to_rasa_dict(self, recipient_id: str) -> dict[str, Any]:

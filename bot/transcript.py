@@ -17,18 +17,21 @@ from bot.messages import InboundMessage, OutboundReply
 
 @dataclass(frozen=True)
 class TranscriptEntry:
-    role: str  # "shopper" | "bot"
+    role: str  # "shopper" | "bot" | "agent" | "note" | "system"
     text: str | None
     buttons: tuple[dict[str, str], ...] = ()
     image: str | None = None
     ts: float = field(default_factory=time.time)
     message_id: str | None = None  # the shopper's message id (clients match it to unacked sends)
+    author: str | None = None  # the agent who wrote it (role "agent" or "note")
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"role": self.role, "text": self.text, "buttons": list(self.buttons),
                                  "image": self.image, "ts": self.ts}
         if self.message_id is not None:
             entry["id"] = self.message_id
+        if self.author is not None:
+            entry["author"] = self.author
         return entry
 
 
@@ -57,8 +60,8 @@ class TranscriptStore:
         if reply.text is None and reply.image is None and not reply.buttons:
             return  # custom payloads are signals, not something the shopper saw
         self._entries(key).append(TranscriptEntry(
-            role="bot", text=reply.text, buttons=tuple(b.to_dict() for b in reply.buttons),
-            image=reply.image))
+            role="agent" if reply.author else "bot", text=reply.text,
+            buttons=tuple(b.to_dict() for b in reply.buttons), image=reply.image, author=reply.author))
 
     def history(self, key: str) -> list[TranscriptEntry]:
         return list(self._by_key.get(key, ()))

@@ -1,2 +1,72 @@
 """Human handoff: queue, agent assignment, agent console, relaying and hand-back.
-Not built yet (issue: "Human handoff and the agent console")."""
+
+`setup_handoff` wires it into the gateway: a hook on the conversation service (so a
+handed-off conversation's messages go to the agent, not to Rasa), the console routes and
+the store (memory, or Redis when REDIS_URL is set).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from bot.config import ConfigError, Settings
+from bot.conversation import ConversationService
+from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
+from handoff.config import load_handoff_settings
+from handoff.console import Console, ConsoleHub, ConsoleSessions, STATIC_DIR
+from handoff.service import CasesProvider, HandoffService, _no_cases
+from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
+from handoff.texts import DEFAULT_CANNED
+
+log = logging.getLogger("gateway.handoff")
+
+HANDOFF_KEY = web.AppKey("handoff", HandoffService)
+
+
+def _canned(path: Any) -> list[dict[str, str]]:
+    if path is None:
+        return DEFAULT_CANNED
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"CANNED_REPLIES_FILE={path}: cannot read: {exc}"]) from exc
+    if not isinstance(data, list) or not all(isinstance(i, dict) and isinstance(i.get("text"), str) for i in data):
+        raise ConfigError([f"CANNED_REPLIES_FILE={path}: expected a list of {{title, text}}"])
+    return [{"title": str(i.get("title") or i["text"][:30]), "text": i["text"]} for i in data]
+
+
+def setup_handoff(app: web.Application, service: ConversationService, settings: Settings, secret: str,
+                  redis_client: Any = None, cases: CasesProvider = _no_cases) -> HandoffService:
+    handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
+    new_password = ensure_agents_file(handoff_settings.agents_file)
+    if new_password is not None:
+        # Printed once, on the console of whoever started the gateway; only the hash is stored.
+        print(f"Agent console: created agent 'demo' with password '{new_password}' "
+              f"in {handoff_settings.agents_file} (add agents with ./aftersales agent add)", flush=True)
+    try:
+        agents = load_agents(handoff_settings.agents_file)
+    except AgentsFileError as exc:
+        raise ConfigError([str(exc)]) from exc
+    store: HandoffStore = RedisHandoffStore(redis_client) if redis_client is not None else MemoryHandoffStore()
+    handoff = HandoffService(service, store, handoff_settings, agents, cases=cases)
+    hub = ConsoleHub(handoff)
+    handoff.listener = hub
+    service.add_hook(handoff)
+    console = Console(handoff, hub, ConsoleSessions(secret), settings, _canned(handoff_settings.canned_file))
+    app[HANDOFF_KEY] = handoff
+
+    app.router.add_get("/console", console.page)
+    app.router.add_post("/console/login", console.login)
+    app.router.add_post("/console/logout", console.logout)
+    app.router.add_get("/console/ws", console.socket)
+    app.router.add_static("/console/static/", STATIC_DIR)
+
+    async def close_sockets(app: web.Application) -> None:
+        await console.close_all()
+
+    app.on_shutdown.append(close_sockets)
+    return handoff

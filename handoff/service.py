@@ -1,0 +1,292 @@
+"""Handoff: a conversation goes to a person, with its history, and comes back to the bot.
+
+Triggers: a Rasa reply carrying `{"handoff": {"reason": ...}}` (the shopper asked for a
+person, a severe complaint, the fallback fired twice, ...) or an agent picking a
+conversation from the console. While a conversation is handed off the conversation
+service asks this module first (`before_rasa`): the shopper's messages go to the agent,
+not to Rasa, and Rasa's tracker is paused (and resumed on hand-back) so the bot picks up
+with its context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import re
+import secrets
+import time
+from typing import Any, Awaitable, Callable, Sequence
+
+from bot.conversation import ConversationService
+from bot.messages import Button, InboundMessage, OutboundReply
+from bot.rasa_client import RasaError
+from handoff.agents import Agent
+from handoff.config import HandoffSettings
+from handoff.store import Handoff, HandoffStore
+from handoff.texts import shopper_text
+
+log = logging.getLogger("gateway.handoff")
+
+OUTCOMES = ("resolved", "refund_issued", "replacement_sent", "no_action_needed", "escalated")
+SURVEY_PAYLOAD = re.compile(r"^/csat_([1-5])$")
+SLA_WARNING_SECONDS = 10 * 60
+
+CasesProvider = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+class HandoffError(Exception):
+    """An agent action that is not allowed; `code` is the console error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Listener:
+    """The console hub implements this to hear about changes."""
+
+    def online_agents(self) -> set[str]:
+        return set()
+
+    async def changed(self) -> None: ...
+
+    async def entry(self, handoff: Handoff, entry: dict[str, Any]) -> None: ...
+
+
+async def _no_cases(key: str) -> list[dict[str, Any]]:
+    return []
+
+
+def sla_state(h: Handoff, now: float) -> str:
+    if h.first_response_at is not None:
+        return "met" if h.first_response_at <= h.first_response_due else "breached"
+    if now > h.first_response_due:
+        return "breached"
+    if h.first_response_due - now <= SLA_WARNING_SECONDS:
+        return "warning"
+    return "ok"
+
+
+def item_view(h: Handoff, now: float) -> dict[str, Any]:
+    """A handoff as the console shows it in its lists."""
+    return {
+        "key": h.key, "channel": h.channel, "language": h.language, "reason": h.reason, "status": h.status,
+        "agent": h.agent, "created_at": h.created_at, "first_response_due": h.first_response_due,
+        "first_response_at": h.first_response_at, "sla": sla_state(h, now), "ticket": h.ticket,
+        "last_text": h.last_text, "waiting_messages": h.waiting_messages,
+    }
+
+
+class HandoffService:
+    def __init__(self, conversations: ConversationService, store: HandoffStore, settings: HandoffSettings,
+                 agents: dict[str, Agent], cases: CasesProvider = _no_cases,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.conversations = conversations
+        self.store = store
+        self.settings = settings
+        self.agents = agents
+        self.cases = cases
+        self.clock = clock
+        self.listener = Listener()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # -- conversation hooks -------------------------------------------------------------
+
+    async def before_rasa(self, message: InboundMessage) -> bool:
+        key = message.conversation_key
+        handoff = await self.store.get(key)
+        if handoff is None:
+            return False
+        if handoff.active:
+            entry = {"role": "shopper", "author": None, "text": message.text, "ts": message.timestamp}
+            if message.attachments:
+                entry["attachments"] = [a.to_dict() for a in message.attachments]
+            await self.store.append_log(key, entry)
+            await self.store.update(key, last_text=message.text[:200],
+                                    waiting_messages=handoff.waiting_messages + 1)
+            await self.listener.entry(handoff, entry)
+            await self.listener.changed()
+            return True
+        if handoff.survey_pending:
+            return await self._survey_answer(handoff, message)
+        return False
+
+    async def after_rasa(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None:
+        for reply in replies:
+            request = reply.handoff_request
+            if request is not None:
+                reason = str(request.get("reason") or "unspecified")
+                detail = {k: v for k, v in request.items() if k != "reason"}
+                await self.start(message.channel, message.conversation_id, reason, message.language, detail)
+                return
+
+    async def _survey_answer(self, handoff: Handoff, message: InboundMessage) -> bool:
+        raw = (message.payload or message.text).strip()
+        match = SURVEY_PAYLOAD.match(raw) or re.fullmatch(r"([1-5])(?:\D.*)?", raw)
+        await self.store.update(handoff.key, survey_pending=False)
+        if match is None:
+            return False  # not an answer: the shopper moved on, the bot takes the message
+        score = int(match.group(1))
+        await self.store.update(handoff.key, csat=score)
+        await self.store.append_log(handoff.key, {"role": "system", "author": None,
+                                                  "text": f"Satisfaction survey: {score}/5", "ts": self.clock()})
+        log.info("satisfaction recorded", extra={"conversation": handoff.key, "score": score})
+        await self._tell(handoff, shopper_text("survey_thanks", handoff.language))
+        return True
+
+    # -- starting a handoff -------------------------------------------------------------
+
+    async def start(self, channel: str, conversation_id: str, reason: str, language: str,
+                    detail: dict[str, Any] | None = None) -> Handoff:
+        key = f"{channel}:{conversation_id}"
+        async with self._lock(key):
+            now = self.clock()
+            candidate = Handoff(key=key, channel=channel, conversation_id=conversation_id, reason=reason,
+                                language=language if language in ("en", "zh") else "en", created_at=now,
+                                first_response_due=now + self.settings.first_response_minutes * 60,
+                                detail=dict(detail or {}))
+            handoff = await self.store.create(candidate)
+            if handoff is not candidate:
+                return handoff  # already with a person
+            history = self.conversations.transcripts.history(key)
+            if history:
+                await self.store.replace_log(key, [
+                    {"role": e.role, "author": e.author, "text": e.text, "ts": e.ts} for e in history])
+            await self._append(handoff, "system", f"Handed off: {reason}")
+            await self._pause_rasa(key, "pause")
+            await self._announce(handoff, now)
+            log.info("conversation handed off", extra={"conversation": key, "reason": reason})
+        await self.listener.changed()
+        return handoff
+
+    async def _announce(self, handoff: Handoff, now: float) -> None:
+        hours = self.settings.hours
+        at = dt.datetime.fromtimestamp(now, hours.zone)
+        online = self.listener.online_agents()
+        if hours.is_open(at) and online:
+            queue = [h for h in await self.store.active() if h.status == "queued"]
+            position = next((i for i, h in enumerate(queue, 1) if h.key == handoff.key), len(queue))
+            minutes = max(1, math.ceil(position * self.settings.minutes_per_case / len(online)))
+            await self._tell(handoff, shopper_text("queued", handoff.language, position=position, minutes=minutes))
+            return
+        ticket = "H-" + secrets.token_hex(3).upper()
+        if hours.is_open(at):
+            due = at + dt.timedelta(minutes=self.settings.first_response_minutes)
+            text_key = "offline_agents"
+        else:
+            due = hours.next_opening(at) + dt.timedelta(minutes=self.settings.first_response_minutes)
+            text_key = "offline_hours"
+        await self.store.update(handoff.key, ticket=ticket, first_response_due=due.timestamp())
+        close = "24:00" if hours.closes == dt.time(0, 0) else hours.closes.strftime("%H:%M")
+        await self._tell(handoff, shopper_text(
+            text_key, handoff.language, ticket=ticket, due=due.strftime("%Y-%m-%d %H:%M"),
+            hours=f"{hours.opens.strftime('%H:%M')}-{close}", zone=str(hours.zone)))
+
+    async def _pause_rasa(self, key: str, event: str) -> None:
+        try:
+            await self.conversations.rasa.append_events(key, [{"event": event, "timestamp": self.clock()}])
+        except RasaError as exc:
+            # The gateway's own state decides who answers; Rasa learns it when it is back.
+            log.warning("could not tell Rasa about the handoff", extra={"conversation": key, "event": event,
+                                                                         "error": str(exc)})
+
+    # -- agent actions ------------------------------------------------------------------
+
+    async def _require(self, key: str) -> Handoff:
+        handoff = await self.store.get(key)
+        if handoff is None:
+            raise HandoffError("not_found", "no such conversation in the handoff queue")
+        return handoff
+
+    async def _require_mine(self, key: str, agent: str) -> Handoff:
+        handoff = await self._require(key)
+        if handoff.status != "assigned" or handoff.agent != agent:
+            raise HandoffError("not_yours", "this conversation is not assigned to you")
+        return handoff
+
+    async def take(self, agent: str, channel: str, conversation_id: str) -> Handoff:
+        """An agent picks a conversation the bot is handling (from the live list)."""
+        handoff = await self.start(channel, conversation_id, "agent_initiated", "en")
+        await self.claim(agent, handoff.key)
+        return handoff
+
+    async def claim(self, agent: str, key: str) -> tuple[bool, str | None]:
+        handoff = await self._require(key)
+        won, holder = await self.store.claim(key, agent)
+        if won:
+            name = self.agents[agent].name if agent in self.agents else agent
+            await self._append(handoff, "system", f"Claimed by {name}")
+            await self._tell(handoff, shopper_text("claimed", handoff.language, agent=name))
+            log.info("handoff claimed", extra={"conversation": key, "agent": agent})
+            await self.listener.changed()
+        return won, holder
+
+    async def reply(self, agent: str, key: str, text: str) -> None:
+        handoff = await self._require_mine(key, agent)
+        name = self.agents[agent].name if agent in self.agents else agent
+        await self.conversations.deliver(handoff.channel, handoff.conversation_id,
+                                         [OutboundReply(text=text, author=name)])
+        fields: dict[str, Any] = {"waiting_messages": 0}
+        if handoff.first_response_at is None:
+            fields["first_response_at"] = self.clock()
+        await self.store.update(key, **fields)
+        await self._append(handoff, "agent", text, author=agent)
+        await self.listener.changed()
+
+    async def note(self, agent: str, key: str, text: str) -> None:
+        handoff = await self._require(key)
+        await self._append(handoff, "note", text, author=agent)
+
+    async def transfer(self, agent: str, key: str, to_agent: str) -> None:
+        if to_agent not in self.agents or to_agent == agent:
+            raise HandoffError("unknown_agent", "pick another agent of the team")
+        handoff = await self._require_mine(key, agent)
+        if not await self.store.transfer(key, agent, to_agent):
+            raise HandoffError("not_yours", "this conversation is not assigned to you")
+        name = self.agents[to_agent].name
+        await self._append(handoff, "system", f"Transferred from {self.agents[agent].name if agent in self.agents else agent} to {name}")
+        await self._tell(handoff, shopper_text("claimed", handoff.language, agent=name))
+        await self.listener.changed()
+
+    async def hand_back(self, agent: str, key: str) -> None:
+        handoff = await self._require_mine(key, agent)
+        await self.store.finish(key, "returned", closed_at=self.clock())
+        await self._pause_rasa(key, "resume")
+        await self._append(handoff, "system", "Handed back to the bot")
+        await self._tell(handoff, shopper_text("handed_back", handoff.language))
+        log.info("handed back to the bot", extra={"conversation": key, "agent": agent})
+        await self.listener.changed()
+
+    async def resolve(self, agent: str, key: str, outcome: str) -> None:
+        if outcome not in OUTCOMES:
+            raise HandoffError("invalid_outcome", f"outcome must be one of {', '.join(OUTCOMES)}")
+        handoff = await self._require_mine(key, agent)
+        await self.store.finish(key, "resolved", outcome=outcome, closed_at=self.clock(), survey_pending=True)
+        await self._pause_rasa(key, "resume")
+        await self._append(handoff, "system", f"Resolved: {outcome}")
+        buttons = tuple(Button(title=str(n), payload=f"/csat_{n}") for n in range(1, 6))
+        await self.conversations.deliver(handoff.channel, handoff.conversation_id, [
+            OutboundReply(text=shopper_text("survey", handoff.language), buttons=buttons)])
+        log.info("handoff resolved", extra={"conversation": key, "agent": agent, "outcome": outcome})
+        await self.listener.changed()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _append(self, handoff: Handoff, role: str, text: str, author: str | None = None) -> None:
+        entry = {"role": role, "author": author, "text": text, "ts": self.clock()}
+        await self.store.append_log(handoff.key, entry)
+        await self.listener.entry(handoff, entry)
+
+    async def _tell(self, handoff: Handoff, text: str) -> None:
+        await self.conversations.deliver(handoff.channel, handoff.conversation_id, [OutboundReply(text=text)])
+        await self._append(handoff, "system", f"To shopper: {text}")
+
+    async def conversation_view(self, key: str) -> dict[str, Any]:
+        handoff = await self._require(key)
+        return {"conversation": item_view(handoff, self.clock()), "transcript": await self.store.log(key),
+                "cases": await self.cases(key)}

@@ -1,0 +1,265 @@
+"""Handoff state behind one interface: in memory (the embedded default) or Redis
+(`REDIS_URL`: a gateway restart loses no queued conversation and no assignment).
+
+One record per conversation key (the latest handoff of that conversation) plus its log:
+the transcript snapshot taken at handoff, then every shopper message, agent reply,
+internal note and system line, in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTIVE = ("queued", "assigned")
+
+
+@dataclass
+class Handoff:
+    key: str
+    channel: str
+    conversation_id: str
+    reason: str
+    language: str
+    created_at: float
+    first_response_due: float
+    status: str = "queued"  # queued | assigned | returned | resolved
+    agent: str | None = None
+    first_response_at: float | None = None
+    ticket: str | None = None
+    outcome: str | None = None
+    csat: int | None = None
+    closed_at: float | None = None
+    survey_pending: bool = False
+    last_text: str | None = None
+    waiting_messages: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+_FIELDS = {f.name for f in dataclasses.fields(Handoff)}
+
+
+class HandoffStore(ABC):
+    @abstractmethod
+    async def create(self, handoff: Handoff) -> Handoff:
+        """Store a new handoff; if the conversation already has an active one, return that."""
+
+    @abstractmethod
+    async def get(self, key: str) -> Handoff | None: ...
+
+    @abstractmethod
+    async def active(self) -> list[Handoff]:
+        """Queued and assigned handoffs, oldest first."""
+
+    @abstractmethod
+    async def claim(self, key: str, agent: str) -> tuple[bool, str | None]:
+        """Atomically assign a queued handoff; returns (won, the agent who has it)."""
+
+    @abstractmethod
+    async def transfer(self, key: str, from_agent: str, to_agent: str) -> bool:
+        """Atomically move an assigned handoff from one agent to another."""
+
+    @abstractmethod
+    async def update(self, key: str, **fields: Any) -> None:
+        """Set fields of the record (not status/agent changes that need atomicity)."""
+
+    @abstractmethod
+    async def finish(self, key: str, status: str, **fields: Any) -> bool:
+        """Leave the active set (returned to the bot or resolved); False if it was not active."""
+
+    @abstractmethod
+    async def append_log(self, key: str, entry: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None: ...
+
+    @abstractmethod
+    async def log(self, key: str) -> list[dict[str, Any]]: ...
+
+
+class MemoryHandoffStore(HandoffStore):
+    def __init__(self) -> None:
+        self._records: dict[str, Handoff] = {}
+        self._logs: dict[str, list[dict[str, Any]]] = {}
+
+    async def create(self, handoff: Handoff) -> Handoff:
+        existing = self._records.get(handoff.key)
+        if existing is not None and existing.active:
+            return existing
+        self._records[handoff.key] = handoff
+        return handoff
+
+    async def get(self, key: str) -> Handoff | None:
+        record = self._records.get(key)
+        return dataclasses.replace(record) if record else None
+
+    async def active(self) -> list[Handoff]:
+        return sorted((dataclasses.replace(r) for r in self._records.values() if r.active),
+                      key=lambda r: r.created_at)
+
+    async def claim(self, key: str, agent: str) -> tuple[bool, str | None]:
+        record = self._records.get(key)
+        if record is None or record.status != "queued":
+            return False, record.agent if record else None
+        record.status, record.agent = "assigned", agent
+        return True, agent
+
+    async def transfer(self, key: str, from_agent: str, to_agent: str) -> bool:
+        record = self._records.get(key)
+        if record is None or record.status != "assigned" or record.agent != from_agent:
+            return False
+        record.agent = to_agent
+        return True
+
+    async def update(self, key: str, **fields: Any) -> None:
+        record = self._records[key]
+        for name, value in fields.items():
+            setattr(record, name, value)
+
+    async def finish(self, key: str, status: str, **fields: Any) -> bool:
+        record = self._records.get(key)
+        if record is None or not record.active:
+            return False
+        record.status = status
+        await self.update(key, **fields)
+        return True
+
+    async def append_log(self, key: str, entry: dict[str, Any]) -> None:
+        self._logs.setdefault(key, []).append(entry)
+
+    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
+        self._logs[key] = list(entries)
+
+    async def log(self, key: str) -> list[dict[str, Any]]:
+        return list(self._logs.get(key, []))
+
+
+# Scripts run atomically inside Redis: two agents claiming at once, exactly one wins.
+_CLAIM = """
+if redis.call('HGET', KEYS[1], 'status') == '"queued"' then
+  redis.call('HSET', KEYS[1], 'status', '"assigned"', 'agent', ARGV[1])
+  return 1
+end
+return redis.call('HGET', KEYS[1], 'agent') or 0
+"""
+_TRANSFER = """
+if redis.call('HGET', KEYS[1], 'status') == '"assigned"' and redis.call('HGET', KEYS[1], 'agent') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'agent', ARGV[2])
+  return 1
+end
+return 0
+"""
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '"queued"' or status == '"assigned"' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+_CREATE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == '"queued"' or status == '"assigned"' then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class RedisHandoffStore(HandoffStore):
+    """A hash per conversation (`handoff:<key>`, JSON-encoded fields), a sorted set of
+    active handoffs by creation time, and a list per conversation for the log."""
+
+    def __init__(self, redis: Any, prefix: str = "gateway:handoff:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._active_key = prefix + "active"
+        self._claim = redis.register_script(_CLAIM)
+        self._transfer = redis.register_script(_TRANSFER)
+        self._finish = redis.register_script(_FINISH)
+        self._create = redis.register_script(_CREATE)
+
+    def _rec(self, key: str) -> str:
+        return f"{self._prefix}rec:{key}"
+
+    def _log(self, key: str) -> str:
+        return f"{self._prefix}log:{key}"
+
+    @staticmethod
+    def _decode(raw: dict[Any, Any]) -> Handoff | None:
+        if not raw:
+            return None
+        values = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+        return Handoff(**{k: v for k, v in values.items() if k in _FIELDS})
+
+    async def create(self, handoff: Handoff) -> Handoff:
+        args: list[Any] = [handoff.created_at, handoff.key]
+        for name, value in dataclasses.asdict(handoff).items():
+            args += [name, json.dumps(value)]
+        created = await self._create(keys=[self._rec(handoff.key), self._active_key], args=args)
+        if created:
+            return handoff
+        existing = await self.get(handoff.key)
+        assert existing is not None
+        return existing
+
+    async def get(self, key: str) -> Handoff | None:
+        return self._decode(await self._redis.hgetall(self._rec(key)))
+
+    async def active(self) -> list[Handoff]:
+        keys = [k.decode() if isinstance(k, bytes) else k for k in await self._redis.zrange(self._active_key, 0, -1)]
+        if not keys:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(self._rec(key))
+            raws = await pipe.execute()
+        records = [self._decode(raw) for raw in raws]
+        return [r for r in records if r is not None and r.active]
+
+    async def claim(self, key: str, agent: str) -> tuple[bool, str | None]:
+        result = await self._claim(keys=[self._rec(key)], args=[json.dumps(agent)])
+        if result == 1:
+            return True, agent
+        if isinstance(result, bytes | str):
+            return False, json.loads(result)
+        return False, None
+
+    async def transfer(self, key: str, from_agent: str, to_agent: str) -> bool:
+        return bool(await self._transfer(keys=[self._rec(key)], args=[json.dumps(from_agent), json.dumps(to_agent)]))
+
+    async def update(self, key: str, **fields: Any) -> None:
+        if fields:
+            await self._redis.hset(self._rec(key), mapping={k: json.dumps(v) for k, v in fields.items()})
+
+    async def finish(self, key: str, status: str, **fields: Any) -> bool:
+        done = await self._finish(keys=[self._rec(key), self._active_key], args=[json.dumps(status), key])
+        if done:
+            await self.update(key, **fields)
+        return bool(done)
+
+    async def append_log(self, key: str, entry: dict[str, Any]) -> None:
+        await self._redis.rpush(self._log(key), json.dumps(entry, ensure_ascii=False))
+
+    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._log(key))
+            if entries:
+                pipe.rpush(self._log(key), *(json.dumps(e, ensure_ascii=False) for e in entries))
+            await pipe.execute()
+
+    async def log(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(item) for item in await self._redis.lrange(self._log(key), 0, -1)]

@@ -1,0 +1,291 @@
+"""A web chat shopper handed to a person and back, as the shopper and the agents see it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from bot.rasa_runtime import RasaProcesses
+from handoff import HANDOFF_KEY
+from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
+from tests.handoff.conftest import ConsoleClient, team_environ
+
+pytestmark = pytest.mark.e2e
+
+
+async def rasa_events(rasa_url: str, conversation_key: str) -> list[str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{rasa_url}/conversations/{conversation_key}/tracker") as resp:
+            tracker = await resp.json()
+    return [e["event"] for e in tracker["events"]]
+
+
+async def ask_for_a_person(chat: ChatClient, text: str = "I want to talk to a human") -> list[dict]:
+    await chat.say(text)
+    return await chat.replies_until_quiet(quiet=1.5)
+
+
+async def test_handoff_to_an_agent_and_back_to_the_bot(team_gateway: RunningGateway,
+                                                       rasa_stack: RasaProcesses) -> None:
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    key = f"webchat:{chat.conversation_id}"
+    try:
+        texts = [r["text"] for r in await ask_for_a_person(chat)]
+        assert any("passing you to a person" in t for t in texts)
+        assert any("number 1 in the queue" in t and "minute" in t for t in texts)
+
+        state = await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
+        item = next(i for i in state["queue"] if i["key"] == key)
+        assert (item["reason"], item["channel"], item["language"], item["sla"]) == \
+            ("shopper_request", "webchat", "en", "ok")
+        assert item["first_response_due"] - item["created_at"] == pytest.approx(30 * 60)
+
+        await chat.say("my parcel arrived broken")  # written while waiting: kept for the agent
+        await chat.next_frame("ack")
+        await alice.state_where(lambda s: any(i["key"] == key and i["waiting_messages"] == 1 for i in s["queue"]))
+
+        await alice.send(type="claim", key=key)
+        claimed = await alice.next("claimed")
+        assert claimed["ok"] is True
+        assert "chatting with Alice Chen" in (await chat.next_frame("reply"))["text"]
+
+        await alice.send(type="open", key=key)
+        view = await alice.next("conversation")
+        said = [(e["role"], e["text"]) for e in view["transcript"]]
+        assert ("shopper", "I want to talk to a human") in said
+        assert any(role == "bot" and "passing you to a person" in text for role, text in said)
+        assert said.index(("shopper", "I want to talk to a human")) < said.index(("shopper", "my parcel arrived broken"))
+
+        # The bot is paused: the shopper's message goes to the agent, not to Rasa.
+        await chat.say("are you a bot?")
+        entry = await alice.next("entry")
+        assert entry["entry"] == {**entry["entry"], "role": "shopper", "text": "are you a bot?"}
+        with pytest.raises(TimeoutError):
+            await chat.next_frame("reply", timeout=1.5)
+        assert "pause" in await rasa_events(rasa_stack.rasa_url, key)
+
+        await alice.send(type="reply", key=key, text="Sorry about that! A replacement is on its way.")
+        reply = await chat.next_frame("reply")
+        assert reply["text"] == "Sorry about that! A replacement is on its way."
+        assert reply["author"] == "Alice Chen"
+        await alice.state_where(lambda s: any(i["key"] == key and i["sla"] == "met" for i in s["mine"]))
+
+        await alice.send(type="hand_back", key=key)
+        assert "back with the assistant" in (await chat.next_frame("reply"))["text"]
+        assert (await rasa_events(rasa_stack.rasa_url, key))[-1] == "resume"
+        await chat.say("thanks")
+        assert (await chat.next_frame("reply"))["text"].startswith("You're welcome")  # the bot answers again
+    finally:
+        await chat.close()
+        await alice.close()
+
+
+async def test_chinese_shopper_is_told_in_chinese(team_gateway: RunningGateway) -> None:
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    chat = await ChatClient.connect(team_gateway.ws_url, locale="zh-CN")
+    try:
+        texts = [r["text"] for r in await ask_for_a_person(chat, "转人工")]
+        assert any("排在第 1 位" in t for t in texts)
+        state = await alice.state_where(lambda s: bool(s["queue"]))
+        assert state["queue"][0]["language"] == "zh"
+    finally:
+        await chat.close()
+        await alice.close()
+
+
+async def test_no_agent_online_creates_a_ticket_and_says_when(team_gateway: RunningGateway) -> None:
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    try:
+        texts = " ".join(r["text"] for r in await ask_for_a_person(chat))
+        assert "No one from our team is online" in texts
+        assert "ticket H-" in texts and "will answer here by" in texts
+        handoff = team_gateway.app[HANDOFF_KEY]
+        record = await handoff.store.get(f"webchat:{chat.conversation_id}")
+        assert record is not None and record.ticket and record.ticket in texts
+        # The agent who comes online later finds it waiting.
+        alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+        assert any(i["ticket"] == record.ticket for i in alice.state["queue"])
+        await alice.close()
+    finally:
+        await chat.close()
+
+
+async def test_outside_working_hours_is_said_honestly(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
+    closed_from = (now + dt.timedelta(hours=2)).strftime("%H:00")
+    closed_to = (now + dt.timedelta(hours=3)).strftime("%H:00")
+    if closed_to <= closed_from:  # crossing midnight: pick another window that excludes now
+        closed_from, closed_to = (now - dt.timedelta(hours=3)).strftime("%H:00"), (now - dt.timedelta(hours=2)).strftime("%H:00")
+    environ = team_environ(tmp_path, HANDOFF_HOURS=f"{closed_from}-{closed_to}", HANDOFF_TIMEZONE="Asia/Shanghai")
+    running, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url, environ=environ))
+    alice = await ConsoleClient.sign_in(running.url, "alice")  # online, but the shop is closed
+    chat = await ChatClient.connect(running.ws_url)
+    try:
+        texts = " ".join(r["text"] for r in await ask_for_a_person(chat))
+        assert "not working right now" in texts and f"{closed_from}-{closed_to}" in texts and "ticket H-" in texts
+    finally:
+        await chat.close()
+        await alice.close()
+        await runner.cleanup()
+
+
+async def test_resolution_sends_a_survey_and_stores_the_score(team_gateway: RunningGateway) -> None:
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    key = f"webchat:{chat.conversation_id}"
+    try:
+        await ask_for_a_person(chat)
+        await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
+        await alice.send(type="claim", key=key)
+        await alice.next("claimed")
+        await chat.next_frame("reply")
+        await alice.send(type="resolve", key=key, outcome="made_up")
+        assert (await alice.next("error"))["code"] == "invalid_outcome"
+        await alice.send(type="resolve", key=key, outcome="refund_issued")
+        survey = await chat.next_frame("reply")
+        assert "How satisfied" in survey["text"]
+        assert [b["payload"] for b in survey["buttons"]] == [f"/csat_{n}" for n in range(1, 6)]
+        await chat.say("4", payload="/csat_4")
+        assert "Thank you for your feedback" in (await chat.next_frame("reply"))["text"]
+        record = await team_gateway.app[HANDOFF_KEY].store.get(key)
+        assert record is not None and (record.status, record.outcome, record.csat) == ("resolved", "refund_issued", 4)
+        await chat.say("hello")  # after the survey the bot is back
+        assert "after-sales assistant" in (await chat.next_frame("reply"))["text"]
+    finally:
+        await chat.close()
+        await alice.close()
+
+
+async def test_many_agents_claiming_at_once_exactly_one_wins(team_gateway: RunningGateway) -> None:
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    key = f"webchat:{chat.conversation_id}"
+    consoles = [await ConsoleClient.sign_in(team_gateway.url, name) for name in ("alice", "bob", "carol")
+                for _ in range(4)]  # 12 sockets, three agents with several tabs each
+    try:
+        await ask_for_a_person(chat)
+        for console in consoles:
+            await console.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
+        await asyncio.gather(*(c.send(type="claim", key=key) for c in consoles))
+        results = [await c.next("claimed") for c in consoles]
+        winners = [r for r in results if r["ok"]]
+        assert len(winners) == 1
+        assert {r["agent"] for r in results} == {winners[0]["agent"]}
+        greetings = [r for r in [await chat.next_frame("reply")] if "chatting with" in r["text"]]
+        assert len(greetings) == 1
+        with pytest.raises(TimeoutError):
+            await chat.next_frame("reply", timeout=1.0)  # the shopper was not told twice
+    finally:
+        await chat.close()
+        for console in consoles:
+            await console.close()
+
+
+async def test_transfer_and_notes(team_gateway: RunningGateway) -> None:
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    bob = await ConsoleClient.sign_in(team_gateway.url, "bob")
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    key = f"webchat:{chat.conversation_id}"
+    try:
+        await ask_for_a_person(chat)
+        await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
+        await alice.send(type="claim", key=key)
+        await alice.next("claimed")
+        await chat.next_frame("reply")
+        await alice.send(type="note", key=key, text="VIP customer, second complaint this month")
+        await alice.send(type="transfer", key=key, to="bob")
+        assert "chatting with Bob Li" in (await chat.next_frame("reply"))["text"]
+        await bob.state_where(lambda s: any(i["key"] == key for i in s["mine"]))
+        await alice.send(type="reply", key=key, text="still me?")
+        assert (await alice.next("error"))["code"] == "not_yours"
+        await bob.send(type="open", key=key)
+        view = await bob.next("conversation")
+        assert {"role": "note", "author": "alice", "text": "VIP customer, second complaint this month"}.items() <= \
+            next(e for e in view["transcript"] if e["role"] == "note").items()
+        with pytest.raises(TimeoutError):
+            await chat.next_frame("reply", timeout=1.0)  # notes never reach the shopper
+    finally:
+        await chat.close()
+        await alice.close()
+        await bob.close()
+
+
+async def test_console_requires_sign_in(team_gateway: RunningGateway) -> None:
+    base = team_gateway.url
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with session.get(f"{base}/console") as resp:
+            assert resp.status == 200 and 'name="password"' in await resp.text()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(f"{base.replace('http', 'ws')}/console/ws")
+        assert refused.value.status == 401
+        async with session.post(f"{base}/console/login", data={"username": "alice", "password": "nope"}) as resp:
+            assert resp.status == 401 and "Wrong username or password" in await resp.text()
+        async with session.post(f"{base}/console/login", data={"username": "alice", "password": "alice-pw"},
+                                allow_redirects=False) as resp:
+            assert resp.status == 303
+        async with session.get(f"{base}/console") as resp:
+            assert "/console/static/console.js" in await resp.text()
+        ws = await session.ws_connect(f"{base.replace('http', 'ws')}/console/ws")
+        assert (await ws.receive_json())["agent"] == {"username": "alice", "name": "Alice Chen"}
+        await ws.close()
+        async with session.post(f"{base}/console/logout", allow_redirects=False) as resp:
+            assert resp.status == 303
+        async with session.get(f"{base}/console") as resp:
+            assert 'name="password"' in await resp.text()
+
+
+async def test_repeated_wrong_passwords_lock_out(team_gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(6):
+            async with session.post(f"{team_gateway.url}/console/login",
+                                    json={"username": "bob", "password": "guess"}) as resp:
+                statuses.append(resp.status)
+        assert statuses == [401] * 5 + [429]
+        async with session.post(f"{team_gateway.url}/console/login",
+                                json={"username": "bob", "password": "bob-pw"}) as resp:
+            assert resp.status == 429  # even the right password waits out the lock
+
+
+async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcesses, tmp_path: Path,
+                                                         redis_url: str) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path), redis_url=redis_url)
+    first, runner = await start_gateway(settings)
+    alice = await ConsoleClient.sign_in(first.url, "alice")
+    claimed_chat = await ChatClient.connect(first.ws_url)
+    waiting_chat = await ChatClient.connect(first.ws_url)
+    claimed_key, waiting_key = (f"webchat:{c.conversation_id}" for c in (claimed_chat, waiting_chat))
+    await ask_for_a_person(claimed_chat)
+    await ask_for_a_person(waiting_chat)
+    await alice.state_where(lambda s: len({i["key"] for i in s["queue"]} & {claimed_key, waiting_key}) == 2)
+    await alice.send(type="claim", key=claimed_key)
+    assert (await alice.next("claimed"))["ok"]
+    await alice.close()
+    token = claimed_chat.token
+    await claimed_chat.close()
+    await waiting_chat.close()
+    await runner.cleanup()  # the gateway goes away
+
+    second, runner = await start_gateway(settings)
+    try:
+        alice = await ConsoleClient.sign_in(second.url, "alice")
+        assert claimed_key in [i["key"] for i in alice.state["mine"]]
+        assert waiting_key in [i["key"] for i in alice.state["queue"]]
+        back = await ChatClient.connect(second.ws_url, token=token)
+        await back.say("is anyone still there?")
+        entry = await alice.next("entry")
+        assert entry["key"] == claimed_key and entry["entry"]["text"] == "is anyone still there?"
+        await alice.send(type="reply", key=claimed_key, text="Yes, still here.")
+        assert (await back.next_frame("reply"))["text"] == "Yes, still here."
+        await alice.send(type="open", key=claimed_key)
+        transcript = (await alice.next("conversation"))["transcript"]
+        assert any(e["text"] == "I want to talk to a human" for e in transcript)  # history survived too
+        await back.close()
+        await alice.close()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,66 @@
+"""The handoff store's guarantees, for both implementations against real backends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from handoff.store import Handoff, HandoffStore, MemoryHandoffStore, RedisHandoffStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[HandoffStore]:
+    if request.param == "memory":
+        yield MemoryHandoffStore()
+        return
+    client = redis_asyncio.from_url(redis_url)
+    yield RedisHandoffStore(client, prefix=f"test:{time.time_ns()}:")
+    await client.aclose()
+
+
+def new(key: str, created: float = 1.0) -> Handoff:
+    return Handoff(key=key, channel="webchat", conversation_id=key, reason="shopper_request", language="en",
+                   created_at=created, first_response_due=created + 1800)
+
+
+async def test_fifty_concurrent_claims_one_winner(store: HandoffStore) -> None:
+    await store.create(new("c1"))
+    results = await asyncio.gather(*(store.claim("c1", f"agent{i}") for i in range(50)))
+    winners = [agent for won, agent in results if won]
+    assert len(winners) == 1
+    assert {holder for _, holder in results} == {winners[0]}
+    record = await store.get("c1")
+    assert record is not None and (record.status, record.agent) == ("assigned", winners[0])
+
+
+async def test_one_active_handoff_per_conversation_and_queue_order(store: HandoffStore) -> None:
+    first = await store.create(new("b", created=2.0))
+    again = await store.create(new("b", created=5.0))
+    assert again.created_at == first.created_at == 2.0
+    await store.create(new("a", created=1.0))
+    assert [h.key for h in await store.active()] == ["a", "b"]
+    assert await store.finish("a", "resolved", outcome="resolved")
+    assert not await store.finish("a", "resolved")
+    assert [h.key for h in await store.active()] == ["b"]
+    reopened = await store.create(new("a", created=9.0))
+    assert reopened.created_at == 9.0 and reopened.status == "queued"
+
+
+async def test_transfer_only_by_the_assignee(store: HandoffStore) -> None:
+    await store.create(new("t"))
+    await store.claim("t", "alice")
+    assert not await store.transfer("t", "bob", "carol")
+    assert await store.transfer("t", "alice", "bob")
+    record = await store.get("t")
+    assert record is not None and record.agent == "bob"
+
+
+async def test_log_keeps_order_and_unicode(store: HandoffStore) -> None:
+    await store.create(new("l"))
+    for text in ["我要退货", "second", "<b>third</b>"]:
+        await store.append_log("l", {"role": "shopper", "text": text, "ts": 1.0})
+    assert [e["text"] for e in await store.log("l")] == ["我要退货", "second", "<b>third</b>"]
