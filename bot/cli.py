@@ -5,6 +5,7 @@
   setup         install the Rasa venv and train the model when needed, then exit
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
+  agent         manage console agents (add USER "Name" | remove USER | list)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"
     _say(f"Gateway listening on {base}")
     _say(f"  web chat page:      {base}/")
+    _say(f"  agent console:      {base}/console")
     _say(f"  REST (Rasa format): {base}/webhooks/rest/webhook")
     _say(f"  health / metrics:   {base}/healthz  {base}/metrics")
 
@@ -122,6 +124,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    """Manage the agents who may sign in to the console (AGENTS_FILE, default DATA_DIR/agents.yml)."""
+    import getpass
+    import secrets
+
+    from handoff.agents import Agent, hash_password, load_agents, save_agents
+    from handoff.config import load_handoff_settings
+
+    settings = _settings_or_exit()
+    path = load_handoff_settings(settings.environ, settings.data_dir).agents_file
+    agents = load_agents(path) if path.exists() else {}
+    if args.action == "list":
+        for agent in agents.values():
+            _say(f"{agent.username:20} {agent.name}")
+        return 0
+    if not args.username:
+        print("error: give a username", file=sys.stderr)
+        return 2
+    if args.action == "remove":
+        if agents.pop(args.username, None) is None:
+            print(f"error: no agent {args.username!r} in {path}", file=sys.stderr)
+            return 1
+        save_agents(path, agents)
+        _say(f"Removed {args.username} from {path}")
+        return 0
+    password = args.password
+    generated = False
+    if not password and sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.username}: ")
+    if not password:
+        password, generated = secrets.token_urlsafe(9), True
+    agents[args.username] = Agent(args.username, args.name or args.username, hash_password(password))
+    save_agents(path, agents)
+    _say(f"Agent {args.username} saved in {path}" + (f" with password {password}" if generated else ""))
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     for f in dataclasses.fields(settings):
@@ -144,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--force", action="store_true")
     train.set_defaults(func=cmd_train)
     sub.add_parser("check-config", help="validate settings").set_defaults(func=cmd_check_config)
+    agent = sub.add_parser("agent", help="manage console agents: add USER [NAME] | remove USER | list")
+    agent.add_argument("action", choices=["add", "remove", "list"])
+    agent.add_argument("username", nargs="?")
+    agent.add_argument("name", nargs="?")
+    agent.add_argument("--password", help="otherwise asked for (or generated and printed)")
+    agent.set_defaults(func=cmd_agent)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -63,5 +63,16 @@ class TranscriptStore:
             role="agent" if reply.author else "bot", text=reply.text,
             buttons=tuple(b.to_dict() for b in reply.buttons), image=reply.image, author=reply.author))
 
+    def recent(self, limit: int = 20) -> list[tuple[str, TranscriptEntry]]:
+        """The most recently active conversations with their last entry, newest first."""
+        found: list[tuple[str, TranscriptEntry]] = []
+        for key in reversed(self._by_key):
+            entries = self._by_key[key]
+            if entries:
+                found.append((key, entries[-1]))
+            if len(found) >= limit:
+                break
+        return found
+
     def history(self, key: str) -> list[TranscriptEntry]:
         return list(self._by_key.get(key, ()))

@@ -7,6 +7,7 @@ the store (memory, or Redis when REDIS_URL is set).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,6 +26,7 @@ from handoff.texts import DEFAULT_CANNED
 log = logging.getLogger("gateway.handoff")
 
 HANDOFF_KEY = web.AppKey("handoff", HandoffService)
+REFRESH_SECONDS = 10.0
 
 
 def _canned(path: Any) -> list[dict[str, str]]:
@@ -65,8 +67,24 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
     app.router.add_get("/console/ws", console.socket)
     app.router.add_static("/console/static/", STATIC_DIR)
 
+    async def refresh_consoles(app: web.Application) -> Any:
+        """Keep the consoles' live list fresh while shoppers talk to the bot."""
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(REFRESH_SECONDS)
+                if hub.sockets:
+                    try:
+                        await hub.changed()
+                    except Exception:
+                        log.exception("console refresh failed")
+        task = asyncio.create_task(loop(), name="console-refresh")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     async def close_sockets(app: web.Application) -> None:
         await console.close_all()
 
+    app.cleanup_ctx.append(refresh_consoles)
     app.on_shutdown.append(close_sockets)
     return handoff

@@ -78,10 +78,17 @@ class ConsoleHub(Listener):
         online = self.online_agents()
         return [{**a.public(), "online": a.username in online} for a in self.handoff.agents.values()]
 
+    def live_view(self, active: list[Handoff]) -> list[dict[str, Any]]:
+        """Conversations the bot is handling right now, newest first (an agent may take one)."""
+        taken = {h.key for h in active}
+        return [{"key": key, "channel": key.split(":", 1)[0], "last_text": entry.text, "last_role": entry.role,
+                 "ts": entry.ts} for key, entry in self.handoff.conversations.transcripts.recent(40)
+                if key not in taken][:20]
+
     async def state_for(self, agent: str, active: list[Handoff]) -> dict[str, Any]:
         now = self.handoff.clock()
         return {
-            "type": "state", "now": now, "agents": self.agents_view(),
+            "type": "state", "now": now, "agents": self.agents_view(), "live": self.live_view(active),
             "queue": [item_view(h, now) for h in active if h.status == "queued"],
             "mine": [item_view(h, now) for h in active if h.status == "assigned" and h.agent == agent],
             "others": [item_view(h, now) for h in active if h.status == "assigned" and h.agent != agent],
@@ -219,6 +226,12 @@ class Console:
             if kind == "open":
                 self.hub.viewing[ws] = key
                 await ws.send_json({"type": "conversation", **await self.handoff.conversation_view(key)})
+            elif kind == "take":
+                channel, _, conversation_id = key.partition(":")
+                if not conversation_id or channel not in ("webchat", "socketio", "rest", "telegram", "slack"):
+                    raise HandoffError("not_found", "no such conversation")
+                won, holder = await self.handoff.take(agent, channel, conversation_id)
+                await ws.send_json({"type": "claimed", "key": key, "ok": won, "agent": holder})
             elif kind == "claim":
                 won, holder = await self.handoff.claim(agent, key)
                 await ws.send_json({"type": "claimed", "key": key, "ok": won, "agent": holder})

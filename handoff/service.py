@@ -209,11 +209,21 @@ class HandoffService:
             raise HandoffError("not_yours", "this conversation is not assigned to you")
         return handoff
 
-    async def take(self, agent: str, channel: str, conversation_id: str) -> Handoff:
-        """An agent picks a conversation the bot is handling (from the live list)."""
-        handoff = await self.start(channel, conversation_id, "agent_initiated", "en")
-        await self.claim(agent, handoff.key)
-        return handoff
+    async def take(self, agent: str, channel: str, conversation_id: str) -> tuple[bool, str | None]:
+        """An agent picks a conversation the bot is handling (from the console's live list)."""
+        key = f"{channel}:{conversation_id}"
+        if not self.conversations.transcripts.history(key):
+            raise HandoffError("not_found", "no such conversation")
+        handoff = await self.start(channel, conversation_id, "agent_initiated", self._language_of(key))
+        return await self.claim(agent, handoff.key)
+
+    def _language_of(self, key: str) -> str:
+        from bot.messages import detect_language
+
+        for entry in reversed(self.conversations.transcripts.history(key)):
+            if entry.role == "shopper" and entry.text:
+                return "zh" if detect_language(entry.text) == "zh" else "en"
+        return "en"
 
     async def claim(self, agent: str, key: str) -> tuple[bool, str | None]:
         handoff = await self._require(key)

@@ -289,3 +289,28 @@ async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcess
         await alice.close()
     finally:
         await runner.cleanup()
+
+
+async def test_agent_takes_over_a_conversation_from_the_live_list(team_gateway: RunningGateway,
+                                                                  rasa_stack: RasaProcesses) -> None:
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    key = f"webchat:{chat.conversation_id}"
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    try:
+        await chat.say("are you a bot?")
+        await chat.next_frame("reply")
+        await alice.send(type="ping")  # any frame; the live list comes with the next state
+        bob = await ConsoleClient.sign_in(team_gateway.url, "bob")  # a state push to everyone
+        await alice.state_where(lambda s: any(i["key"] == key for i in s["live"]))
+        await alice.send(type="take", key=key)
+        assert (await alice.next("claimed"))["ok"] is True
+        texts = [(await chat.next_frame("reply"))["text"] for _ in range(2)]
+        assert any("chatting with Alice Chen" in t for t in texts)
+        record = await team_gateway.app[HANDOFF_KEY].store.get(key)
+        assert record is not None and record.reason == "agent_initiated"
+        await chat.say("hello?")
+        assert (await alice.next("entry"))["entry"]["text"] == "hello?"  # the bot is paused
+        await bob.close()
+    finally:
+        await chat.close()
+        await alice.close()
