@@ -19,8 +19,9 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
 
+from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage, OutboundReply
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
@@ -29,6 +30,8 @@ from bot.transcript import TranscriptStore
 from channels.base import OutputChannel
 
 log = logging.getLogger("gateway.conversation")
+
+T = TypeVar("T")
 
 # Messages Rasa legitimately answers with nothing.
 CONTROL_COMMANDS = ("/restart", "/session_start")
@@ -74,7 +77,7 @@ class _ConversationState:
     queue: deque[Turn] = field(default_factory=deque)
     worker: asyncio.Task[None] | None = None
     recent: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
-    rasa_down: bool = False
+    outage: bool = False
 
     @property
     def idle(self) -> bool:
@@ -163,7 +166,7 @@ class ConversationService:
         while len(state.recent) > self._remembered_ids:
             state.recent.popitem(last=False)
         state.queue.append(turn)
-        if state.rasa_down:
+        if state.outage:
             turn.held.set()
         self.transcripts.add_inbound(message)
         self.metrics.inc("messages_received_total", channel=message.channel)
@@ -199,10 +202,11 @@ class ConversationService:
     async def _drain(self, key: str, state: _ConversationState) -> None:
         while state.queue:
             turn = state.queue[0]
+            message = turn.message
             answered_by_rasa = False
             try:
-                if await self._taken_by_hook(turn.message):
-                    replies = []
+                if await self._retrying(turn, state, lambda: self._taken_by_hook(message)):
+                    replies: list[OutboundReply] = []
                 else:
                     replies = await self._answer(turn, state)
                     answered_by_rasa = True
@@ -211,13 +215,13 @@ class ConversationService:
                 raise
             except Exception:  # a bug must not stall the conversation
                 log.exception("turn failed", extra={"conversation": key})
-                replies = [OutboundReply(text=gateway_text("empty_reply", turn.message.language))]
+                replies = [OutboundReply(text=gateway_text("empty_reply", message.language))]
+            await self._deliver(message, replies)
+            if answered_by_rasa and self._hooks:
+                await self._retrying(turn, state, lambda: self._after_rasa(message, replies))
             state.queue.popleft()
-            await self._deliver(turn.message, replies)
             if not turn.replies.done():
                 turn.replies.set_result(replies)
-            if answered_by_rasa:
-                await self._after_rasa(turn.message, replies)
 
     async def _taken_by_hook(self, message: InboundMessage) -> bool:
         for hook in self._hooks:
@@ -227,51 +231,58 @@ class ConversationService:
 
     async def _after_rasa(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None:
         for hook in self._hooks:
+            await hook.after_rasa(message, replies)
+
+    async def _retrying(self, turn: Turn, state: _ConversationState, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call` until it succeeds while what it needs is unavailable (Rasa, Redis).
+
+        The message stays at the head of its queue (later ones wait, keeping order); after
+        `holding_after_seconds` the shopper gets one holding reply for the outage.
+        """
+        message = turn.message
+        started = time.monotonic()
+        attempt = 0
+        while True:
             try:
-                await hook.after_rasa(message, replies)
-            except Exception:
-                log.exception("turn hook failed", extra={"conversation": message.conversation_key})
+                result = await call()
+            except DependencyUnavailable as exc:
+                self.metrics.inc("rasa_failures_total" if isinstance(exc, RasaUnavailable) else "store_failures_total")
+                if not state.outage:
+                    log.warning("dependency unavailable; message kept and retried",
+                                extra={"conversation": message.conversation_key, "error": str(exc)})
+                delay = min(self._retry_max, self._retry_initial * 2 ** attempt) * random.uniform(0.8, 1.2)
+                attempt += 1
+                waited = time.monotonic() - started
+                if not state.outage:
+                    if waited >= self._holding_after:
+                        state.outage = True
+                        await self._send_holding(message)
+                    else:
+                        delay = min(delay, self._holding_after - waited)
+                if state.outage:
+                    for waiting in state.queue:
+                        waiting.held.set()
+                await asyncio.sleep(delay)
+                continue
+            if state.outage:
+                state.outage = False
+                log.info("dependency reachable again; answering kept messages",
+                         extra={"conversation": message.conversation_key, "attempts": attempt + 1})
+            return result
 
     async def _answer(self, turn: Turn, state: _ConversationState) -> list[OutboundReply]:
         message = turn.message
         output = self._outputs[message.channel]
-        started = time.monotonic()
-        attempt = 0
         await self._safe_typing(output, message.conversation_id, True)
         try:
-            while True:
-                try:
-                    replies = await self.rasa.send_message(message)
-                    break
-                except RasaRejected as exc:
-                    self.metrics.inc("rasa_rejected_total")
-                    log.error("Rasa refused the message", extra={"conversation": message.conversation_key,
-                                                                   "error": str(exc)})
-                    return [OutboundReply(text=gateway_text("empty_reply", message.language))]
-                except RasaUnavailable as exc:
-                    self.metrics.inc("rasa_failures_total")
-                    if not state.rasa_down:
-                        log.warning("Rasa unavailable; message kept and retried",
-                                    extra={"conversation": message.conversation_key, "error": str(exc)})
-                    delay = min(self._retry_max, self._retry_initial * 2 ** attempt) * random.uniform(0.8, 1.2)
-                    attempt += 1
-                    waited = time.monotonic() - started
-                    if not state.rasa_down:
-                        if waited >= self._holding_after:
-                            state.rasa_down = True
-                            await self._send_holding(message)
-                        else:
-                            delay = min(delay, self._holding_after - waited)
-                    if state.rasa_down:
-                        for waiting in state.queue:
-                            waiting.held.set()
-                    await asyncio.sleep(delay)
+            replies = await self._retrying(turn, state, lambda: self.rasa.send_message(message))
+        except RasaRejected as exc:
+            self.metrics.inc("rasa_rejected_total")
+            log.error("Rasa refused the message", extra={"conversation": message.conversation_key,
+                                                           "error": str(exc)})
+            return [OutboundReply(text=gateway_text("empty_reply", message.language))]
         finally:
             await self._safe_typing(output, message.conversation_id, False)
-        if state.rasa_down:
-            state.rasa_down = False
-            log.info("Rasa reachable again; answering kept messages",
-                     extra={"conversation": message.conversation_key, "attempts": attempt + 1})
         if not replies and (message.payload or message.text).strip() not in CONTROL_COMMANDS:
             self.metrics.inc("rasa_empty_replies_total")
             log.error("Rasa answered a normal message with no reply (did a custom action crash?)",

@@ -11,6 +11,7 @@ class Metrics:
         "messages_duplicate_total": "Shopper messages dropped because their id was already handled.",
         "replies_sent_total": "Bot replies delivered to a channel.",
         "rasa_failures_total": "Rasa calls that failed (unreachable, timeout, 5xx).",
+        "store_failures_total": "Calls to the state store (Redis) that failed; the message was kept and retried.",
         "rasa_rejected_total": "Rasa calls refused (4xx or malformed answer).",
         "rasa_empty_replies_total": "Normal messages Rasa answered with no reply (a crashed action).",
         "holding_replies_total": "Holding notices sent while Rasa was unreachable.",

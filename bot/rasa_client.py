@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import aiohttp
 
+from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage, MessageFormatError, OutboundReply, parse_rasa_replies
 
 log = logging.getLogger("gateway.rasa")
@@ -24,7 +25,7 @@ class RasaError(Exception):
     """Base class for problems talking to Rasa."""
 
 
-class RasaUnavailable(RasaError):
+class RasaUnavailable(RasaError, DependencyUnavailable):
     """Rasa could not be reached or failed on its side; the same request may work later."""
 
 

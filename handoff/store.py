@@ -9,10 +9,17 @@ internal note and system line, in order.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
+
+from redis import exceptions as redis_errors
+
+from bot.errors import DependencyUnavailable
+
+T = TypeVar("T")
 
 ACTIVE = ("queued", "assigned")
 
@@ -179,6 +186,16 @@ return 1
 """
 
 
+def _unavailable_when_redis_is_down(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            raise DependencyUnavailable(f"Redis unavailable: {exc}") from exc
+    return wrapper
+
+
 class RedisHandoffStore(HandoffStore):
     """A hash per conversation (`handoff:<key>`, JSON-encoded fields), a sorted set of
     active handoffs by creation time, and a list per conversation for the log."""
@@ -205,6 +222,7 @@ class RedisHandoffStore(HandoffStore):
         values = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
         return Handoff(**{k: v for k, v in values.items() if k in _FIELDS})
 
+    @_unavailable_when_redis_is_down
     async def create(self, handoff: Handoff) -> Handoff:
         args: list[Any] = [handoff.created_at, handoff.key]
         for name, value in dataclasses.asdict(handoff).items():
@@ -216,9 +234,11 @@ class RedisHandoffStore(HandoffStore):
         assert existing is not None
         return existing
 
+    @_unavailable_when_redis_is_down
     async def get(self, key: str) -> Handoff | None:
         return self._decode(await self._redis.hgetall(self._rec(key)))
 
+    @_unavailable_when_redis_is_down
     async def active(self) -> list[Handoff]:
         keys = [k.decode() if isinstance(k, bytes) else k for k in await self._redis.zrange(self._active_key, 0, -1)]
         if not keys:
@@ -230,6 +250,7 @@ class RedisHandoffStore(HandoffStore):
         records = [self._decode(raw) for raw in raws]
         return [r for r in records if r is not None and r.active]
 
+    @_unavailable_when_redis_is_down
     async def claim(self, key: str, agent: str) -> tuple[bool, str | None]:
         result = await self._claim(keys=[self._rec(key)], args=[json.dumps(agent)])
         if result == 1:
@@ -238,22 +259,27 @@ class RedisHandoffStore(HandoffStore):
             return False, json.loads(result)
         return False, None
 
+    @_unavailable_when_redis_is_down
     async def transfer(self, key: str, from_agent: str, to_agent: str) -> bool:
         return bool(await self._transfer(keys=[self._rec(key)], args=[json.dumps(from_agent), json.dumps(to_agent)]))
 
+    @_unavailable_when_redis_is_down
     async def update(self, key: str, **fields: Any) -> None:
         if fields:
             await self._redis.hset(self._rec(key), mapping={k: json.dumps(v) for k, v in fields.items()})
 
+    @_unavailable_when_redis_is_down
     async def finish(self, key: str, status: str, **fields: Any) -> bool:
         done = await self._finish(keys=[self._rec(key), self._active_key], args=[json.dumps(status), key])
         if done:
             await self.update(key, **fields)
         return bool(done)
 
+    @_unavailable_when_redis_is_down
     async def append_log(self, key: str, entry: dict[str, Any]) -> None:
         await self._redis.rpush(self._log(key), json.dumps(entry, ensure_ascii=False))
 
+    @_unavailable_when_redis_is_down
     async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._log(key))
@@ -261,5 +287,6 @@ class RedisHandoffStore(HandoffStore):
                 pipe.rpush(self._log(key), *(json.dumps(e, ensure_ascii=False) for e in entries))
             await pipe.execute()
 
+    @_unavailable_when_redis_is_down
     async def log(self, key: str) -> list[dict[str, Any]]:
         return [json.loads(item) for item in await self._redis.lrange(self._log(key), 0, -1)]
