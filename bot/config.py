@@ -42,6 +42,7 @@ class Settings:
     webchat_rate_per_second: float = 1.0
     webchat_heartbeat_seconds: float = 30.0
     rest_auth_token: str = ""
+    shop_customer_secret: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
     data_dir: Path = Path("var")
     log_level: str = "INFO"
@@ -173,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         webchat_heartbeat_seconds=r.get("WEBCHAT_HEARTBEAT_SECONDS", d.webchat_heartbeat_seconds,
                                         _positive_float),
         rest_auth_token=r.get("REST_AUTH_TOKEN", d.rest_auth_token, str),
+        shop_customer_secret=r.get("SHOP_CUSTOMER_SECRET", d.shop_customer_secret, _secret),
         secret=r.get("GATEWAY_SECRET", d.secret, _secret),
         data_dir=r.get("DATA_DIR", d.data_dir, Path),
         log_level=r.get("LOG_LEVEL", d.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper()),

@@ -35,3 +35,30 @@ class SessionSigner:
         if not conversation_id or not hmac.compare_digest(signature, self._sign(conversation_id)):
             return None
         return conversation_id
+
+
+class CustomerTokenVerifier:
+    """Customer ids vouched for by the shop's own backend.
+
+    The shop's server, which knows who is signed in, renders the chat link with
+    `?customer=<customer id>.<expiry, unix seconds>.<hex HMAC-SHA256 of "<id>.<expiry>"
+    under SHOP_CUSTOMER_SECRET>`. The gateway accepts the id only with a valid, unexpired
+    signature, so a shopper cannot see someone else's orders by editing the link.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    def sign(self, customer_id: str, expires: int) -> str:
+        body = f"{customer_id}.{expires}"
+        return f"{body}.{hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()}"
+
+    def verify(self, token: object, now: float) -> str | None:
+        if not isinstance(token, str) or len(token) > 300 or token.count(".") < 2:
+            return None
+        body, _, signature = token.rpartition(".")
+        customer_id, _, expires = body.rpartition(".")
+        if not customer_id or not expires.isdigit() or int(expires) < now:
+            return None
+        expected = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+        return customer_id if hmac.compare_digest(signature, expected) else None

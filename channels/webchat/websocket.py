@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import weakref
 from typing import Any, Sequence
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ from bot.conversation import ConversationService, QueueFull
 from bot.messages import Button, InboundMessage, OutboundReply
 from bot.ratelimit import TokenBucket
 from channels.base import OutputChannel
-from channels.webchat.session import SessionSigner
+from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 
 log = logging.getLogger("gateway.webchat")
 
@@ -91,6 +92,7 @@ class WebchatInput:
         self.output = output
         self.signer = signer
         self.settings = settings
+        self.customers = CustomerTokenVerifier(settings.shop_customer_secret) if settings.shop_customer_secret else None
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -123,6 +125,7 @@ class _Connection:
         self.ws = ws
         self.conversation_id: str | None = None
         self.locale: str | None = None
+        self.context: dict[str, str] = {}
         settings = owner.settings
         self.bucket = TokenBucket(settings.webchat_rate_burst, settings.webchat_rate_per_second)
         self.refusals = 0
@@ -167,6 +170,15 @@ class _Connection:
     async def on_hello(self, frame: dict[str, Any]) -> None:
         locale = frame.get("locale")
         self.locale = locale[:20] if isinstance(locale, str) and locale else None
+        customer_token = frame.get("customer")
+        if customer_token is not None:
+            verifier = self.owner.customers
+            customer_id = verifier.verify(customer_token, time.time()) if verifier else None
+            if customer_id is None:
+                await self.error("invalid_customer", "the customer token is not valid or has expired; "
+                                 "continuing without it")
+            else:
+                self.context = {"customer_id": customer_id}
         resumed_id = self.owner.signer.verify(frame.get("token"))
         if resumed_id is not None:
             conversation_id, token = resumed_id, frame["token"]
@@ -207,7 +219,7 @@ class _Connection:
             return
         message = InboundMessage(
             channel=CHANNEL, conversation_id=self.conversation_id, sender_id=self.conversation_id,
-            text=text, payload=payload, message_id=frame_id, locale=self.locale, raw=frame,
+            text=text, payload=payload, message_id=frame_id, locale=self.locale, context=self.context, raw=frame,
         )
         try:
             self.owner.service.submit(message)

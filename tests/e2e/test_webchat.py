@@ -245,3 +245,37 @@ async def test_page_and_static_files_are_served(gateway: RunningGateway) -> None
         async with session.get(gateway.url + "/healthz") as resp:
             assert (await resp.json())["rasa"] == "up"
 
+
+
+async def test_customer_token_signed_by_the_shop_reaches_rasa(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    import time
+
+    from channels.webchat.session import CustomerTokenVerifier
+
+    secret = "shop-backend-secret-" + "s" * 20
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, shop_customer_secret=secret)
+    running, runner = await start_gateway(settings)
+    try:
+        signed = CustomerTokenVerifier(secret).sign("C1001", int(time.time()) + 600)
+        forged = CustomerTokenVerifier("another-secret-" + "x" * 20).sign("C1002", int(time.time()) + 600)
+        expired = CustomerTokenVerifier(secret).sign("C1003", int(time.time()) - 1)
+        for token, customer in [(signed, "C1001"), (forged, None), (expired, None)]:
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(running.ws_url)
+                await ws.send_json({"type": "hello", "token": None, "customer": token})
+                first = await ws.receive_json()
+                if customer is None:
+                    assert (first["type"], first["code"]) == ("error", "invalid_customer")
+                    first = await ws.receive_json()
+                assert first["type"] == "session"
+                await ws.send_json({"type": "message", "id": "m1", "text": "hello"})
+                while (await ws.receive_json())["type"] != "reply":
+                    pass
+                async with session.get(f"{rasa_stack.rasa_url}/conversations/webchat:{first['conversation_id']}"
+                                       "/tracker") as resp:
+                    tracker = await resp.json()
+                metadata = next(e for e in tracker["events"] if e["event"] == "user")["metadata"]
+                assert metadata.get("context", {}).get("customer_id") == customer
+                await ws.close()
+    finally:
+        await runner.cleanup()

@@ -153,6 +153,10 @@
   /* ---------- DOM ---------- */
 
   var locale = pickLocale();
+  /* A customer token signed by the shop's backend (?customer=...): lets the bot offer
+   * this shopper's recent orders. See docs/webchat-protocol.md. */
+  var customerToken = null;
+  try { customerToken = new URLSearchParams(window.location.search).get('customer'); } catch (e) { /* ignore */ }
   var T = STRINGS[locale];
 
   var $ = function (id) { return document.getElementById(id); };
@@ -260,6 +264,9 @@
     if (text || image) {
       var bubble = el('div', 'bubble');
       bubble.appendChild(el('span', 'sr-only', T.bot + ' '));
+      if (typeof msg.author === 'string' && msg.author) {
+        bubble.appendChild(el('div', 'msg__author', msg.author));
+      }
       if (text) { bubble.appendChild(el('p', 'msg__text', text)); }
       if (image) {
         var link = el('a', 'msg__image-link');
@@ -470,7 +477,7 @@
         if (typeof h.id === 'string') { known[h.id] = true; }
         var node = null;
         if (h.role === 'shopper') { node = renderShopperHistory(h); }
-        else if (h.role === 'bot') { node = renderBot(h, i > lastShopper); }
+        else if (h.role === 'bot' || h.role === 'agent') { node = renderBot(h, i > lastShopper); }
         if (node) { ui.list.appendChild(node); }
       });
     }
@@ -571,7 +578,9 @@
       lastFrameAt = Date.now();
       bucket = { tokens: BUCKET_SIZE, at: Date.now() };
       sentToken = storeGet(TOKEN_KEY) || null;
-      sendRaw({ type: 'hello', token: sentToken, locale: locale });
+      var hello = { type: 'hello', token: sentToken, locale: locale };
+      if (customerToken) { hello.customer = customerToken; }
+      sendRaw(hello);
       helloTimer = setTimeout(function () { if (gen === generation) { dropSocket(); } }, HELLO_TIMEOUT_MS);
       pingTimer = setInterval(function () {
         if (gen !== generation) { return; }
