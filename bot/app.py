@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -28,7 +29,8 @@ MAX_REQUEST_BYTES = 256 * 1024
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Unexpected errors become a JSON 500 and a log entry; the gateway keeps running."""
     try:
         return await handler(request)
@@ -64,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     if settings.redis_url:
         import redis.asyncio as redis_asyncio
 
-        redis_client = redis_asyncio.from_url(settings.redis_url)
+        redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
         deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()

@@ -19,7 +19,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage, OutboundReply
@@ -64,9 +64,10 @@ class Turn:
 
     async def wait(self, timeout: float) -> list[OutboundReply] | None:
         """The replies, or None if Rasa is unreachable (holding reply sent) or `timeout` passed."""
-        held = asyncio.ensure_future(self.held.wait())
+        held: asyncio.Future[Any] = asyncio.ensure_future(self.held.wait())
+        waiting: list[asyncio.Future[Any]] = [self.replies, held]
         try:
-            await asyncio.wait([self.replies, held], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             held.cancel()
         return self.replies.result() if self.replies.done() and not self.replies.cancelled() else None

@@ -41,7 +41,7 @@ class Metrics:
             for labels, value in samples:
                 label_text = ",".join(f'{k}="{v}"' for k, v in labels)
                 lines.append(f"gateway_{name}{{{label_text}}} {value}" if label_text else f"gateway_{name} {value}")
-        for name, value in (gauges or {}).items():
-            lines.append(f"# TYPE gateway_{name} gauge")
-            lines.append(f"gateway_{name} {value}")
+        for gauge, reading in (gauges or {}).items():
+            lines.append(f"# TYPE gateway_{gauge} gauge")
+            lines.append(f"gateway_{gauge} {reading}")
         return "\n".join(lines) + "\n"

@@ -103,7 +103,8 @@ class HandoffService:
         if handoff is None:
             return False
         if handoff.active:
-            entry = {"role": "shopper", "author": None, "text": message.text, "ts": message.timestamp}
+            entry: dict[str, Any] = {"role": "shopper", "author": None, "text": message.text,
+                                     "ts": message.timestamp}
             if message.attachments:
                 entry["attachments"] = [a.to_dict() for a in message.attachments]
             await self.store.append_log(key, entry)

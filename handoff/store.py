@@ -13,13 +13,14 @@ import functools
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 
 from redis import exceptions as redis_errors
 
 from bot.errors import DependencyUnavailable
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 ACTIVE = ("queued", "assigned")
 
@@ -186,9 +187,11 @@ return 1
 """
 
 
-def _unavailable_when_redis_is_down(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _unavailable_when_redis_is_down(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:

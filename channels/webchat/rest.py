@@ -90,8 +90,9 @@ class RestInput:
                 {"error": "text_too_long",
                  "message": f"message is {len(text)} characters; the limit is {self.settings.max_text_length}"},
                 status=413)
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-        locale = metadata.get("locale") if isinstance(metadata.get("locale"), str) else None
+        metadata = body.get("metadata")
+        locale = metadata.get("locale") if isinstance(metadata, dict) else None
+        locale = locale if isinstance(locale, str) else None
         message_id = body.get("message_id")
         message = InboundMessage(
             channel=CHANNEL, conversation_id=sender, sender_id=sender, text=text,

@@ -112,7 +112,7 @@ class SocketIOInput:
             session["locale"] = locale if isinstance(locale, str) else None
         await self.sio.enter_room(sid, conversation_id)
         self.output.attached[conversation_id].add(sid)
-        assert token is not None
+        assert isinstance(token, str)
         return token
 
     async def on_session_request(self, sid: str, data: Any = None) -> None:
