@@ -71,7 +71,12 @@ def create_app(settings: Settings) -> web.Application:
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
     setup_handoff(app, service, settings, secret, redis_client)
-    ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox)
+    async def start_rasa_client(app: web.Application) -> None:
+        await rasa.start()  # before any channel's start-up hook replays kept deliveries
+
+    app.on_startup.append(start_rasa_client)
+    ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox,
+                         redis=redis_client)
     app[CHANNELS_KEY] = setup_optional_channels(app, ctx)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -86,15 +91,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
 
-    async def on_startup(app: web.Application) -> None:
-        await rasa.start()
-
     async def on_cleanup(app: web.Application) -> None:
         await service.close()
         await rasa.close()
         if redis_client is not None:
             await redis_client.aclose()
 
-    app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
     return app

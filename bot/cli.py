@@ -34,6 +34,8 @@ def _say(text: str) -> None:
 async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     from bot.app import create_app  # imported here so `setup` does not load aiohttp apps
 
+    from bot.app import CHANNELS_KEY
+
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
@@ -50,6 +52,10 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     _say(f"  agent console:      {base}/console")
     _say(f"  REST (Rasa format): {base}/webhooks/rest/webhook")
     _say(f"  health / metrics:   {base}/healthz  {base}/metrics")
+    if "telegram" in app[CHANNELS_KEY]:
+        _say("  Telegram:           on (webhook at /telegram/webhook, or long polling; see docs/telegram.md)")
+    if "slack" in app[CHANNELS_KEY]:
+        _say(f"  Slack events:       {base}/slack/events (or Socket Mode; see docs/slack.md)")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

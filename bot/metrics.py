@@ -17,6 +17,9 @@ class Metrics:
         "holding_replies_total": "Holding notices sent while Rasa was unreachable.",
         "delivery_failures_total": "Replies a channel failed to deliver.",
         "frames_rejected_total": "Client frames or requests refused, per reason.",
+        "telegram_rate_limited_total": "Telegram 429 answers; the chat's replies waited retry_after.",
+        "telegram_blocked_chats_total": "Telegram chats newly marked as having blocked the bot (403).",
+        "telegram_dropped_total": "Telegram replies dropped because the chat blocked the bot.",
     }
 
     def __init__(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from aiohttp import web
 
@@ -32,6 +32,7 @@ class ChannelContext:
     env: Mapping[str, str]
     deduper: Deduper
     inbox: Inbox
+    redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
 
 
 class ChannelSetup(Protocol):

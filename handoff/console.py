@@ -135,8 +135,7 @@ class Console:
 
     def _login_page(self, error: str = "", status: int = 200) -> web.Response:
         page = (STATIC_DIR / "login.html").read_text(encoding="utf-8")
-        block = f'<p class="error" data-testid="login-error" role="alert">{html.escape(error)}</p>' if error else ""
-        return web.Response(text=page.replace("{{error}}", block), content_type="text/html", status=status,
+        return web.Response(text=page.replace("{{error}}", html.escape(error)), content_type="text/html", status=status,
                             headers={"Cache-Control": "no-store"})
 
     async def page(self, request: web.Request) -> web.StreamResponse:

@@ -155,6 +155,9 @@ class HandoffService:
             if handoff is not candidate:
                 return handoff  # already with a person
             history = self.conversations.transcripts.history(key)
+            last_shopper = next((e.text for e in reversed(history) if e.role == "shopper" and e.text), None)
+            if last_shopper:
+                await self.store.update(key, last_text=last_shopper[:200])
             if history:
                 await self.store.replace_log(key, [
                     {"role": e.role, "author": e.author, "text": e.text, "ts": e.ts} for e in history])
@@ -227,8 +230,9 @@ class HandoffService:
         return "en"
 
     async def claim(self, agent: str, key: str) -> tuple[bool, str | None]:
-        handoff = await self._require(key)
-        won, holder = await self.store.claim(key, agent)
+        async with self._lock(key):  # after the handoff's own announcement, never before it
+            handoff = await self._require(key)
+            won, holder = await self.store.claim(key, agent)
         if won:
             name = self.agents[agent].name if agent in self.agents else agent
             await self._append(handoff, "system", f"Claimed by {name}")

@@ -1,0 +1,133 @@
+"""The Slack channel's settings: a declared schema, read from `ctx.env` and validated.
+
+The channel is on when any of SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, SLACK_APP_TOKEN or
+SLACK_MODE is set; then everything it needs must be valid, and every problem is reported
+at once (`bot.config.ConfigError`), naming the variable and where in Slack's app settings
+the right value is found. Secret values are never echoed back in messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+from bot.config import ConfigError
+
+DEFAULT_API_BASE = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"
+FILES_PATH = "/slack/files"
+
+Mode = Literal["http", "socket"]
+
+
+@dataclass(frozen=True)
+class SlackVar:
+    """One environment variable the Slack channel reads."""
+
+    name: str
+    description: str
+    secret: bool = False
+
+
+SCHEMA: tuple[SlackVar, ...] = (
+    SlackVar("SLACK_BOT_TOKEN", "Bot User OAuth Token (xoxb-...), from OAuth & Permissions. "
+                                "Required; setting it switches the Slack channel on.", secret=True),
+    SlackVar("SLACK_MODE", "`http` (default): Slack posts events to the gateway's /slack/events. "
+                           "`socket`: Socket Mode, for gateways without a public URL."),
+    SlackVar("SLACK_SIGNING_SECRET", "Signing Secret, from Basic Information > App Credentials. "
+                                     "Required in http mode.", secret=True),
+    SlackVar("SLACK_APP_TOKEN", "App-Level Token with the connections:write scope (xapp-...), "
+                                "from Basic Information > App-Level Tokens. Required in socket mode.", secret=True),
+    SlackVar("SLACK_API_BASE", f"Slack Web API base URL (default {DEFAULT_API_BASE}); "
+                               "only changed to point the gateway at a test double."),
+)
+
+_SWITCHES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_MODE")
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    """Validated Slack settings."""
+
+    bot_token: str = field(repr=False)
+    mode: Mode = "http"
+    signing_secret: str = field(default="", repr=False)
+    app_token: str = field(default="", repr=False)
+    api_base: str = DEFAULT_API_BASE
+
+
+def _value(env: Mapping[str, str], name: str) -> str:
+    return (env.get(name) or "").strip()
+
+
+def is_configured(env: Mapping[str, str]) -> bool:
+    """True when the shop asked for the Slack channel (any of its switches is set)."""
+    return any(_value(env, name) for name in _SWITCHES)
+
+
+def _check_bot_token(token: str, problems: list[str]) -> None:
+    if not token:
+        problems.append("SLACK_BOT_TOKEN is not set, but other SLACK_ variables are: set it to the Bot User "
+                        "OAuth Token (xoxb-...) from OAuth & Permissions, or unset the SLACK_ variables")
+    elif not token.startswith("xoxb-"):
+        problems.append("SLACK_BOT_TOKEN must be a bot token starting with xoxb- "
+                        "(OAuth & Permissions > Bot User OAuth Token), not a user or app-level token")
+
+
+def _check_mode(raw: str, problems: list[str]) -> Mode:
+    mode = raw.lower() or "http"
+    if mode == "http":
+        return "http"
+    if mode == "socket":
+        return "socket"
+    problems.append(f"SLACK_MODE={raw!r}: must be http (Events API over HTTP) or socket (Socket Mode)")
+    return "http"
+
+
+def _check_signing_secret(secret: str, app_token: str, problems: list[str]) -> None:
+    if not secret:
+        hint = " (or set SLACK_MODE=socket to use Socket Mode with SLACK_APP_TOKEN)" if app_token else ""
+        problems.append("SLACK_SIGNING_SECRET is required with SLACK_MODE=http: copy the Signing Secret from "
+                        "Basic Information > App Credentials" + hint)
+    elif len(secret) < 16 or any(c.isspace() for c in secret):
+        problems.append("SLACK_SIGNING_SECRET does not look like a Slack signing secret "
+                        "(32 characters, no spaces; Basic Information > App Credentials)")
+
+
+def _check_app_token(token: str, problems: list[str]) -> None:
+    if not token:
+        problems.append("SLACK_APP_TOKEN is required with SLACK_MODE=socket: create an App-Level Token with "
+                        "the connections:write scope (Basic Information > App-Level Tokens), xapp-...")
+    elif not token.startswith("xapp-"):
+        problems.append("SLACK_APP_TOKEN must be an app-level token starting with xapp- "
+                        "(Basic Information > App-Level Tokens)")
+
+
+def _check_api_base(raw: str, problems: list[str]) -> str:
+    if not raw:
+        return DEFAULT_API_BASE
+    if not raw.startswith(("http://", "https://")):
+        problems.append(f"SLACK_API_BASE={raw!r}: must start with http:// or https:// (default {DEFAULT_API_BASE})")
+        return DEFAULT_API_BASE
+    return raw.rstrip("/") + "/"
+
+
+def load_slack_config(env: Mapping[str, str]) -> SlackConfig | None:
+    """The Slack settings from `env`; None when Slack is not configured. Raises `ConfigError`."""
+    if not is_configured(env):
+        return None
+    problems: list[str] = []
+    bot_token = _value(env, "SLACK_BOT_TOKEN")
+    _check_bot_token(bot_token, problems)
+    mode = _check_mode(_value(env, "SLACK_MODE"), problems)
+    signing_secret = _value(env, "SLACK_SIGNING_SECRET")
+    app_token = _value(env, "SLACK_APP_TOKEN")
+    if mode == "http":
+        _check_signing_secret(signing_secret, app_token, problems)
+    else:
+        _check_app_token(app_token, problems)
+    api_base = _check_api_base(_value(env, "SLACK_API_BASE"), problems)
+    if problems:
+        raise ConfigError(problems)
+    return SlackConfig(bot_token=bot_token, mode=mode, signing_secret=signing_secret, app_token=app_token,
+                       api_base=api_base)

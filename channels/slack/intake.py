@@ -1,0 +1,241 @@
+"""The Slack channel's input role, wired into Bolt as middleware and listeners.
+
+For every request Bolt has verified (signature, or Socket Mode), the `gate` middleware:
+1. turns the payload into a delivery, or acknowledges and drops it (bots, the app itself,
+   edits, deletions, channels the app was not addressed in);
+2. logs Slack's retries (`X-Slack-Retry-Num`) and acknowledges a delivery it has already
+   handled without answering it again (dedupe by event id; durable with Redis);
+3. keeps the delivery in the inbox *before* acknowledging it; if that fails (Redis down)
+   it answers 503 and un-marks the dedupe key, so Slack delivers it again later.
+The listeners then hand the message to the conversation service, which returns at once:
+the acknowledgement never waits for Rasa or for posting replies (Slack wants it within
+3 seconds). A button click also gets its buttons replaced by `✓ <choice>` (after the ack).
+The inbox entry is removed once the turn is answered; what is left is replayed at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable, Coroutine, Mapping
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.conversation import ConversationService, QueueFull
+from bot.dedupe import Deduper
+from bot.inbox import Inbox
+from bot.messages import OutboundReply
+from channels.slack.convert import (
+    BUTTON_ACTION_PREFIX, CHANNEL, Converter, Delivery, SlackIdentity, SlackTarget, from_record, to_record,
+)
+from channels.slack.files import SlackFiles
+from channels.slack.logtext import LogText, log
+from channels.slack.output import SlackOutput
+
+DEDUPE_PREFIX = "slack:"
+DELIVERY_KEY = "slack_delivery"  # where the gate leaves the delivery in Bolt's context
+
+BUSY_TEXT = {
+    "en": "Please wait for an answer to your earlier messages, then write again.",
+    "zh": "请先等待我们回复您之前的消息，然后再发送。",
+}
+
+
+class KnownThreads:
+    """Channel threads that are gateway conversations (replies there continue them without a mention)."""
+
+    def __init__(self, max_threads: int = 50_000) -> None:
+        self._threads: OrderedDict[str, None] = OrderedDict()
+        self._max = max_threads
+
+    def add(self, conversation_id: str) -> None:
+        self._threads[conversation_id] = None
+        self._threads.move_to_end(conversation_id)
+        while len(self._threads) > self._max:
+            self._threads.popitem(last=False)
+
+    def __contains__(self, conversation_id: object) -> bool:
+        return conversation_id in self._threads
+
+
+def _header(request: AsyncBoltRequest, name: str) -> str | None:
+    values = request.headers.get(name)
+    return values[0] if values else None
+
+
+class SlackIntake:
+    """Accepts Slack deliveries into the conversation service, once each, never losing an acknowledged one."""
+
+    def __init__(self, service: ConversationService, deduper: Deduper, inbox: Inbox, output: SlackOutput,
+                 files: SlackFiles, max_text_length: int) -> None:
+        self.service = service
+        self.deduper = deduper
+        self.inbox = inbox
+        self.output = output
+        self.files = files
+        self.identity = SlackIdentity()
+        self.threads = KnownThreads()
+        self.converter = Converter(identity=lambda: self.identity, file_url=files.links.url,
+                                   known_thread=self.threads.__contains__, max_text_length=max_text_length)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def install(self, bolt: AsyncApp) -> None:
+        """Register the gate middleware and the listeners on a Bolt app."""
+        bolt.use(self.gate)
+        bolt.event("message")(self.on_event)
+        bolt.event("app_mention")(self.on_event)
+        bolt.action(re.compile("^" + re.escape(BUTTON_ACTION_PREFIX)))(self.on_click)
+
+    # -- Bolt middleware and listeners ------------------------------------------------------
+
+    async def gate(self, body: dict[str, Any], context: AsyncBoltContext, request: AsyncBoltRequest,
+                   next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
+        """Filter, dedupe and keep a verified delivery before it is acknowledged (see module doc)."""
+        self._learn_identity(context)
+        delivery = self.converter.delivery(body)
+        if delivery is None:
+            return BoltResponse(status=200, body="")
+        retry = _header(request, "x-slack-retry-num")
+        if retry not in (None, "", "0"):
+            log.info(LogText.RETRY_RECEIVED, extra={"delivery": delivery.key, "retry_num": retry,
+                                                    "retry_reason": _header(request, "x-slack-retry-reason")})
+        refusal = await self._keep(delivery)
+        if refusal is not None:
+            return refusal
+        context[DELIVERY_KEY] = delivery
+        await next()
+        return None
+
+    async def on_event(self, context: AsyncBoltContext) -> None:
+        """A direct message or mention: hand it over (acknowledged by Bolt right after)."""
+        self.accept(context[DELIVERY_KEY])
+
+    async def on_click(self, ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        """A button click: acknowledge, mark the choice on the message, hand the payload over."""
+        await ack()
+        delivery: Delivery = context[DELIVERY_KEY]
+        message = body.get("message") or {}
+        channel, ts = (body.get("channel") or {}).get("id"), message.get("ts")
+        if isinstance(channel, str) and isinstance(ts, str):
+            self._spawn(self.output.show_choice(delivery.message.conversation_id, channel, ts,
+                                                message.get("blocks") or [], delivery.message.text))
+        self.accept(delivery)
+
+    # -- keeping, accepting, finishing --------------------------------------------------------
+
+    async def _keep(self, delivery: Delivery) -> BoltResponse | None:
+        """Mark the delivery seen and keep it; a response to send instead of going on, if any."""
+        dedupe_key = DEDUPE_PREFIX + delivery.key
+        try:
+            first = await self.deduper.first_time(dedupe_key)
+        except Exception as exc:
+            log.error(LogText.KEEP_FAILED, extra={"delivery": delivery.key, "error": repr(exc)})
+            return BoltResponse(status=503, body="")
+        if not first:
+            self.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
+            log.info(LogText.DUPLICATE, extra={"delivery": delivery.key})
+            return BoltResponse(status=200, body="")
+        try:
+            await self.inbox.put(CHANNEL, delivery.key, to_record(delivery))
+        except Exception as exc:
+            log.error(LogText.KEEP_FAILED, extra={"delivery": delivery.key, "error": repr(exc)})
+            await self._forget(dedupe_key)
+            return BoltResponse(status=503, body="")
+        return None
+
+    async def _forget(self, dedupe_key: str) -> None:
+        try:
+            await self.deduper.forget(dedupe_key)
+        except Exception as exc:  # the key expires on its own; Slack's retry is then taken as a duplicate
+            log.error(LogText.KEEP_FAILED, extra={"delivery": dedupe_key, "error": repr(exc)})
+
+    def accept(self, delivery: Delivery) -> None:
+        """Submit a kept delivery to the conversation service; returns at once."""
+        message = delivery.message
+        self.files.remember(delivery.files)
+        if SlackTarget.parse(message.conversation_id).thread_ts is not None:
+            self.threads.add(message.conversation_id)
+        try:
+            turn = self.service.submit(message)
+        except QueueFull as exc:
+            log.warning(LogText.QUEUE_FULL, extra={"conversation": message.conversation_key, "error": str(exc)})
+            self._spawn(self._refuse(delivery))
+            return
+        except Exception as exc:  # kept in the inbox: answered after the next start
+            log.error(LogText.ACCEPT_FAILED, extra={"conversation": message.conversation_key, "error": repr(exc)})
+            return
+        log.info(LogText.ACCEPTED, extra={"conversation": message.conversation_key, "delivery": delivery.key,
+                                          "attachments": len(message.attachments), "text": message.text})
+        turn.replies.add_done_callback(lambda future: self._answered(delivery.key, future))
+
+    def _answered(self, key: str, future: asyncio.Future[list[OutboundReply]]) -> None:
+        if not future.cancelled():  # cancelled: the gateway stopped first; replayed after a restart
+            self._spawn(self._done(key))
+
+    async def _done(self, key: str) -> None:
+        try:
+            await self.inbox.done(CHANNEL, key)
+        except Exception as exc:
+            log.warning(LogText.DONE_FAILED, extra={"delivery": key, "error": repr(exc)})
+
+    async def _refuse(self, delivery: Delivery) -> None:
+        await self._done(delivery.key)
+        text = BUSY_TEXT.get(delivery.message.language, BUSY_TEXT["en"])
+        try:
+            await self.output.send_text(delivery.message.conversation_id, text)
+        except Exception as exc:
+            log.error(LogText.QUEUE_FULL, extra={"conversation": delivery.message.conversation_key,
+                                                 "error": repr(exc)})
+
+    # -- start-up and shutdown ----------------------------------------------------------------
+
+    async def replay(self) -> int:
+        """Submit the deliveries kept but not answered before the last stop; how many there were."""
+        try:
+            pending = await self.inbox.pending(CHANNEL)
+        except Exception as exc:
+            log.error(LogText.REPLAY_FAILED, extra={"error": repr(exc)})
+            return 0
+        if pending:
+            log.info(LogText.REPLAYING, extra={"count": len(pending)})
+        for key, record in pending:
+            try:
+                delivery = from_record(key, record)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error(LogText.REPLAY_BAD_RECORD, extra={"delivery": key, "error": repr(exc)})
+                await self._done(key)
+                continue
+            self.accept(delivery)
+        return len(pending)
+
+    def _learn_identity(self, context: AsyncBoltContext) -> None:
+        """Fill in the app's identity from Bolt's own auth.test when start-up could not get it."""
+        if self.identity.user_id is None and context.bot_user_id:
+            self.identity = SlackIdentity(user_id=context.bot_user_id, bot_id=context.bot_id,
+                                          team_id=context.team_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Let pending bookkeeping (inbox removals, button updates) finish briefly, then cancel it."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def identity_from_auth_test(result: Mapping[str, Any]) -> SlackIdentity:
+    """The app's identity from an auth.test answer."""
+    def text(key: str) -> str | None:
+        value = result.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return SlackIdentity(user_id=text("user_id"), bot_id=text("bot_id"), team_id=text("team_id"))

@@ -1,0 +1,89 @@
+"""The Telegram channel (optional): on when TELEGRAM_BOT_TOKEN is set.
+
+`setup(app, ctx)` follows the contract in channels/registry.py. It composes one aiogram
+`Bot` (pointed at TELEGRAM_API_BASE), registers `TelegramOutput` as the "telegram" output,
+adds the webhook route (webhook mode) and `/telegram/files/{file_id}`, and hooks start-up
+(replay kept updates, then setWebhook or start long polling) and shut-down (stop polling
+and intake, refuse further sends, close the bot session). See docs/telegram.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+
+from channels.registry import ChannelContext
+from channels.telegram.config import FILES_PATH, TelegramConfig, load_telegram_config
+from channels.telegram.convert import UpdateConverter
+from channels.telegram.files import TelegramFiles
+from channels.telegram.input import TelegramInput
+from channels.telegram.output import CHANNEL, TelegramOutput
+from channels.telegram.state import MemoryTelegramState, RedisTelegramState, TelegramState
+
+log = logging.getLogger("gateway.telegram")
+
+__all__ = ["TELEGRAM_KEY", "TelegramChannel", "setup"]
+
+
+@dataclass(frozen=True)
+class TelegramChannel:
+    """The running channel's parts (tests and the handoff module reach them via `app[TELEGRAM_KEY]`)."""
+
+    config: TelegramConfig
+    bot: Bot
+    state: TelegramState
+    input: TelegramInput
+    output: TelegramOutput
+
+
+TELEGRAM_KEY = web.AppKey("telegram", TelegramChannel)
+
+
+def _state(ctx: ChannelContext, config: TelegramConfig) -> TelegramState:
+    if ctx.redis is None:
+        return MemoryTelegramState()
+    return RedisTelegramState(ctx.redis, config.bot_id, owns_client=False)
+
+
+def setup(app: web.Application, ctx: ChannelContext) -> bool:
+    """Switch the Telegram channel on when configured; False (nothing done) when it is not."""
+    config = load_telegram_config(ctx.env, ctx.settings)
+    if config is None:
+        return False
+    session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base),
+                             timeout=config.request_timeout_seconds)
+    bot = Bot(token=config.token, session=session)
+    state = _state(ctx, config)
+    output = TelegramOutput(bot, state, ctx.service.metrics, retries=config.send_retries,
+                            backoff_seconds=config.retry_backoff_seconds)
+    ctx.service.register_output(CHANNEL, output)
+    telegram_input = TelegramInput(bot, config, ctx.service, ctx.deduper, ctx.inbox, output,
+                                   UpdateConverter(config, state))
+    files = TelegramFiles(bot, state)
+    app[TELEGRAM_KEY] = TelegramChannel(config=config, bot=bot, state=state, input=telegram_input, output=output)
+
+    if config.mode == "webhook":
+        app.router.add_post(config.webhook_path, telegram_input.webhook)
+    app.router.add_get(FILES_PATH + "/{file_id}", files.fetch)
+
+    async def on_startup(app: web.Application) -> None:
+        await telegram_input.start()
+        log.info("Telegram channel started", extra={"mode": config.mode, "bot_id": config.bot_id})
+
+    async def on_shutdown(app: web.Application) -> None:
+        await telegram_input.stop()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await output.close()
+        await bot.session.close()
+        await state.close()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return True

@@ -1,0 +1,46 @@
+"""A Telegram shopper handed to a person and back, exactly as on web chat: the handoff module
+relays through the Telegram channel without knowing it is Telegram."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from handoff import HANDOFF_KEY
+from tests.telegram.conftest import TelegramGateway
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_telegram_shopper_is_handed_to_an_agent_and_back(tg: TelegramGateway, chat_id: int) -> None:
+    handoff = tg.gateway.app[HANDOFF_KEY]
+    key = f"telegram:{chat_id}"
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "hello"))
+    await tg.fake.wait_sent(chat_id)
+    await tg.fake.deliver(tg.fake.press_update(chat_id, "Talk to a person"))
+    await tg.fake.wait_until(lambda: any("passing you to a person" in t for t in tg.fake.texts(chat_id)))
+    await tg.fake.wait_until(lambda: any("ticket" in t for t in tg.fake.texts(chat_id)))  # no agent online yet
+
+    won, _ = await handoff.claim("demo", key)  # the demo agent created on first start
+    assert won
+    await tg.fake.wait_until(lambda: any("Demo Agent" in t for t in tg.fake.texts(chat_id)))
+
+    # With a person on the conversation, the shopper's photo goes to the agent, not to Rasa.
+    tg.fake.add_file("AgACAgBrokenHeel", b"jpeg bytes of a broken heel", "photos/file_9.jpg")
+    before = len(tg.fake.sent(chat_id))
+    await tg.fake.deliver(tg.fake.photo_update(chat_id, "AgACAgBrokenHeel", caption="the heel broke"))
+    await tg.fake.quiet()
+    assert len(tg.fake.sent(chat_id)) == before
+    view = await handoff.conversation_view(key)
+    [from_shopper] = [e for e in view["transcript"] if e.get("text") == "the heel broke"]
+    async with aiohttp.ClientSession() as http, http.get(from_shopper["attachments"][0]["url"]) as resp:
+        assert await resp.read() == b"jpeg bytes of a broken heel"
+
+    await handoff.reply("demo", key, "Sorry about that! A replacement is on its way.")
+    await tg.fake.wait_until(lambda: "Demo Agent: Sorry about that! A replacement is on its way."
+                             in tg.fake.texts(chat_id))
+
+    await handoff.hand_back("demo", key)
+    await tg.fake.wait_until(lambda: any("back with the assistant" in t for t in tg.fake.texts(chat_id)))
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "thanks"))
+    await tg.fake.wait_until(lambda: tg.fake.texts(chat_id)[-1].startswith("You're welcome"))

@@ -1,0 +1,152 @@
+"""A shopper on Telegram (webhook mode): updates as Telegram posts them, through the real webhook
+endpoint, answered by the real Rasa; what the shopper sees is what reached the fake Bot API."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from bot.messages import Button, OutboundReply
+from tests.telegram.conftest import WEBHOOK_SECRET, TelegramGateway
+from tests.telegram.fake_bot_api import SECRET_HEADER
+
+pytestmark = pytest.mark.e2e
+
+
+def keyboard(call_params: dict[str, object]) -> list[tuple[str, str]]:
+    markup = call_params.get("reply_markup") or {}
+    assert isinstance(markup, dict)
+    return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", []) for b in row]
+
+
+async def test_webhook_is_registered_with_the_public_url_and_secret(tg: TelegramGateway) -> None:
+    [call] = tg.fake.calls_of("setWebhook")
+    assert call.params["url"] == f"{tg.url}/telegram/webhook"
+    assert call.params["secret_token"] == WEBHOOK_SECRET
+    assert set(call.params["allowed_updates"]) >= {"message", "callback_query"}
+
+
+async def test_hello_gets_the_assistants_answer_with_inline_buttons_after_typing(
+        tg: TelegramGateway, chat_id: int) -> None:
+    assert await tg.fake.deliver(tg.fake.text_update(chat_id, "hello")) == 200
+    [reply] = await tg.fake.wait_sent(chat_id)
+    assert "after-sales assistant" in reply.params["text"]
+    assert keyboard(reply.params) == [("Return policy", "/ask_return_policy"), ("Talk to a person", "/request_human")]
+    typing = [c for c in tg.fake.calls_of("sendChatAction") if c.params["chat_id"] == str(chat_id)]
+    assert typing and typing[0].params["action"] == "typing" and typing[0].at < reply.at
+
+
+async def test_missing_or_wrong_secret_is_refused_and_nothing_is_processed(tg: TelegramGateway, chat_id: int) -> None:
+    update = tg.fake.text_update(chat_id, "hello")
+    assert await tg.post_webhook(update) == 401
+    assert await tg.post_webhook(update, headers={SECRET_HEADER: "not-the-secret-at-all"}) == 401
+    assert await tg.post_webhook(update, headers={SECRET_HEADER: WEBHOOK_SECRET[:-1]}) == 401
+    await tg.fake.quiet()
+    assert tg.fake.sent(chat_id, ok_only=False) == []
+    assert not [c for c in tg.fake.calls_of("sendChatAction") if c.params["chat_id"] == str(chat_id)]
+    # The refused deliveries were not even remembered: Telegram's own delivery is answered.
+    assert await tg.fake.deliver(update) == 200
+    await tg.fake.wait_sent(chat_id)
+
+
+async def test_the_same_update_delivered_twice_is_answered_once(tg: TelegramGateway, chat_id: int) -> None:
+    update = tg.fake.text_update(chat_id, "hello")
+    assert await tg.fake.deliver(update) == 200
+    assert await tg.fake.deliver(update) == 200
+    await tg.fake.wait_sent(chat_id)
+    await tg.fake.quiet()
+    assert len(tg.fake.sent(chat_id)) == 1
+
+
+async def test_pressing_a_button_runs_its_payload_answers_the_press_and_removes_the_keyboard(
+        tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "hello"))
+    [greeting] = await tg.fake.wait_sent(chat_id)
+    press = tg.fake.press_update(chat_id, "Return policy")
+    assert await tg.fake.deliver(press) == 200
+    replies = await tg.fake.wait_sent(chat_id, 2)
+    assert replies[1].params["text"].startswith("Our return policy:")
+    assert [c.params["callback_query_id"] for c in tg.fake.calls_of("answerCallbackQuery")] == \
+        [press["callback_query"]["id"]]
+    [edit] = tg.fake.calls_of("editMessageReplyMarkup")
+    assert int(edit.params["message_id"]) == greeting.result["message_id"]
+    assert "reply_markup" not in tg.fake.message(chat_id, greeting.result["message_id"])
+
+
+async def test_asking_for_a_person_shows_the_text_never_the_handoff_signal(tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "hello"))
+    await tg.fake.wait_sent(chat_id)
+    await tg.fake.deliver(tg.fake.press_update(chat_id, "Talk to a person"))
+    replies = await tg.fake.wait_sent(chat_id, 2)
+    assert "passing you to a person" in replies[1].params["text"]
+    await tg.fake.quiet(1.0)
+    assert not any("handoff" in text or "{" in text for text in tg.fake.texts(chat_id))
+
+
+async def test_chinese_shopper_is_answered_in_chinese(tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "你好", language_code="zh-hans"))
+    [reply] = await tg.fake.wait_sent(chat_id)
+    assert "售后助手" in reply.params["text"]
+    assert [title for title, _ in keyboard(reply.params)] == ["退货政策", "转人工客服"]
+
+
+async def test_language_code_alone_sets_the_language(tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "hi", language_code="zh-hans"))
+    [reply] = await tg.fake.wait_sent(chat_id)
+    assert "售后助手" in reply.params["text"]
+
+
+async def test_start_command_greets_the_shopper(tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "/start"))
+    [reply] = await tg.fake.wait_sent(chat_id)
+    assert "after-sales assistant" in reply.params["text"]
+
+
+async def test_a_long_reply_is_split_under_telegrams_limit_with_the_buttons_on_the_last_part(
+        tg: TelegramGateway, chat_id: int) -> None:
+    paragraphs = [f"Paragraph {i}: " + "returns are free within thirty days " * 20 for i in range(20)]
+    text = "\n".join(paragraphs)
+    assert len(text) > 3 * 4096
+    async with aiohttp.ClientSession() as http:  # Telegram (and the fake) refuse it whole
+        async with http.post(f"{tg.fake.base_url}/bot{tg.fake.token}/sendMessage",
+                             json={"chat_id": chat_id, "text": text}) as resp:
+            assert resp.status == 400
+    tg.fake.calls.clear()
+    reply = OutboundReply(text=text, buttons=(Button("Return policy", "/ask_return_policy"),))
+    await tg.channel.output.send_reply(str(chat_id), reply)
+    sent = tg.fake.sent(chat_id, ok_only=False)
+    assert len(sent) >= 4 and all(c.ok for c in sent)  # the fake refuses anything over 4096
+    assert all(len(c.params["text"]) <= 4096 for c in sent)
+    assert "".join(c.params["text"] for c in sent).replace("\n", "").replace(" ", "") == \
+        text.replace("\n", "").replace(" ", "")
+    assert all(c.params["text"].rstrip().endswith("days") for c in sent)  # cut between words/lines
+    assert [bool(keyboard(c.params)) for c in sent] == [False] * (len(sent) - 1) + [True]
+
+
+async def test_a_payload_too_long_for_telegram_still_reaches_the_assistant_whole(
+        tg: TelegramGateway, chat_id: int) -> None:
+    payload = '/ask_return_policy{"order_note": "' + "leather shoes, size 42, box damaged " * 3 + '"}'
+    assert len(payload.encode()) > 64
+    await tg.channel.output.send_reply(str(chat_id), OutboundReply(
+        text="About your order:", buttons=(Button("Return policy", payload),)))
+    [offer] = tg.fake.sent(chat_id, ok_only=False)
+    assert offer.ok  # Telegram refuses callback_data over 64 bytes
+    assert len(keyboard(offer.params)[0][1].encode()) <= 64
+    await tg.fake.deliver(tg.fake.press_update(chat_id, "Return policy"))
+    replies = await tg.fake.wait_sent(chat_id, 2)
+    assert replies[1].params["text"].startswith("Our return policy:")
+    tracker_url = f"{tg.gateway.settings.rasa_url}/conversations/telegram:{chat_id}/tracker"
+    async with aiohttp.ClientSession() as http, http.get(tracker_url) as resp:
+        tracker = await resp.json()
+    user_texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]
+    assert user_texts[-1] == payload
+
+
+async def test_images_are_sent_as_photos_and_a_link_when_telegram_cannot_fetch_them(
+        tg: TelegramGateway, chat_id: int) -> None:
+    await tg.channel.output.send_reply(str(chat_id), OutboundReply(image="https://shop.example/return-label.png"))
+    await tg.channel.output.send_reply(str(chat_id), OutboundReply(image="ftp://shop.example/label.png"))
+    sent = tg.fake.sent(chat_id, ok_only=False)
+    assert [(c.method, c.status) for c in sent] == [("sendPhoto", 200), ("sendPhoto", 400), ("sendMessage", 200)]
+    assert sent[0].params["photo"] == "https://shop.example/return-label.png"
+    assert sent[2].params["text"] == "ftp://shop.example/label.png"
