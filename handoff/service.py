@@ -32,6 +32,7 @@ log = logging.getLogger("gateway.handoff")
 OUTCOMES = ("resolved", "refund_issued", "replacement_sent", "no_action_needed", "escalated")
 SURVEY_PAYLOAD = re.compile(r"^/csat_([1-5])$")
 SLA_WARNING_SECONDS = 10 * 60
+AGENT_INITIATED = "agent_initiated"
 
 CasesProvider = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -163,7 +164,8 @@ class HandoffService:
                     {"role": e.role, "author": e.author, "text": e.text, "ts": e.ts} for e in history])
             await self._append(handoff, "system", f"Handed off: {reason}")
             await self._pause_rasa(key, "pause")
-            await self._announce(handoff, now)
+            if reason != AGENT_INITIATED:  # an agent taking over greets the shopper by claiming
+                await self._announce(handoff, now)
             log.info("conversation handed off", extra={"conversation": key, "reason": reason})
         await self.listener.changed()
         return handoff
@@ -218,7 +220,7 @@ class HandoffService:
         key = f"{channel}:{conversation_id}"
         if not self.conversations.transcripts.history(key):
             raise HandoffError("not_found", "no such conversation")
-        handoff = await self.start(channel, conversation_id, "agent_initiated", self._language_of(key))
+        handoff = await self.start(channel, conversation_id, AGENT_INITIATED, self._language_of(key))
         return await self.claim(agent, handoff.key)
 
     def _language_of(self, key: str) -> str:

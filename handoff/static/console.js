@@ -23,7 +23,8 @@
     repeated_complaint: 'Repeated complaint',
     allergy: 'Allergy or health issue',
     disputed_refusal: 'Disputes a refusal',
-    fallback: 'Bot did not understand'
+    fallback: 'Bot did not understand',
+    agent_initiated: 'Taken over by an agent'
   };
   var CHANNELS = { webchat: 'Web chat', telegram: 'Telegram', slack: 'Slack', rest: 'REST', socketio: 'Socket.IO' };
   var LANGUAGES = { en: 'EN', zh: '中文', 'zh-CN': '中文', 'zh-cn': '中文' };
@@ -371,10 +372,37 @@
     renderAll();
   }
 
+  /* Conversations the bot is handling; an agent may take one over (`take`). */
+  var liveList = [];
+  function renderLive() {
+    var ul = $('live');
+    while (ul.firstChild) { ul.removeChild(ul.firstChild); }
+    liveList.forEach(function (item) {
+      var key = str(item.key);
+      var li = el('li', 'item item--live');
+      li.setAttribute('data-testid', 'live-item');
+      li.setAttribute('data-key', key);
+      li.appendChild(el('div', 'item__meta', str(item.channel) + ' · ' +
+        (item.last_role === 'shopper' ? 'shopper' : 'bot') + ' · ' +
+        new Date((Number(item.ts) || 0) * 1000).toLocaleTimeString()));
+      li.appendChild(el('div', 'item__text', str(item.last_text).slice(0, 120) || '\u2014'));
+      var take = el('button', 'btn btn--small', 'Take over');
+      take.type = 'button';
+      take.setAttribute('data-testid', 'take');
+      take.addEventListener('click', function () { take.disabled = true; send({ type: 'take', key: key }); });
+      li.appendChild(take);
+      ul.appendChild(li);
+    });
+    $('live-count').textContent = String(liveList.length);
+    $('live-empty').hidden = liveList.length > 0;
+  }
+
   function onState(frame) {
     lists.queue = Array.isArray(frame.queue) ? frame.queue : [];
     lists.mine = Array.isArray(frame.mine) ? frame.mine : [];
     lists.others = Array.isArray(frame.others) ? frame.others : [];
+    liveList = Array.isArray(frame.live) ? frame.live : [];
+    renderLive();
     if (Array.isArray(frame.agents)) {
       agents = frame.agents;
       renderTransferOptions();
