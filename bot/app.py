@@ -16,6 +16,7 @@ from bot.rasa_client import RasaClient
 from bot.transcript import TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
+from flows.cases import cases_for_conversation
 from handoff import setup_handoff
 
 log = logging.getLogger("gateway.app")
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
         deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
-    setup_handoff(app, service, settings, secret, redis_client)
+    setup_handoff(app, service, settings, secret, redis_client, cases=cases_for_conversation)
     async def start_rasa_client(app: web.Application) -> None:
         await rasa.start()  # before any channel's start-up hook replays kept deliveries
 

@@ -1,0 +1,220 @@
+"""After-sales cases (returns, exchanges, replacements, compensation, complaint tickets),
+stored durably in SQLite with their full status history.
+
+Case ids are what shoppers quote: a kind prefix and six digits, e.g. `RT-482913`.
+Every status change is a row in `case_history`; `Case.history` lists them oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from flows.db import connect, db_path, enable_wal
+
+PREFIXES = {"return": "RT", "exchange": "EX", "complaint": "TK", "replacement": "RP", "compensation": "CP"}
+KINDS = tuple(PREFIXES)
+CASE_ID = re.compile(r"(?<![A-Za-z0-9])(RT|EX|TK|RP|CP)[\s\-]?(\d{6})(?!\d)", re.IGNORECASE)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cases (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, order_number TEXT, customer_id TEXT,
+    conversation_id TEXT, language TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    details TEXT NOT NULL, demo INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS case_history (
+    case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE, seq INTEGER NOT NULL, status TEXT NOT NULL,
+    at REAL NOT NULL, note TEXT NOT NULL DEFAULT '', PRIMARY KEY (case_id, seq));
+CREATE INDEX IF NOT EXISTS cases_order ON cases (order_number, created_at);
+CREATE INDEX IF NOT EXISTS cases_customer ON cases (customer_id, created_at);
+CREATE INDEX IF NOT EXISTS cases_conversation ON cases (conversation_id, created_at);
+"""
+
+
+def normalize_case_id(text: str) -> str | None:
+    match = CASE_ID.search(text or "")
+    return f"{match.group(1).upper()}-{match.group(2)}" if match else None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    at: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str
+    status: str
+    order_number: str | None
+    customer_id: str | None
+    conversation_id: str | None
+    language: str | None
+    created_at: float
+    updated_at: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+    history: tuple[StatusChange, ...] = ()
+
+    def summary(self, lang: str = "en") -> str:
+        """One line for agents (the console's case list)."""
+        item = self.details.get("item")
+        what = item.get(lang) or item.get("en") if isinstance(item, Mapping) else self.details.get("category", "")
+        parts = [self.kind, what or "", f"order {self.order_number}" if self.order_number else ""]
+        amount = self.details.get("refund_amount")
+        if amount:
+            parts.append(f"refund {amount}")
+        return " · ".join(p for p in parts if p)
+
+    def to_console(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "status": self.status, "summary": self.summary()}
+
+
+class CaseStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or db_path()
+        enable_wal(self.path)
+        with connect(self.path) as conn:
+            conn.executescript(_SCHEMA)
+
+    # -- sync (worker threads) -----------------------------------------------------------
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, row: sqlite3.Row) -> Case:
+        history = tuple(StatusChange(r["status"], r["at"], r["note"]) for r in conn.execute(
+            "SELECT status, at, note FROM case_history WHERE case_id = ? ORDER BY seq", (row["id"],)))
+        return Case(id=row["id"], kind=row["kind"], status=row["status"], order_number=row["order_number"],
+                    customer_id=row["customer_id"], conversation_id=row["conversation_id"],
+                    language=row["language"], created_at=row["created_at"], updated_at=row["updated_at"],
+                    details=json.loads(row["details"]), history=history)
+
+    def create_sync(self, kind: str, statuses: Sequence[str | tuple[str, str]], *, order_number: str | None = None,
+                    customer_id: str | None = None, conversation_id: str | None = None,
+                    language: str | None = None, details: Mapping[str, Any] | None = None,
+                    case_id: str | None = None, at: float | None = None, demo: bool = False) -> Case:
+        if kind not in PREFIXES:
+            raise ValueError(f"unknown case kind {kind!r}")
+        if not statuses:
+            raise ValueError("a case needs a first status")
+        now = time.time() if at is None else at
+        changes = [(s, "") if isinstance(s, str) else s for s in statuses]
+        with connect(self.path) as conn:
+            for _ in range(20):
+                cid = case_id or f"{PREFIXES[kind]}-{secrets.randbelow(800000) + 100000:06d}"
+                try:
+                    conn.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (cid, kind, changes[-1][0], order_number, customer_id, conversation_id, language,
+                                  now, now, json.dumps(dict(details or {}), ensure_ascii=False, default=str),
+                                  int(demo)))
+                    break
+                except sqlite3.IntegrityError:
+                    if case_id:
+                        raise
+            else:  # pragma: no cover - 20 collisions in 800k ids
+                raise RuntimeError("could not allocate a case id")
+            for seq, (status, note) in enumerate(changes):
+                conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)", (cid, seq, status, now, note))
+            row = conn.execute("SELECT * FROM cases WHERE id = ?", (cid,)).fetchone()
+            return self._load(conn, row)
+
+    def get_sync(self, case_id: str) -> Case | None:
+        with connect(self.path) as conn:
+            row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id.upper(),)).fetchone()
+            return self._load(conn, row) if row else None
+
+    def _query(self, where: str, args: tuple[Any, ...], limit: int) -> list[Case]:
+        with connect(self.path) as conn:
+            rows = conn.execute(f"SELECT * FROM cases WHERE {where} ORDER BY created_at DESC, id LIMIT ?",
+                                (*args, limit)).fetchall()
+            return [self._load(conn, r) for r in rows]
+
+    def set_status_sync(self, case_id: str, status: str, note: str = "", at: float | None = None) -> Case:
+        now = time.time() if at is None else at
+        with connect(self.path) as conn:
+            row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                raise KeyError(case_id)
+            seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM case_history WHERE case_id = ?",
+                               (case_id,)).fetchone()[0]
+            conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)", (case_id, seq, status, now, note))
+            conn.execute("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?", (status, now, case_id))
+            return self._load(conn, conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone())
+
+    def count_complaints_sync(self, since: float, customer_id: str | None, order_number: str | None,
+                              conversation_id: str | None) -> int:
+        clauses, args = [], []
+        for column, value in (("customer_id", customer_id), ("order_number", order_number),
+                              ("conversation_id", conversation_id)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if not clauses:
+            return 0
+        with connect(self.path) as conn:
+            return int(conn.execute(
+                f"SELECT COUNT(*) FROM cases WHERE kind = 'complaint' AND created_at >= ? AND ({' OR '.join(clauses)})",
+                (since, *args)).fetchone()[0])
+
+    def seed_demo_sync(self, now: dt.datetime) -> int:
+        """(Re)write the demo cases of `flows.demo_data`, dated relative to `now`."""
+        from flows import demo_data
+
+        with connect(self.path) as conn:
+            conn.execute("DELETE FROM case_history WHERE case_id IN (SELECT id FROM cases WHERE demo = 1)")
+            conn.execute("DELETE FROM cases WHERE demo = 1")
+        for c in demo_data.CASES:
+            first_at = (now - dt.timedelta(days=c["history"][0][1])).timestamp()
+            self.create_sync(c["kind"], [c["history"][0][0]], order_number=c["order_number"],
+                             customer_id=c["customer_id"], language=c["language"], details=c["details"],
+                             case_id=c["id"], at=first_at, demo=True)
+            for status, days_ago, note in c["history"][1:]:
+                self.set_status_sync(c["id"], status, note, at=(now - dt.timedelta(days=days_ago)).timestamp())
+        return len(demo_data.CASES)
+
+    # -- async API (never blocks the event loop) ------------------------------------------
+
+    async def create(self, kind: str, statuses: Sequence[str | tuple[str, str]], **kwargs: Any) -> Case:
+        return await asyncio.to_thread(lambda: self.create_sync(kind, statuses, **kwargs))
+
+    async def get(self, case_id: str) -> Case | None:
+        return await asyncio.to_thread(self.get_sync, case_id)
+
+    async def for_order(self, order_number: str, limit: int = 10) -> list[Case]:
+        return await asyncio.to_thread(self._query, "order_number = ?", (order_number,), limit)
+
+    async def for_customer(self, customer_id: str, limit: int = 5) -> list[Case]:
+        return await asyncio.to_thread(self._query, "customer_id = ?", (customer_id,), limit)
+
+    async def for_conversation(self, conversation_id: str, limit: int = 10) -> list[Case]:
+        return await asyncio.to_thread(self._query, "conversation_id = ?", (conversation_id,), limit)
+
+    async def set_status(self, case_id: str, status: str, note: str = "") -> Case:
+        return await asyncio.to_thread(self.set_status_sync, case_id, status, note)
+
+    async def count_complaints(self, since: float, *, customer_id: str | None = None,
+                               order_number: str | None = None, conversation_id: str | None = None) -> int:
+        return await asyncio.to_thread(self.count_complaints_sync, since, customer_id, order_number, conversation_id)
+
+
+_console_store: CaseStore | None = None
+
+
+def _console_cases(key: str) -> list[dict[str, Any]]:
+    global _console_store
+    if _console_store is None:
+        _console_store = CaseStore()
+    return [c.to_console() for c in _console_store._query("conversation_id = ?", (key,), 20)]
+
+
+async def cases_for_conversation(key: str) -> list[dict[str, Any]]:
+    """For the agent console (`handoff.CasesProvider`): what the flows recorded for a
+    conversation key ("webchat:..."), newest first. Never blocks the event loop."""
+    return await asyncio.to_thread(_console_cases, key)

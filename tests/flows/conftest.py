@@ -1,0 +1,146 @@
+"""Fixtures for the after-sales flow tests: a shopper on the web chat who can also send
+photos and a verified customer id (what channels put in the message's metadata), and the
+Rasa evaluation summary printed at the end of the run (also without `-s`, e.g. in CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import pytest
+
+# The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
+# any fixture starts the action server, which inherits the environment.
+os.environ.setdefault("FLOWS_DB_PATH", str(Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3"))
+
+from bot.messages import Attachment, InboundMessage  # noqa: E402
+from tests.conftest import ChatClient, RunningGateway  # noqa: E402
+
+EVALUATION: dict[str, Any] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not EVALUATION:
+        return
+    terminalreporter.write_sep("=", "Rasa evaluation (held-out NLU and test stories)")
+    for line in EVALUATION.get("lines", []):
+        terminalreporter.write_line(line)
+
+
+class Replies(list):  # type: ignore[type-arg]
+    """The reply frames the shopper's socket got for one message, plus `signals`: the
+    custom payloads of Rasa's replies (e.g. {"handoff": {...}}), which the web chat does
+    not show the shopper but the gateway's handoff module acts on."""
+
+    signals: list[dict[str, Any]]
+
+
+class RasaRepliesRecorder:
+    """A gateway turn hook that remembers what Rasa answered, by message id."""
+
+    def __init__(self) -> None:
+        self.by_message: dict[str, list[Any]] = {}
+
+    async def before_rasa(self, message: InboundMessage) -> bool:
+        return False
+
+    async def after_rasa(self, message: InboundMessage, replies: Sequence[Any]) -> None:
+        self.by_message[message.message_id] = list(replies)
+
+
+class Shopper:
+    """A web chat shopper. `say` types (or presses a button); `send` goes through the
+    gateway's conversation service with attachments or a verified customer id, the way a
+    channel that supports them delivers a message. Replies always arrive on the socket."""
+
+    def __init__(self, gateway: RunningGateway, chat: ChatClient, locale: str, customer_id: str | None = None,
+                 recorder: RasaRepliesRecorder | None = None) -> None:
+        self.gateway = gateway
+        self.recorder = recorder
+        self.chat = chat
+        self.locale = locale
+        self.customer_id = customer_id
+        self.transcript: list[tuple[str, list[dict[str, Any]]]] = []
+
+    async def _collect(self, message_id: str, first_timeout: float = 60.0, quiet: float = 0.6) -> Replies:
+        frames = [await self.chat.next_frame("reply", timeout=first_timeout)]
+        while True:
+            try:
+                frames.append(await self.chat.next_frame("reply", timeout=quiet))
+            except TimeoutError:
+                break
+        replies = Replies(r for r in frames if not r.get("holding"))
+        replies.signals = []
+        if self.recorder is not None:
+            for _ in range(100):
+                if message_id in self.recorder.by_message:
+                    break
+                await asyncio.sleep(0.05)
+            replies.signals = [dict(r.custom) for r in self.recorder.by_message.get(message_id, []) if r.custom]
+        return replies
+
+    async def say(self, text: str, payload: str | None = None) -> Replies:
+        if self.customer_id is not None:
+            return await self.send(text, payload=payload)
+        message_id = uuid.uuid4().hex
+        await self.chat.say(text, payload=payload, message_id=message_id)
+        replies = await self._collect(message_id)
+        self.transcript.append((text, replies))
+        return replies
+
+    async def press(self, replies: Sequence[dict[str, Any]], payload_part: str) -> list[dict[str, Any]]:
+        """Press the first button whose payload contains `payload_part`."""
+        for reply in reversed(replies):
+            for button in reply.get("buttons") or []:
+                if payload_part in button["payload"]:
+                    return await self.say(button["title"], payload=button["payload"])
+        raise AssertionError(f"no button with {payload_part!r} in {buttons(replies)}")
+
+    async def send(self, text: str, payload: str | None = None, photos: Sequence[str] = ()) -> Replies:
+        assert self.chat.conversation_id is not None
+        context = {"customer_id": self.customer_id} if self.customer_id else {}
+        message = InboundMessage(channel="webchat", conversation_id=self.chat.conversation_id,
+                                 sender_id=self.chat.conversation_id, text=text, payload=payload,
+                                 message_id=uuid.uuid4().hex, locale=self.locale, context=context,
+                                 attachments=tuple(Attachment(kind="image", url=u) for u in photos))
+        self.gateway.service.submit(message)
+        replies = await self._collect(message.message_id)
+        self.transcript.append((text, replies))
+        return replies
+
+
+def text(replies: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(r.get("text") or "" for r in replies)
+
+
+def buttons(replies: Sequence[dict[str, Any]]) -> list[str]:
+    return [b["payload"] for r in replies for b in (r.get("buttons") or [])]
+
+
+def handoff(replies: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The handoff signal of a turn: in Rasa's replies (`signals`) or in a reply frame."""
+    customs = list(getattr(replies, "signals", [])) + [r.get("custom") or {} for r in replies]
+    for custom in customs:
+        if isinstance(custom.get("handoff"), dict):
+            return custom["handoff"]
+    return None
+
+
+@pytest.fixture
+async def shopper_factory(gateway: RunningGateway) -> AsyncIterator[Any]:
+    opened: list[ChatClient] = []
+    recorder = RasaRepliesRecorder()
+    gateway.service.add_hook(recorder)
+
+    async def make(lang: str = "en", customer_id: str | None = None) -> Shopper:
+        locale = "zh-CN" if lang == "zh" else "en-GB"
+        chat = await ChatClient.connect(gateway.ws_url, locale=locale)
+        opened.append(chat)
+        return Shopper(gateway, chat, locale, customer_id, recorder)
+
+    yield make
+    await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
