@@ -12,6 +12,7 @@ from bot.conversation import ConversationService
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
 from channels.webchat.socketio import SocketIOInput
+from channels.webchat.uploads import Uploads
 from channels.webchat.websocket import WebchatInput, WebchatOutput
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -25,7 +26,8 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
 
     webchat_output = WebchatOutput()
     service.register_output("webchat", webchat_output)
-    webchat = WebchatInput(service, webchat_output, signer, settings)
+    uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url)
+    webchat = WebchatInput(service, webchat_output, signer, settings, uploads)
     app[WEBCHAT_KEY] = webchat
 
     rest_output = RestOutput()
@@ -42,6 +44,8 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
     app.router.add_get("/", index)
     app.router.add_get("/webchat/ws", webchat.handle)
     app.router.add_static("/webchat/static/", STATIC_DIR)
+    app.router.add_post("/webchat/upload", uploads.upload)
+    app.router.add_get("/webchat/files/{file_id}", uploads.serve)
     app.router.add_get("/webhooks/rest/", rest.health)
     app.router.add_post("/webhooks/rest/webhook", rest.webhook)
 

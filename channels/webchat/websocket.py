@@ -15,10 +15,11 @@ from aiohttp import WSMsgType, web
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
-from bot.messages import Button, InboundMessage, OutboundReply
+from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import TokenBucket
 from channels.base import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
+from channels.webchat.uploads import Uploads
 
 log = logging.getLogger("gateway.webchat")
 
@@ -87,7 +88,8 @@ def origin_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
 
 class WebchatInput:
     def __init__(self, service: ConversationService, output: WebchatOutput, signer: SessionSigner,
-                 settings: Settings) -> None:
+                 settings: Settings, uploads: Uploads) -> None:
+        self.uploads = uploads
         self.service = service
         self.output = output
         self.signer = signer
@@ -105,7 +107,7 @@ class WebchatInput:
                                    max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         self.sockets.add(ws)
-        connection = _Connection(self, ws)
+        connection = _Connection(self, ws, request)
         try:
             await connection.run()
         finally:
@@ -120,9 +122,10 @@ class WebchatInput:
 class _Connection:
     """One websocket: the hello handshake, then messages, with per-socket limits."""
 
-    def __init__(self, owner: WebchatInput, ws: web.WebSocketResponse) -> None:
+    def __init__(self, owner: WebchatInput, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.owner = owner
         self.ws = ws
+        self.request = request
         self.conversation_id: str | None = None
         self.locale: str | None = None
         self.context: dict[str, str] = {}
@@ -207,6 +210,13 @@ class _Connection:
             await self.error("rate_limited", "too many messages; wait a moment and send again", frame_id)
             return
         text, payload = frame.get("text"), frame.get("payload")
+        attachments = await self._attachments(frame.get("attachments"))
+        if attachments is None:
+            await self.error("invalid_attachment", "attach files uploaded in this conversation "
+                             "(POST /webchat/upload), at most 5 per message", frame_id)
+            return
+        if attachments and (text is None or (isinstance(text, str) and not text.strip())):
+            text = ", ".join(a.name or a.kind for a in attachments)
         if not isinstance(text, str) or not text.strip():
             await self.error("empty_text", "'text' must be a non-empty string", frame_id)
             return
@@ -220,6 +230,7 @@ class _Connection:
         message = InboundMessage(
             channel=CHANNEL, conversation_id=self.conversation_id, sender_id=self.conversation_id,
             text=text, payload=payload, message_id=frame_id, locale=self.locale, context=self.context, raw=frame,
+            attachments=tuple(attachments),
         )
         try:
             self.owner.service.submit(message)
@@ -227,6 +238,15 @@ class _Connection:
             await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
             return
         await self.ws.send_json({"type": "ack", "id": frame_id})
+
+    async def _attachments(self, raw: object) -> list[Attachment] | None:
+        """The uploaded files a message refers to; None when any id is not this conversation's."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or len(raw) > 5 or self.conversation_id is None:
+            return None
+        found = [await self.owner.uploads.attachment(self.request, self.conversation_id, i) for i in raw]
+        return None if any(a is None for a in found) else [a for a in found if a is not None]
 
     def detach(self) -> None:
         if self.conversation_id is not None:

@@ -750,6 +750,18 @@
     var body = el('div', 'entry__text', str(entry.text));
     body.setAttribute('data-testid', 'entry-text');
     li.appendChild(body);
+    if (Array.isArray(entry.attachments)) {
+      entry.attachments.forEach(function (a) {
+        var url = a && typeof a.url === 'string' ? a.url : '';
+        if (!/^https?:\/\//i.test(url)) { return; }
+        var link = el('a', 'entry__attachment', (a.kind === 'image' ? 'Photo: ' : 'File: ') + str(a.name || 'attachment'));
+        link.href = url;
+        link.target = '_blank';
+        link.rel = 'noopener noreferrer';
+        link.setAttribute('data-testid', 'entry-attachment');
+        li.appendChild(link);
+      });
+    }
     return li;
   }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.rasa_runtime import RasaProcesses
@@ -14,6 +15,9 @@ from tests.conftest import make_settings, start_gateway
 from tests.handoff_browser.test_console_browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, require_browser
 
 pytestmark = pytest.mark.e2e
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082")
 
 
 async def test_shopper_page_buttons_reload_and_agent_takeover(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
@@ -66,6 +70,18 @@ async def test_shopper_page_buttons_reload_and_agent_takeover(rasa_stack: RasaPr
                 await shop.get_by_test_id("send").click()
                 await expect(console.get_by_test_id("transcript").get_by_test_id("entry-shopper")
                              .filter(has_text="my shoes are too small")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                # A photo of the problem, attached in the page, reaches the agent.
+                photo = tmp_path / "parcel.png"
+                photo.write_bytes(PNG)
+                await shop.get_by_test_id("file").set_input_files(str(photo))
+                await expect(console.get_by_test_id("transcript").get_by_test_id("entry-shopper")
+                             .filter(has_text="parcel.png")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                link = console.get_by_test_id("entry-attachment").filter(has_text="parcel.png")
+                href = await link.get_attribute("href")
+                assert href and "/webchat/files/" in href
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(href) as resp:
+                        assert await resp.read() == PNG  # the agent can open the shopper's photo
                 await shop.screenshot(path=str(tmp_path / "webchat.png"))
                 await console.screenshot(path=str(tmp_path / "console.png"))
                 assert not errors, errors

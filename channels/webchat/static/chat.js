@@ -328,7 +328,9 @@
   function savePending() {
     var list = [];
     outgoing.forEach(function (m) {
-      if (m.state === 'sending') { list.push({ id: m.id, text: m.text, payload: m.payload, ts: m.ts }); }
+      if (m.state === 'sending') {
+        list.push({ id: m.id, text: m.text, payload: m.payload, attachments: m.attachments, ts: m.ts });
+      }
     });
     if (list.length) { storeSet(PENDING_KEY, JSON.stringify(list)); } else { storeDel(PENDING_KEY); }
   }
@@ -344,6 +346,7 @@
       var m = {
         id: p.id, text: p.text.slice(0, MAX_LEN),
         payload: typeof p.payload === 'string' && p.payload ? p.payload : null,
+        attachments: Array.isArray(p.attachments) ? p.attachments.filter(function (a) { return typeof a === 'string'; }) : null,
         ts: typeof p.ts === 'number' ? p.ts : Date.now() / 1000,
         state: 'sending', error: null, el: null
       };
@@ -394,9 +397,9 @@
     }
   }
 
-  function sendMessage(text, payload) {
+  function sendMessage(text, payload, attachments) {
     var m = {
-      id: uuid(), text: text, payload: payload || null, ts: Date.now() / 1000,
+      id: uuid(), text: text, payload: payload || null, attachments: attachments || null, ts: Date.now() / 1000,
       state: 'sending', error: null, el: null
     };
     outgoing.set(m.id, m);
@@ -552,6 +555,7 @@
       }
       var frame = { type: 'message', id: m.id, text: m.text };
       if (m.payload) { frame.payload = m.payload; }
+      if (m.attachments) { frame.attachments = m.attachments; }
       if (!sendRaw(frame)) { return; } // socket gone; the message stays pending
       delete queued[queue.shift()];
     }
@@ -752,4 +756,35 @@
 
   loadPending();
   connect();
+
+  /* ---------- attachments: photo of a damaged parcel, a skin reaction, a receipt ---------- */
+  (function () {
+    var fileInput = document.getElementById('chat-file');
+    var attach = document.getElementById('chat-attach');
+    if (!fileInput || !attach) { return; }
+    attach.addEventListener('click', function () { fileInput.click(); });
+    fileInput.addEventListener('change', function () {
+      var file = fileInput.files && fileInput.files[0];
+      fileInput.value = '';
+      var token = storeGet(TOKEN_KEY);
+      if (!file || !token) { return; }
+      if (file.size > 5 * 1024 * 1024) { addNotice(locale === 'zh-CN' ? '文件不能超过 5 MB。' : 'Files up to 5 MB, please.', 'error'); return; }
+      var form = new FormData();
+      form.append('file', file, file.name);
+      attach.disabled = true;
+      fetch('/webchat/upload', { method: 'POST', body: form, headers: { 'X-Webchat-Token': token } })
+        .then(function (resp) { return resp.json().then(function (body) { return { ok: resp.ok, body: body }; }); })
+        .then(function (r) {
+          if (!r.ok || !r.body || typeof r.body.id !== 'string') {
+            addNotice(String((r.body && r.body.message) || 'Upload failed'), 'error');
+            return;
+          }
+          var caption = ui.input.value.trim();
+          ui.input.value = '';
+          sendMessage(caption || ('\uD83D\uDCCE ' + String(r.body.name || file.name)), null, [r.body.id]);
+        })
+        .catch(function () { addNotice(locale === 'zh-CN' ? '上传失败，请重试。' : 'Upload failed, please try again.', 'error'); })
+        .then(function () { attach.disabled = false; });
+    });
+  })();
 })();

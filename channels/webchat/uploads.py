@@ -1,0 +1,128 @@
+"""Photos and documents a web chat shopper attaches (a damaged parcel, a skin reaction, a
+receipt).
+
+`POST /webchat/upload` (multipart field `file`, header `X-Webchat-Token: <session token>`)
+stores the file under `DATA_DIR/uploads/` and answers `{"id", "kind", "name", "url"}`; the
+shopper then sends a `message` frame with `"attachments": ["<id>"]`. Files are served at
+`/webchat/files/<id>?sig=<signature>`: the signature makes the link unguessable, so the
+flows and agents can open it while nobody can enumerate other shoppers' files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import uuid
+from pathlib import Path
+
+from aiohttp import BodyPartReader, web
+
+from bot.messages import Attachment
+from channels.webchat.session import SessionSigner
+
+log = logging.getLogger("gateway.webchat")
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+ALLOWED_TYPES = {
+    "image/jpeg": ("image", ".jpg"), "image/png": ("image", ".png"), "image/webp": ("image", ".webp"),
+    "image/gif": ("image", ".gif"), "application/pdf": ("file", ".pdf"),
+}
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Uploads:
+    def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "") -> None:
+        self.directory = directory
+        self.signer = signer
+        self._key = hashlib.sha256(f"webchat-files:{secret}".encode()).digest()
+        self.public_url = public_url.rstrip("/")
+
+    def _sig(self, file_id: str) -> str:
+        digest = hmac.new(self._key, file_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _paths(self, file_id: str) -> tuple[Path, Path]:
+        return self.directory / file_id, self.directory / f"{file_id}.json"
+
+    def url(self, request: web.Request | None, file_id: str) -> str:
+        base = self.public_url or (f"{request.scheme}://{request.host}" if request is not None else "")
+        return f"{base}/webchat/files/{file_id}?sig={self._sig(file_id)}"
+
+    def _meta(self, file_id: str) -> dict[str, object] | None:
+        try:
+            meta = json.loads(self._paths(file_id)[1].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    async def attachment(self, request: web.Request, conversation_id: str, file_id: object) -> Attachment | None:
+        """The attachment for an id this conversation uploaded, else None."""
+        if not isinstance(file_id, str) or not _ID.match(file_id):
+            return None
+        meta = await asyncio.to_thread(self._meta, file_id)
+        if meta is None:
+            return None
+        if meta.get("conversation_id") != conversation_id:
+            return None
+        size = meta.get("size")
+        return Attachment(kind=str(meta["kind"]), url=self.url(request, file_id), name=str(meta.get("name") or ""),
+                          mime_type=str(meta.get("mime_type") or ""), size=size if isinstance(size, int) else None)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        conversation_id = self.signer.verify(request.headers.get("X-Webchat-Token"))
+        if conversation_id is None:
+            return web.json_response({"error": "unauthorized", "message": "a valid session token is required"},
+                                     status=401)
+        if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 64 * 1024:
+            return web.json_response({"error": "too_large", "message": "files up to 5 MB"}, status=413)
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+        except (ValueError, AssertionError):
+            return web.json_response({"error": "invalid_upload", "message": "send multipart/form-data"}, status=400)
+        while part is not None and getattr(part, "name", None) != "file":
+            part = await reader.next()
+        if part is None or not isinstance(part, BodyPartReader):
+            return web.json_response({"error": "invalid_upload", "message": "no 'file' field"}, status=400)
+        mime = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if mime not in ALLOWED_TYPES:
+            return web.json_response({"error": "unsupported_type",
+                                      "message": "photos (JPEG, PNG, WebP, GIF) or PDF only"}, status=415)
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > MAX_UPLOAD_BYTES:
+                return web.json_response({"error": "too_large", "message": "files up to 5 MB"}, status=413)
+        if not data:
+            return web.json_response({"error": "invalid_upload", "message": "the file is empty"}, status=400)
+        kind, _ = ALLOWED_TYPES[mime]
+        file_id = uuid.uuid4().hex
+        name = (part.filename or "attachment")[-100:]
+        meta = {"conversation_id": conversation_id, "kind": kind, "name": name, "mime_type": mime, "size": len(data)}
+        await asyncio.to_thread(self._store, file_id, bytes(data), meta)
+        log.info("web chat upload stored", extra={"conversation": conversation_id, "size": len(data),
+                                                  "mime": mime})
+        return web.json_response({"id": file_id, "kind": kind, "name": name, "url": self.url(request, file_id)})
+
+    def _store(self, file_id: str, data: bytes, meta: dict[str, object]) -> None:
+        file_path, meta_path = self._paths(file_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        file_path.write_bytes(data)
+        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file_id"]
+        sig = request.query.get("sig", "")
+        if not _ID.match(file_id) or not hmac.compare_digest(sig, self._sig(file_id)):
+            raise web.HTTPNotFound()
+        meta = await asyncio.to_thread(self._meta, file_id)
+        if meta is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(self._paths(file_id)[0], headers={
+            "Content-Type": str(meta["mime_type"]), "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline", "Cache-Control": "private, max-age=3600"})
