@@ -1,0 +1,53 @@
+"""Handoff over Slack, exactly as over web chat: a buyer in a DM asks for a person, an agent
+claims in the console, messages relay both ways, and the agent hands back to the bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from bot.rasa_runtime import RasaProcesses
+from handoff.agents import write_agents_file
+from tests.conftest import make_settings, start_gateway
+from tests.handoff.conftest import ConsoleClient
+from tests.slack.conftest import FakeSlackApi, SlackClient, dm, new_id, slack_env
+
+
+async def test_slack_buyer_is_handed_to_an_agent_and_back(rasa_stack: RasaProcesses, tmp_path: Path,
+                                                          fake_slack: FakeSlackApi) -> None:
+    agents = tmp_path / "agents.yml"
+    write_agents_file(agents, {"alice": ("Alice Chen", "alice-pw")})
+    settings = make_settings(tmp_path, rasa_stack.rasa_url,
+                             environ={**slack_env(fake_slack), "AGENTS_FILE": str(agents)})
+    gateway, runner = await start_gateway(settings)
+    channel = new_id("D")
+    key = f"slack:{channel}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            slack = SlackClient(gateway.url, http)
+            alice = await ConsoleClient.sign_in(gateway.url, "alice", "alice-pw")
+            await slack.event(dm("I want to talk to a human", channel))
+            await alice.state_where(lambda s: any(i["key"] == key and i["channel"] == "slack" for i in s["queue"]))
+            await alice.send(type="claim", key=key)
+            assert (await alice.next("claimed"))["ok"] is True
+            await fake_slack.wait_for(lambda: any("Alice Chen" in p.text for p in fake_slack.posts(channel)))
+
+            await slack.event(dm("the box was crushed", channel))
+            entry = await alice.next("entry")
+            assert (entry["key"], entry["entry"]["text"]) == (key, "the box was crushed")
+
+            before = len(fake_slack.posts(channel))
+            await alice.send(type="reply", key=key, text="So sorry! A replacement ships today.")
+            await fake_slack.wait_for(lambda: any("A replacement ships today" in p.text
+                                                  for p in fake_slack.posts(channel)[before:]))
+
+            await alice.send(type="hand_back", key=key)
+            await fake_slack.wait_for(lambda: any("back with the assistant" in p.text
+                                                  for p in fake_slack.posts(channel)))
+            await slack.event(dm("thanks", channel))
+            await fake_slack.wait_for(lambda: any(p.text.startswith("You're welcome")
+                                                  for p in fake_slack.posts(channel)))
+            await alice.close()
+    finally:
+        await runner.cleanup()
