@@ -122,11 +122,15 @@ class ConversationService:
         self._hooks.append(hook)
 
     async def deliver(self, channel: str, conversation_id: str, replies: Sequence[OutboundReply]) -> None:
-        """Send replies that did not come from Rasa (an agent, the handoff module)."""
+        """Send replies to a conversation and record them (holding notices are not recorded).
+
+        Used for Rasa's replies and for those that do not come from Rasa (an agent, the
+        handoff module); a failing channel is logged and counted, never raised."""
         key = f"{channel}:{conversation_id}"
         output = self.output_for(channel)
         for reply in replies:
-            self.transcripts.add_reply(key, reply)
+            if not reply.holding:
+                self.transcripts.add_reply(key, reply)
             try:
                 await output.send_reply(conversation_id, reply)
                 self.metrics.inc("replies_sent_total", channel=channel)
@@ -297,17 +301,7 @@ class ConversationService:
         await self._deliver(message, [holding])
 
     async def _deliver(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None:
-        output = self._outputs[message.channel]
-        for reply in replies:
-            if not reply.holding:
-                self.transcripts.add_reply(message.conversation_key, reply)
-            try:
-                await output.send_reply(message.conversation_id, reply)
-                self.metrics.inc("replies_sent_total", channel=message.channel)
-            except Exception as exc:
-                self.metrics.inc("delivery_failures_total", channel=message.channel)
-                log.error("reply could not be delivered", extra={
-                    "conversation": message.conversation_key, "error": repr(exc)})
+        await self.deliver(message.channel, message.conversation_id, replies)
 
     async def _safe_typing(self, output: OutputChannel, conversation_id: str, on: bool) -> None:
         try:
