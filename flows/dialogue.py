@@ -459,6 +459,19 @@ class FormLogic:
             buttons.append({"title": self.t("complaint.no_order", lang), "payload": choice_payload(NO_ORDER)})
         return [Reply(text, buttons)]
 
+    async def _chosen_or_ask(self, key: str, slot: str, values: Mapping[str, Any],
+                             ctx: Context) -> tuple[Order, OrderItem] | list[Reply]:
+        """The order and item chosen so far, or the question that still has to get them."""
+        if slot == "order_number":
+            return await self._ask_order(key, ctx)
+        if slot == "item_sku":
+            return await self._ask_item(values, ctx)
+        order = await self.app.order(values.get("order_number"))
+        item = order.item(values.get("item_sku") or "") if order else None
+        if order is None or item is None:
+            return await self._ask_order(key, ctx)
+        return order, item
+
     async def _ask_item(self, values: Mapping[str, Any], ctx: Context) -> list[Reply]:
         order = await self.app.order(values.get("order_number"))
         if order is None:
@@ -599,14 +612,10 @@ class ReturnForm(FormLogic):
 
     async def ask(self, slot: str, values: Mapping[str, Any], ctx: Context) -> list[Reply]:
         lang = ctx.lang
-        if slot == "order_number":
-            return await self._ask_order("return", ctx)
-        if slot == "item_sku":
-            return await self._ask_item(values, ctx)
-        order = await self.app.order(values.get("order_number"))
-        item = order.item(values.get("item_sku") or "") if order else None
-        if order is None or item is None:
-            return await self._ask_order("return", ctx)
+        found = await self._chosen_or_ask("return", slot, values, ctx)
+        if isinstance(found, list):
+            return found
+        order, item = found
         name = item.title(lang)
         cat = self.app.policies.category(item.category)
         if slot == "return_reason":
@@ -809,14 +818,10 @@ class ExchangeForm(FormLogic):
 
     async def ask(self, slot: str, values: Mapping[str, Any], ctx: Context) -> list[Reply]:
         lang = ctx.lang
-        if slot == "order_number":
-            return await self._ask_order("exchange", ctx)
-        if slot == "item_sku":
-            return await self._ask_item(values, ctx)
-        order = await self.app.order(values.get("order_number"))
-        item = order.item(values.get("item_sku") or "") if order else None
-        if order is None or item is None:
-            return await self._ask_order("exchange", ctx)
+        found = await self._chosen_or_ask("exchange", slot, values, ctx)
+        if isinstance(found, list):
+            return found
+        order, item = found
         decision = await self._decide(order, item)
         buttons = [{"title": v.label[lang], "payload": choice_payload(v.sku)} for v in decision.options[:10]]
         buttons.append({"title": self.t("exchange.refund_instead", lang), "payload": "/request_return"})
