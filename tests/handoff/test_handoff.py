@@ -25,6 +25,14 @@ async def rasa_events(rasa_url: str, conversation_key: str) -> list[str]:
     return [e["event"] for e in tracker["events"]]
 
 
+async def claim_when_queued(agent: ConsoleClient, chat: ChatClient, key: str) -> None:
+    """The agent claims the conversation once it is queued; the shopper's "chatting with" line is consumed."""
+    await agent.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
+    await agent.send(type="claim", key=key)
+    await agent.next("claimed")
+    await chat.next_frame("reply")
+
+
 async def ask_for_a_person(chat: ChatClient, text: str = "I want to talk to a human") -> list[dict]:
     await chat.say(text)
     return await chat.replies_until_quiet(quiet=1.5)
@@ -141,10 +149,7 @@ async def test_resolution_sends_a_survey_and_stores_the_score(team_gateway: Runn
     key = f"webchat:{chat.conversation_id}"
     try:
         await ask_for_a_person(chat)
-        await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
-        await alice.send(type="claim", key=key)
-        await alice.next("claimed")
-        await chat.next_frame("reply")
+        await claim_when_queued(alice, chat, key)
         await alice.send(type="resolve", key=key, outcome="made_up")
         assert (await alice.next("error"))["code"] == "invalid_outcome"
         await alice.send(type="resolve", key=key, outcome="refund_issued")
@@ -193,10 +198,7 @@ async def test_transfer_and_notes(team_gateway: RunningGateway) -> None:
     key = f"webchat:{chat.conversation_id}"
     try:
         await ask_for_a_person(chat)
-        await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
-        await alice.send(type="claim", key=key)
-        await alice.next("claimed")
-        await chat.next_frame("reply")
+        await claim_when_queued(alice, chat, key)
         await alice.send(type="note", key=key, text="VIP customer, second complaint this month")
         await alice.send(type="transfer", key=key, to="bob")
         assert "chatting with Bob Li" in (await chat.next_frame("reply"))["text"]
