@@ -9,6 +9,10 @@
 - An empty reply list to a normal message is what Rasa's REST channel returns when a custom
   action crashed: it is logged and counted as a failure, and the shopper gets an apology
   rather than nothing.
+- The conversation has one language (`bot/i18n.py`): decided here, for every channel, from
+  the client's locale and what the shopper writes, and kept across button payloads, files
+  and short replies. Rasa is told it with every message; the gateway's own texts use it.
+- Messages sent together (a Telegram album: same `group_id`) are answered as one turn.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from bot.errors import DependencyUnavailable
+from bot.i18n import LanguageState, follow_language, text_language
 from bot.messages import InboundMessage, OutboundReply
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
@@ -35,6 +40,10 @@ T = TypeVar("T")
 
 # Messages Rasa legitimately answers with nothing.
 CONTROL_COMMANDS = ("/restart", "/session_start")
+
+
+def _latin_only(text: str | None) -> str:
+    return "".join(ch for ch in text or "" if ch.isascii())
 
 
 class TurnHook(Protocol):
@@ -61,6 +70,7 @@ class Turn:
     replies: asyncio.Future[list[OutboundReply]]
     held: asyncio.Event = field(default_factory=asyncio.Event)
     duplicate: bool = False
+    arrived: float = field(default_factory=time.monotonic)
 
     async def wait(self, timeout: float) -> list[OutboundReply] | None:
         """The replies, or None if Rasa is unreachable (holding reply sent) or `timeout` passed."""
@@ -79,6 +89,7 @@ class _ConversationState:
     worker: asyncio.Task[None] | None = None
     recent: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
     outage: bool = False
+    language: LanguageState = field(default_factory=LanguageState)
 
     @property
     def idle(self) -> bool:
@@ -98,6 +109,7 @@ class ConversationService:
         holding_after_seconds: float = 2.0,
         max_conversations: int = 50_000,
         remembered_ids: int = 200,
+        group_window_seconds: float = 1.0,
     ) -> None:
         self.rasa = rasa
         self.metrics = metrics or Metrics()
@@ -111,6 +123,7 @@ class ConversationService:
         self._holding_after = holding_after_seconds
         self._max_conversations = max_conversations
         self._remembered_ids = remembered_ids
+        self._group_window = group_window_seconds
         self._closing = False
 
     # -- channels -------------------------------------------------------------------------
@@ -129,6 +142,8 @@ class ConversationService:
         key = f"{channel}:{conversation_id}"
         output = self.output_for(channel)
         for reply in replies:
+            if not reply.visible:
+                continue  # a signal for the gateway (a handoff request), nothing to show
             if not reply.holding:
                 self.transcripts.add_reply(key, reply)
             try:
@@ -143,6 +158,35 @@ class ConversationService:
             return self._outputs[channel]
         except KeyError:
             raise LookupError(f"no output channel registered for {channel!r}") from None
+
+    # -- language ---------------------------------------------------------------------------
+
+    def language_of(self, conversation_key: str) -> str:
+        """The conversation's language (English until anything says otherwise)."""
+        state = self._states.get(conversation_key)
+        return state.language.effective if state else "en"
+
+    def language_for(self, message: InboundMessage) -> str:
+        """The language this message would be answered in, without accepting it."""
+        state = self._states.get(message.conversation_key)
+        current = state.language if state else LanguageState()
+        return follow_language(current, self._evidence(message), message.locale).effective
+
+    @staticmethod
+    def _evidence(message: InboundMessage) -> str | None:
+        """The words that say something about the language: typed text, not a payload."""
+        return None if message.payload else message.text
+
+    def _learn_language(self, key: str, state: _ConversationState, replies: Sequence[OutboundReply]) -> None:
+        """A conversation whose language nothing said yet (a payload after a restart) takes
+        the language Rasa answered in: Rasa's tracker remembered it."""
+        if state.language.language is not None:
+            return
+        for reply in replies:
+            said = text_language(reply.text)
+            if said.clear and not (said.language == "zh" and text_language(_latin_only(reply.text)).clear):
+                state.language = replace(state.language, language=said.language)  # not a reply in both languages
+                return
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -166,6 +210,8 @@ class ConversationService:
             return Turn(message=earlier.message, replies=earlier.replies, held=earlier.held, duplicate=True)
         if len(state.queue) >= self._max_pending:
             raise QueueFull(f"{len(state.queue)} messages are still waiting for an answer")
+        state.language = follow_language(state.language, self._evidence(message), message.locale)
+        message = replace(message, language=state.language.known)
         turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
         state.recent[message.message_id] = turn
         while len(state.recent) > self._remembered_ids:
@@ -176,7 +222,7 @@ class ConversationService:
         self.transcripts.add_inbound(message)
         self.metrics.inc("messages_received_total", channel=message.channel)
         log.info("message accepted", extra={"conversation": message.conversation_key,
-                                            "message_id": message.message_id, "text": message.text,
+                                            "message_id": message.message_id, "text": message.summary,
                                             "pending": len(state.queue)})
         if state.worker is None or state.worker.done():
             state.worker = asyncio.create_task(self._drain(message.conversation_key, state),
@@ -206,7 +252,8 @@ class ConversationService:
 
     async def _drain(self, key: str, state: _ConversationState) -> None:
         while state.queue:
-            turn = state.queue[0]
+            batch = await self._next_batch(state)
+            turn = batch[0]
             message = turn.message
             answered_by_rasa = False
             try:
@@ -216,17 +263,46 @@ class ConversationService:
                     replies = await self._answer(turn, state)
                     answered_by_rasa = True
             except asyncio.CancelledError:
-                turn.replies.cancel()
+                for member in batch:
+                    member.replies.cancel()
                 raise
             except Exception:  # a bug must not stall the conversation
                 log.exception("turn failed", extra={"conversation": key})
                 replies = [OutboundReply(text=gateway_text("empty_reply", message.language))]
+            if answered_by_rasa:
+                self._learn_language(key, state, replies)
             await self._deliver(message, replies)
             if answered_by_rasa and self._hooks:
                 await self._retrying(turn, state, lambda: self._after_rasa(message, replies))
-            state.queue.popleft()
-            if not turn.replies.done():
-                turn.replies.set_result(replies)
+            for member in batch:
+                state.queue.remove(member)
+                if not member.replies.done():
+                    member.replies.set_result(replies if member is turn else [])
+
+    async def _next_batch(self, state: _ConversationState) -> list[Turn]:
+        """The head turn, merged with the rest of its group (an album) once the group is complete:
+        no new member for `group_window_seconds`. Returns the member turns, the merged one first."""
+        head = state.queue[0]
+        group = head.message.group_id
+        if group is None:
+            return [head]
+        while True:
+            members = [t for t in state.queue if t.message.group_id == group]
+            quiet = time.monotonic() - max(t.arrived for t in members)
+            if quiet >= self._group_window:
+                break
+            await asyncio.sleep(self._group_window - quiet)
+        if len(members) == 1:
+            return members
+        first = members[0].message
+        caption = next((t.message.text for t in members if t.message.text.strip()), "")
+        merged = replace(first, text=caption, attachments=tuple(a for t in members for a in t.message.attachments))
+        # The merged turn stands in for the head; its future is the head's own.
+        stand_in = Turn(message=merged, replies=head.replies, held=head.held, arrived=head.arrived)
+        state.queue[state.queue.index(head)] = stand_in
+        log.info("messages sent together answered as one", extra={"conversation": first.conversation_key,
+                                                                   "messages": len(members)})
+        return [stand_in, *members[1:]]
 
     async def _taken_by_hook(self, message: InboundMessage) -> bool:
         for hook in self._hooks:

@@ -7,39 +7,19 @@ at the edge (`parse_rasa_replies`). Nothing past the adapters sees a platform's 
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 
+# What Rasa is sent for a message that is only files (a photo, an album, a PDF): an intent
+# of its own, so a photo is never read as words ("goodbye", "shoe care").
+ATTACHMENT_PAYLOAD = "/share_attachment"
+
+
 class MessageFormatError(ValueError):
     """A reply from Rasa (or a frame from a client) does not have the documented shape."""
-
-
-def language_of(locale: str | None) -> str | None:
-    """Map a channel locale (`zh-CN`, `zh_Hans`, `en-GB`, ...) to a language the bot speaks."""
-    if not locale:
-        return None
-    head = locale.replace("_", "-").split("-", 1)[0].lower()
-    if head == "zh":
-        return "zh"
-    if head == "en":
-        return "en"
-    return None
-
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def detect_language(text: str) -> str | None:
-    """`zh` when the text has Chinese characters, `en` when it has Latin letters, else None."""
-    if _CJK.search(text):
-        return "zh"
-    if re.search(r"[A-Za-z]", text):
-        return "en"
-    return None
 
 
 @dataclass(frozen=True)
@@ -58,7 +38,15 @@ class Attachment:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One message from a shopper, in the gateway's own terms."""
+    """One message from a shopper, in the gateway's own terms.
+
+    `text` is what the shopper typed (empty for a message that is only attachments);
+    `payload` is a pressed button's payload. `locale` is what the client declares; the
+    conversation's `language` is decided by the conversation service from the locale and
+    the conversation so far (channels leave it None; it stays None while nothing has said
+    it, e.g. a bare "hello" from a client without a locale). Messages sharing a `group_id` (a
+    Telegram album) were sent together and are answered as one turn.
+    """
 
     channel: str
     conversation_id: str
@@ -71,6 +59,8 @@ class InboundMessage:
     timestamp: float = field(default_factory=time.time)
     context: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    language: str | None = None
+    group_id: str | None = None
 
     @property
     def conversation_key(self) -> str:
@@ -78,12 +68,20 @@ class InboundMessage:
         return f"{self.channel}:{self.conversation_id}"
 
     @property
-    def language(self) -> str:
-        """Chinese text wins (shoppers switch languages); else the channel locale; else English."""
-        from_text = detect_language(self.text)
-        if from_text == "zh":
-            return "zh"
-        return language_of(self.locale) or from_text or "en"
+    def summary(self) -> str:
+        """What to show of the message in a transcript: the text, else the files' names."""
+        if self.text.strip():
+            return self.text
+        return ", ".join("\U0001f4ce " + (a.name or a.kind) for a in self.attachments)
+
+    @property
+    def rasa_text(self) -> str:
+        """What Rasa reads: the button payload, the typed text, or the attachment intent."""
+        if self.payload:
+            return self.payload
+        if not self.text.strip() and self.attachments:
+            return ATTACHMENT_PAYLOAD
+        return self.text
 
     def rasa_request(self) -> dict[str, Any]:
         """The body for Rasa's REST webhook (`RestInput` passes `metadata` to the tracker)."""
@@ -94,14 +92,15 @@ class InboundMessage:
         }
         if self.locale:
             metadata["locale"] = self.locale
-        metadata["language"] = self.language
+        if self.language:
+            metadata["language"] = self.language
         if self.attachments:
             metadata["attachments"] = [a.to_dict() for a in self.attachments]
         if self.context:
             metadata["context"] = dict(self.context)
         return {
             "sender": self.conversation_key,
-            "message": self.payload or self.text,
+            "message": self.rasa_text,
             "input_channel": self.channel,
             "metadata": metadata,
         }
@@ -126,6 +125,14 @@ class OutboundReply:
     custom: Mapping[str, Any] | None = None
     holding: bool = False
     author: str | None = None  # display name of the agent who wrote it; None for the bot
+    # A flow's request for a person (`{"handoff": {...}}` in Rasa's custom payload), taken
+    # out of `custom` at the edge: the gateway acts on it, no channel ever shows it.
+    handoff_request: Mapping[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def visible(self) -> bool:
+        """Whether there is anything for the shopper to see."""
+        return self.text is not None or self.image is not None or bool(self.buttons) or self.custom is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,13 +156,6 @@ class OutboundReply:
         if self.custom is not None:
             out["custom"] = dict(self.custom)
         return out
-
-    @property
-    def handoff_request(self) -> Mapping[str, Any] | None:
-        """The `{"handoff": {...}}` signal a flow puts in a custom payload, if any."""
-        if self.custom and isinstance(self.custom.get("handoff"), Mapping):
-            return self.custom["handoff"]  # type: ignore[no-any-return]
-        return None
 
 
 def _parse_button(raw: Any) -> Button:
@@ -190,13 +190,18 @@ def parse_rasa_reply(raw: Any) -> OutboundReply:
     attachment = raw.get("attachment")
     if attachment is not None and custom is None:
         custom = {"attachment": attachment}
+    handoff: Mapping[str, Any] | None = None
+    if custom is not None and isinstance(custom.get("handoff"), Mapping):
+        handoff = dict(custom["handoff"])
+        custom = {k: v for k, v in custom.items() if k != "handoff"} or None
     reply = OutboundReply(
         text=text,
         buttons=tuple(_parse_button(b) for b in buttons),
         image=image,
         custom=custom,
+        handoff_request=handoff,
     )
-    if reply.text is None and not reply.buttons and reply.image is None and reply.custom is None:
+    if not reply.visible and reply.handoff_request is None:
         raise MessageFormatError("reply has no text, buttons, image or custom payload")
     return reply
 

@@ -53,7 +53,7 @@ class TranscriptStore:
 
     def add_inbound(self, message: InboundMessage) -> None:
         self._entries(message.conversation_key).append(
-            TranscriptEntry(role="shopper", text=message.text, ts=message.timestamp,
+            TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp,
                             message_id=message.message_id))
 
     def add_reply(self, key: str, reply: OutboundReply) -> None:

@@ -20,6 +20,7 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from bot.conversation import ConversationService
+from bot.i18n import format_datetime, zone_label
 from bot.messages import Button, InboundMessage, OutboundReply
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
@@ -124,7 +125,8 @@ class HandoffService:
             if request is not None:
                 reason = str(request.get("reason") or "unspecified")
                 detail = {k: v for k, v in request.items() if k != "reason"}
-                await self.start(message.channel, message.conversation_id, reason, message.language, detail)
+                await self.start(message.channel, message.conversation_id, reason,
+                                 message.language or self.conversations.language_of(message.conversation_key), detail)
                 return
 
     async def _survey_answer(self, handoff: Handoff, message: InboundMessage) -> bool:
@@ -189,9 +191,10 @@ class HandoffService:
             text_key = "offline_hours"
         await self.store.update(handoff.key, ticket=ticket, first_response_due=due.timestamp())
         close = "24:00" if hours.closes == dt.time(0, 0) else hours.closes.strftime("%H:%M")
+        lang = handoff.language
         await self._tell(handoff, shopper_text(
-            text_key, handoff.language, ticket=ticket, due=due.strftime("%Y-%m-%d %H:%M"),
-            hours=f"{hours.opens.strftime('%H:%M')}-{close}", zone=str(hours.zone)))
+            text_key, lang, ticket=ticket, due=format_datetime(due, lang, now=at),
+            hours=f"{hours.opens.strftime('%H:%M')}-{close}", zone=zone_label(at, lang)))
 
     async def _pause_rasa(self, key: str, event: str) -> None:
         try:
@@ -220,16 +223,9 @@ class HandoffService:
         key = f"{channel}:{conversation_id}"
         if not self.conversations.transcripts.history(key):
             raise HandoffError("not_found", "no such conversation")
-        handoff = await self.start(channel, conversation_id, AGENT_INITIATED, self._language_of(key))
+        handoff = await self.start(channel, conversation_id, AGENT_INITIATED, self.conversations.language_of(key))
         return await self.claim(agent, handoff.key)
 
-    def _language_of(self, key: str) -> str:
-        from bot.messages import detect_language
-
-        for entry in reversed(self.conversations.transcripts.history(key)):
-            if entry.role == "shopper" and entry.text:
-                return "zh" if detect_language(entry.text) == "zh" else "en"
-        return "en"
 
     async def claim(self, agent: str, key: str) -> tuple[bool, str | None]:
         async with self._lock(key):  # after the handoff's own announcement, never before it

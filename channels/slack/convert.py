@@ -209,7 +209,7 @@ class Converter:
         text = plain_text(_str(event.get("text")) or "", self.identity().user_id, strip_leading_mention=mention)
         if not text:
             if files:
-                text = ", ".join(f.name or f.file_id for f in files)
+                text = ""  # files only: the conversation service tells Rasa so
             elif mention:
                 text = BARE_MENTION_TEXT
             else:

@@ -30,6 +30,7 @@ from bot.conversation import ConversationService, QueueFull
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
 from bot.messages import OutboundReply
+from bot.texts import gateway_text
 from channels.slack.convert import (
     BUTTON_ACTION_PREFIX, CHANNEL, Converter, Delivery, SlackIdentity, SlackTarget, from_record, to_record,
 )
@@ -39,12 +40,6 @@ from channels.slack.output import SlackOutput
 
 DEDUPE_PREFIX = "slack:"
 DELIVERY_KEY = "slack_delivery"  # where the gate leaves the delivery in Bolt's context
-
-BUSY_TEXT = {
-    "en": "Please wait for an answer to your earlier messages, then write again.",
-    "zh": "请先等待我们回复您之前的消息，然后再发送。",
-}
-
 
 class KnownThreads:
     """Channel threads that are gateway conversations (replies there continue them without a mention)."""
@@ -185,7 +180,7 @@ class SlackIntake:
 
     async def _refuse(self, delivery: Delivery) -> None:
         await self._done(delivery.key)
-        text = BUSY_TEXT.get(delivery.message.language, BUSY_TEXT["en"])
+        text = gateway_text("busy", self.service.language_for(delivery.message))
         try:
             await self.output.send_text(delivery.message.conversation_id, text)
         except Exception as exc:

@@ -4,7 +4,9 @@
 - message id derived from `update_id` (a redelivery is the same message, even after a restart);
 - a button press (callback query) becomes text = button title, payload = the button's payload;
 - photos (largest size) and documents become attachments whose URL is the gateway's
-  `/telegram/files/<file_id>`; without a caption the text is a short marker like "[photo]";
+  `/telegram/files/<file_id>`; without a caption the text is empty (the conversation
+  service tells Rasa it is files only); an album's photos share a `group_id`
+  (`media_group_id`) and are answered as one turn;
 - `/start` (the first thing every Telegram shopper sends) becomes TELEGRAM_START_PAYLOAD.
 """
 
@@ -88,7 +90,7 @@ class UpdateConverter:
         if await self.state.clear_blocked(chat_id):
             log.info("the shopper wrote again after blocking the bot", extra={"chat": chat_id})
         attachments = await self._attachments(chat_id, message)
-        text = message.text or message.caption or _placeholder(message, attachments)
+        text = message.text or message.caption or ("" if attachments else _placeholder(message))
         if text is None:
             log.debug("Telegram message without text or files ignored", extra={"chat": chat_id})
             return None
@@ -103,6 +105,7 @@ class UpdateConverter:
             channel=CHANNEL, conversation_id=chat_id, sender_id=str(user.id), text=text, payload=payload,
             message_id=message_id_for(self.config.bot_id, update_id), attachments=attachments,
             locale=user.language_code, timestamp=message.date.timestamp(), context=context,
+            group_id=f"album:{message.media_group_id}" if message.media_group_id else None,
         ))
 
     async def _attachments(self, chat_id: str, message: Message) -> tuple[Attachment, ...]:
@@ -167,13 +170,8 @@ def _button_title(query: CallbackQuery, data: str | None) -> str | None:
     return None
 
 
-def _placeholder(message: Message, attachments: tuple[Attachment, ...]) -> str | None:
-    """Something for Rasa to read when the shopper sent no text."""
-    if message.photo:
-        return "[photo]"
-    if attachments:
-        name = attachments[0].name
-        return f"[{attachments[0].kind}: {name}]" if name else f"[{attachments[0].kind}]"
+def _placeholder(message: Message) -> str | None:
+    """Something for Rasa to read when the shopper sent neither text nor files."""
     if message.sticker is not None:
         return message.sticker.emoji or "[sticker]"
     if message.location is not None:

@@ -26,7 +26,8 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
 
     webchat_output = WebchatOutput()
     service.register_output("webchat", webchat_output)
-    uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url)
+    uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url,
+                      language_of=lambda conversation_id: service.language_of(f"webchat:{conversation_id}"))
     webchat = WebchatInput(service, webchat_output, signer, settings, uploads)
     app[WEBCHAT_KEY] = webchat
 

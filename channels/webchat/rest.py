@@ -2,8 +2,10 @@
 
 `POST /webhooks/rest/webhook` with `{"sender": "...", "message": "..."}` answers the list of
 reply dicts Rasa would (`recipient_id`, `text`, `buttons`, `image`, `custom`). Optional
-fields: `metadata` (`locale` is read from it) and `message_id` (resending the same id does
-not run the turn twice). Conversations live in their own `rest:` namespace.
+fields: `metadata` (`language` or `locale` declares the shopper's language) and
+`message_id` (resending the same id does not run the turn twice). Conversations live in
+their own `rest:` namespace. The gateway's internal signals (a flow's handoff request)
+are never returned.
 
 When the assistant is unreachable the answer is a holding reply; the message is kept, and
 its real replies are returned first in the answer to the sender's next request.
@@ -51,6 +53,17 @@ class RestOutput(OutputChannel):
         return list(box) if box else []
 
 
+def _declared_locale(metadata: Any) -> str | None:
+    """The language the client declares: `metadata.language` or `metadata.locale`."""
+    if not isinstance(metadata, dict):
+        return None
+    for key in ("language", "locale"):
+        value = metadata.get(key)
+        if isinstance(value, str) and value:
+            return value[:20]
+    return None
+
+
 def _bad_request(code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=400)
 
@@ -91,8 +104,7 @@ class RestInput:
                  "message": f"message is {len(text)} characters; the limit is {self.settings.max_text_length}"},
                 status=413)
         metadata = body.get("metadata")
-        locale = metadata.get("locale") if isinstance(metadata, dict) else None
-        locale = locale if isinstance(locale, str) else None
+        locale = _declared_locale(metadata)
         message_id = body.get("message_id")
         message = InboundMessage(
             channel=CHANNEL, conversation_id=sender, sender_id=sender, text=text,
@@ -111,5 +123,5 @@ class RestInput:
             answered = await turn.wait(timeout=self.settings.rasa_timeout_seconds + 5)
             replies = self.output.collect(sender)
             if answered is None and not any(r.holding for r in replies):
-                replies.append(OutboundReply(text=gateway_text("holding", message.language), holding=True))
-        return web.json_response([r.to_rasa_dict(sender) for r in replies])
+                replies.append(OutboundReply(text=gateway_text("holding", turn.message.language), holding=True))
+        return web.json_response([r.to_rasa_dict(sender) for r in replies if r.visible])

@@ -6,7 +6,9 @@ Events: the client emits `session_request` (`{"session_id": <stored id or null>}
 Rasa's `SocketIOOutput` (`text`, `quick_replies`, `attachment`). The session id the gateway
 confirms is a signed token, so a guessed id never attaches to someone else's conversation;
 an unknown or forged id simply starts a new conversation, as Rasa does for new sessions.
-Bad input is answered with an `error` event and the socket stays open.
+Bad input is answered with an `error` event and the socket stays open. The shopper's
+language comes from `customData.language` (rasa-webchat) or a `locale` in
+`session_request`, then follows the conversation.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import socketio  # type: ignore[import-untyped]
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
+from bot.i18n import language_of_locale
 from bot.messages import Button, InboundMessage, OutboundReply
 from bot.ratelimit import TokenBucket
+from bot.texts import error_text
 from channels.base import OutputChannel
 from channels.webchat.session import SessionSigner
 
@@ -28,6 +32,19 @@ log = logging.getLogger("gateway.socketio")
 
 CHANNEL = "socketio"
 MAX_OUTBOX = 200
+
+
+def declared_locale(data: Any) -> str | None:
+    """The shopper's language as a socket.io client declares it: rasa-webchat's
+    `customData.language` (or `customData.locale`), or a `locale` in the event itself."""
+    if not isinstance(data, dict):
+        return None
+    custom = data.get("customData")
+    custom = custom if isinstance(custom, dict) else {}
+    for value in (custom.get("language"), custom.get("locale"), data.get("locale")):
+        if isinstance(value, str) and value:
+            return value[:20]
+    return None
 
 
 class SocketIOOutput(OutputChannel):
@@ -81,9 +98,16 @@ class SocketIOInput:
         self.sio.on("session_request", self.on_session_request)
         self.sio.on("user_uttered", self.on_user_uttered)
 
-    async def error(self, sid: str, code: str, message: str) -> None:
+    async def error(self, sid: str, code: str, detail: str, **values: object) -> None:
+        """An `error` event: `message` for the shopper in the conversation's language, `detail`
+        for the client's developer."""
         self.service.metrics.inc("frames_rejected_total", reason=code)
-        await self.sio.emit("error", {"code": code, "message": message}, to=sid)
+        async with self.sio.session(sid) as session:
+            conversation_id, locale = session.get("conversation_id"), session.get("locale")
+        language = (self.service.language_of(f"{CHANNEL}:{conversation_id}") if conversation_id
+                    else language_of_locale(locale))
+        await self.sio.emit("error", {"code": code, "message": error_text(code, language, **values),
+                                      "detail": detail}, to=sid)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         self._buckets[sid] = TokenBucket(self.settings.webchat_rate_burst, self.settings.webchat_rate_per_second)
@@ -108,8 +132,7 @@ class SocketIOInput:
         async with self.sio.session(sid) as session:
             session["conversation_id"] = conversation_id
             session["token"] = token
-            locale = data.get("locale") if isinstance(data, dict) else None
-            session["locale"] = locale if isinstance(locale, str) else None
+            session["locale"] = declared_locale(data) or session.get("locale")
         await self.sio.enter_room(sid, conversation_id)
         self.output.attached[conversation_id].add(sid)
         assert isinstance(token, str)
@@ -136,11 +159,13 @@ class SocketIOInput:
             return
         if len(text) > self.settings.max_text_length:
             await self.error(sid, "text_too_long",
-                             f"message is {len(text)} characters; the limit is {self.settings.max_text_length}")
+                             f"message is {len(text)} characters; the limit is {self.settings.max_text_length}",
+                             length=len(text), limit=self.settings.max_text_length)
             return
         async with self.sio.session(sid) as session:
             conversation_id = session.get("conversation_id")
-            locale = session.get("locale")
+            locale = declared_locale(data) or session.get("locale")
+            session["locale"] = locale
         claimed = self.signer.verify(data.get("session_id"))
         if claimed is not None and claimed != conversation_id:
             await self._bind(sid, {"session_id": data["session_id"], "locale": locale})

@@ -19,10 +19,13 @@ import logging
 import re
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import BodyPartReader, web
 
+from bot.i18n import language_of_locale
 from bot.messages import Attachment
+from bot.texts import error_body
 from channels.webchat.session import SessionSigner
 
 log = logging.getLogger("gateway.webchat")
@@ -35,8 +38,15 @@ ALLOWED_TYPES = {
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def _refuse(code: str, language: str | None, status: int) -> web.Response:
+    """An upload refused with the reason in the shopper's language (the page shows `message`)."""
+    return web.json_response(error_body(code, language), status=status)
+
+
 class Uploads:
-    def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "") -> None:
+    def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "",
+                 language_of: Callable[[str], str] = lambda conversation_id: "en") -> None:
+        self.language_of = language_of  # conversation id -> its language, for the error texts
         self.directory = directory
         self.signer = signer
         self._key = hashlib.sha256(f"webchat-files:{secret}".encode()).digest()
@@ -76,30 +86,30 @@ class Uploads:
     async def upload(self, request: web.Request) -> web.Response:
         conversation_id = self.signer.verify(request.headers.get("X-Webchat-Token"))
         if conversation_id is None:
-            return web.json_response({"error": "unauthorized", "message": "a valid session token is required"},
-                                     status=401)
+            browser = language_of_locale(request.headers.get("Accept-Language", "")[:20])
+            return _refuse("unauthorized", browser, 401)
+        language = self.language_of(conversation_id)
         if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 64 * 1024:
-            return web.json_response({"error": "too_large", "message": "files up to 5 MB"}, status=413)
+            return _refuse("too_large", language, 413)
         try:
             reader = await request.multipart()
             part = await reader.next()
         except (ValueError, AssertionError):
-            return web.json_response({"error": "invalid_upload", "message": "send multipart/form-data"}, status=400)
+            return _refuse("invalid_upload", language, 400)
         while part is not None and getattr(part, "name", None) != "file":
             part = await reader.next()
         if part is None or not isinstance(part, BodyPartReader):
-            return web.json_response({"error": "invalid_upload", "message": "no 'file' field"}, status=400)
+            return _refuse("invalid_upload", language, 400)
         mime = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if mime not in ALLOWED_TYPES:
-            return web.json_response({"error": "unsupported_type",
-                                      "message": "photos (JPEG, PNG, WebP, GIF) or PDF only"}, status=415)
+            return _refuse("unsupported_type", language, 415)
         data = bytearray()
         while chunk := await part.read_chunk(64 * 1024):
             data += chunk
             if len(data) > MAX_UPLOAD_BYTES:
-                return web.json_response({"error": "too_large", "message": "files up to 5 MB"}, status=413)
+                return _refuse("too_large", language, 413)
         if not data:
-            return web.json_response({"error": "invalid_upload", "message": "the file is empty"}, status=400)
+            return _refuse("invalid_upload", language, 400)
         kind, _ = ALLOWED_TYPES[mime]
         file_id = uuid.uuid4().hex
         name = (part.filename or "attachment")[-100:]

@@ -15,8 +15,10 @@ from aiohttp import WSMsgType, web
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
+from bot.i18n import language_of_locale
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import TokenBucket
+from bot.texts import error_text
 from channels.base import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 from channels.webchat.uploads import Uploads
@@ -133,10 +135,20 @@ class _Connection:
         self.bucket = TokenBucket(settings.webchat_rate_burst, settings.webchat_rate_per_second)
         self.refusals = 0
 
-    async def error(self, code: str, message: str, frame_id: str | None = None) -> None:
+    @property
+    def language(self) -> str:
+        """The conversation's language (before the hello: the page's locale)."""
+        if self.conversation_id is not None:
+            return self.owner.service.language_of(f"{CHANNEL}:{self.conversation_id}")
+        return language_of_locale(self.locale) or "en"
+
+    async def error(self, code: str, detail: str, frame_id: str | None = None, **values: object) -> None:
+        """An error frame: `message` for the shopper, in the conversation's language;
+        `detail` for the client's developer."""
         self.owner.service.metrics.inc("frames_rejected_total", reason=code)
         log.info("frame refused", extra={"code": code, "conversation": self.conversation_id})
-        await self.ws.send_json({"type": "error", "code": code, "message": message, "id": frame_id})
+        await self.ws.send_json({"type": "error", "code": code, "message": error_text(code, self.language, **values),
+                                 "detail": detail, "id": frame_id})
 
     async def run(self) -> None:
         async for msg in self.ws:
@@ -216,13 +228,14 @@ class _Connection:
                              "(POST /webchat/upload), at most 5 per message", frame_id)
             return
         if attachments and (text is None or (isinstance(text, str) and not text.strip())):
-            text = ", ".join(a.name or a.kind for a in attachments)
-        if not isinstance(text, str) or not text.strip():
+            text = ""  # files only: the conversation service tells Rasa so
+        if not isinstance(text, str) or (not text.strip() and not attachments):
             await self.error("empty_text", "'text' must be a non-empty string", frame_id)
             return
         limit = self.owner.settings.max_text_length
         if len(text) > limit:
-            await self.error("text_too_long", f"text is {len(text)} characters; the limit is {limit}", frame_id)
+            await self.error("text_too_long", f"text is {len(text)} characters; the limit is {limit}", frame_id,
+                             length=len(text), limit=limit)
             return
         if payload is not None and (not isinstance(payload, str) or not 0 < len(payload) <= MAX_PAYLOAD_LENGTH):
             await self.error("invalid_frame", "'payload' must be a short string", frame_id)

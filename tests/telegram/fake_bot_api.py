@@ -211,8 +211,9 @@ class FakeBotAPI:
         return self._message_update(chat_id, language_code, text=text)
 
     def photo_update(self, chat_id: int, file_id: str, caption: str | None = None,
-                     language_code: str = "en") -> dict[str, Any]:
-        """A photo in the sizes Telegram generates (the last is the largest)."""
+                     language_code: str = "en", media_group_id: str | None = None) -> dict[str, Any]:
+        """A photo in the sizes Telegram generates (the last is the largest); photos of one
+        album arrive as separate updates sharing a `media_group_id`."""
         sizes = [{"file_id": f"{file_id}-thumb", "file_unique_id": f"{file_id}-t", "width": 90, "height": 67,
                   "file_size": 1200},
                  {"file_id": file_id, "file_unique_id": f"{file_id}-u", "width": 1280, "height": 960,
@@ -220,6 +221,8 @@ class FakeBotAPI:
         fields: dict[str, Any] = {"photo": sizes}
         if caption is not None:
             fields["caption"] = caption
+        if media_group_id is not None:
+            fields["media_group_id"] = media_group_id
         return self._message_update(chat_id, language_code, **fields)
 
     def document_update(self, chat_id: int, file_id: str, file_name: str, mime_type: str,

@@ -31,7 +31,7 @@ async def test_a_photo_reaches_the_conversation_and_can_be_fetched_through_the_g
     await tg.fake.deliver(tg.fake.photo_update(chat_id, "AgACAgPhotoOfDamage"))
     await tg.fake.wait_sent(chat_id)  # the assistant answered the photo
     event = await last_user_event(tg, chat_id)
-    assert event["text"] == "[photo]"
+    assert event["text"] == "/share_attachment"  # files only: never read as words
     [attachment] = event["metadata"]["attachments"]
     assert attachment["kind"] == "image"
     assert attachment["url"] == f"{tg.url}/telegram/files/AgACAgPhotoOfDamage"  # the largest size
@@ -60,3 +60,22 @@ async def test_a_document_with_a_caption_keeps_the_caption_as_text(tg: TelegramG
         assert resp.status == 200
         assert resp.headers["Content-Disposition"].startswith('attachment; filename="receipt.pdf"')
         assert await resp.read() == RECEIPT
+
+
+async def test_an_album_of_three_photos_is_one_turn_with_one_answer(tg: TelegramGateway, chat_id: int) -> None:
+    for n in range(3):
+        tg.fake.add_file(f"AgACAgAlbum{n}", PHOTO, f"photos/album_{n}.jpg")
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "I want to return the boots from AS10002"))
+    await tg.fake.wait_sent(chat_id)
+    before = len(tg.fake.sent(chat_id))
+    for n in range(3):  # Telegram sends an album as one update per photo, sharing media_group_id
+        await tg.fake.deliver(tg.fake.photo_update(chat_id, f"AgACAgAlbum{n}", media_group_id="13579"))
+    await tg.fake.wait_sent(chat_id, before + 1)
+    await tg.fake.quiet(2.0)
+    answers = tg.fake.sent(chat_id)[before:]
+    assert len(answers) == 1, [a.params.get("text") for a in answers]  # one reply, not three confused ones
+    assert "Goodbye" not in answers[0].params.get("text", "")
+    event = await last_user_event(tg, chat_id)
+    assert event["text"] == "/share_attachment"
+    assert [a["url"].rsplit("/", 1)[-1] for a in event["metadata"]["attachments"]] == \
+        ["AgACAgAlbum0", "AgACAgAlbum1", "AgACAgAlbum2"]

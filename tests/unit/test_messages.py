@@ -44,7 +44,7 @@ def test_reply_round_trips_to_rasa_shape() -> None:
 
 def test_inbound_message_becomes_a_rasa_request_with_metadata() -> None:
     msg = InboundMessage(channel="telegram", conversation_id="42", sender_id="7", text="Size 42",
-                         payload="/choose{\"size\": 42}", locale="zh-CN", message_id="m1",
+                         payload="/choose{\"size\": 42}", locale="zh-CN", message_id="m1", language="zh",
                          attachments=(Attachment(kind="image", url="https://x/p.jpg"),))
     body = msg.rasa_request()
     assert body["sender"] == "telegram:42"
@@ -54,13 +54,19 @@ def test_inbound_message_becomes_a_rasa_request_with_metadata() -> None:
     assert body["metadata"]["attachments"] == [{"kind": "image", "url": "https://x/p.jpg"}]
 
 
-@pytest.mark.parametrize("text, locale, language", [
-    ("我要退货", "en-US", "zh"),   # the shopper switched to Chinese
-    ("hello", "zh-CN", "zh"),      # short Latin text keeps the channel's locale
-    ("hello", None, "en"),
-    ("123", None, "en"),
-    ("好的", None, "zh"),
-])
-def test_language_follows_the_text_then_the_locale(text: str, locale: str | None, language: str) -> None:
-    assert InboundMessage(channel="webchat", conversation_id="c", sender_id="s", text=text,
-                          locale=locale).language == language
+def test_a_message_of_files_only_reaches_rasa_as_the_attachment_intent_not_as_words() -> None:
+    photo = Attachment(kind="image", url="https://x/p.jpg", name="IMG_2041.jpg")
+    msg = InboundMessage(channel="webchat", conversation_id="c", sender_id="s", text="", attachments=(photo,))
+    assert msg.rasa_request()["message"] == "/share_attachment"
+    assert msg.summary == "\U0001f4ce IMG_2041.jpg"  # what the transcript and the agent see
+    captioned = InboundMessage(channel="webchat", conversation_id="c", sender_id="s", text="the box was crushed",
+                               attachments=(photo,))
+    assert captioned.rasa_request()["message"] == "the box was crushed"
+
+
+def test_handoff_signals_are_taken_out_of_what_channels_see() -> None:
+    (signal, shown) = parse_rasa_replies([{"custom": {"handoff": {"reason": "allergy"}}},
+                                          {"text": "ok", "custom": {"handoff": {"reason": "x"}, "card": 1}}])
+    assert signal.handoff_request == {"reason": "allergy"} and not signal.visible
+    assert shown.custom == {"card": 1} and shown.handoff_request == {"reason": "x"}
+    assert "handoff" not in shown.to_rasa_dict("u")["custom"]
