@@ -148,6 +148,18 @@ class CaseStore:
             conn.execute("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?", (status, now, case_id))
             return self._load(conn, conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone())
 
+    def add_evidence_sync(self, case_id: str, urls: Sequence[str]) -> Case:
+        """Photos or files the shopper sent after the case was made, kept in `details.evidence`."""
+        with connect(self.path) as conn:
+            row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                raise KeyError(case_id)
+            details = json.loads(row["details"])
+            details["evidence"] = [*details.get("evidence", []), *[u for u in urls if u]][-20:]
+            conn.execute("UPDATE cases SET details = ?, updated_at = ? WHERE id = ?",
+                         (json.dumps(details, ensure_ascii=False, default=str), time.time(), case_id))
+            return self._load(conn, conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone())
+
     def count_complaints_sync(self, since: float, customer_id: str | None, order_number: str | None,
                               conversation_id: str | None) -> int:
         clauses, args = [], []
@@ -198,6 +210,9 @@ class CaseStore:
 
     async def set_status(self, case_id: str, status: str, note: str = "") -> Case:
         return await asyncio.to_thread(self.set_status_sync, case_id, status, note)
+
+    async def add_evidence(self, case_id: str, urls: Sequence[str]) -> Case:
+        return await asyncio.to_thread(self.add_evidence_sync, case_id, urls)
 
     async def count_complaints(self, since: float, *, customer_id: str | None = None,
                                order_number: str | None = None, conversation_id: str | None = None) -> int:

@@ -40,9 +40,17 @@ class KnowledgeBase:
         if entry is None:
             return None
         lang = lang if lang in LANGUAGES else "en"
-        text = summary(self.policies, lang) if entry.answer is None else entry.answer[lang]
+        text = summary(self.policies, lang) if entry.answer is None else \
+            entry.answer[lang].format(**policy_values(self.policies))
         buttons = [{"title": title[lang], "payload": payload} for title, payload in entry.buttons]
         return text, buttons
+
+
+def policy_values(policies: Policies) -> dict[str, Any]:
+    """What an answer may quote from policies.yml as {placeholders}, so its numbers never drift."""
+    r = policies.refund
+    return {"standard_days": r.standard_days, "fast_hours": r.fast_hours, "pickup_slot": r.pickup_slot,
+            "dropoff_days": r.dropoff_days}
 
 
 def _texts(where: str, value: Any) -> Mapping[str, str]:
@@ -75,6 +83,12 @@ def load_knowledge(path: Path = DEFAULT_PATH, policies: Policies | None = None) 
         seen[intent] = key
         answer_raw = raw.get("answer")
         answer = None if answer_raw == "from_policies" else _texts(f"{where}: 'answer'", answer_raw)
+        for lang, text in (answer or {}).items():
+            try:
+                text.format(**policy_values(policies or load_policies()))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise KnowledgeError(f"{where}: 'answer' ({lang}) uses an unknown {{placeholder}}: {exc} "
+                                     f"(known: {', '.join(sorted(policy_values(load_policies())))})") from exc
         buttons = []
         for n, b in enumerate(raw.get("buttons") or []):
             bw = f"{where}: button {n + 1}"

@@ -73,6 +73,7 @@ class OrderItem:
     quantity: int
     unit_price: Decimal
     opened: bool | None = None  # known to the shop (e.g. a blind box opened in the app), else None
+    aliases: tuple[str, ...] = ()  # what shoppers call it ("vit c cream", "洗面奶"), any language
 
     def title(self, lang: str) -> str:
         label = self.variant_label.get(lang) or self.variant_label.get("en") or ""
@@ -164,6 +165,7 @@ def item_from_json(raw: Mapping[str, Any], where: str = "item") -> OrderItem:
             variant_label=_texts(raw.get("variant") or raw.get("variant_label") or ""),
             quantity=int(raw.get("quantity", 1)), unit_price=_money(raw["unit_price"], where),
             opened=raw.get("opened") if isinstance(raw.get("opened"), bool) else None,
+            aliases=tuple(str(a) for a in raw.get("aliases") or () if isinstance(a, str))[:20],
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise OrderBackendError(f"{where}: malformed order item ({exc!r})") from None
@@ -214,7 +216,7 @@ def order_to_json(order: Order) -> dict[str, Any]:
         "status": order.status, "payment_method": dict(order.payment_method), "currency": order.currency,
         "items": [{"sku": i.sku, "product_id": i.product_id, "category": i.category, "name": dict(i.name),
                    "variant": dict(i.variant_label), "quantity": i.quantity, "unit_price": str(i.unit_price),
-                   "opened": i.opened} for i in order.items],
+                   "opened": i.opened, "aliases": list(i.aliases)} for i in order.items],
     }
 
 
@@ -222,7 +224,8 @@ def order_to_json(order: Order) -> dict[str, Any]:
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS demo_products (
-    product_id TEXT PRIMARY KEY, category TEXT NOT NULL, name_en TEXT NOT NULL, name_zh TEXT NOT NULL);
+    product_id TEXT PRIMARY KEY, category TEXT NOT NULL, name_en TEXT NOT NULL, name_zh TEXT NOT NULL,
+    aliases TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS demo_variants (
     sku TEXT PRIMARY KEY, product_id TEXT NOT NULL, label_en TEXT NOT NULL, label_zh TEXT NOT NULL,
     attributes TEXT NOT NULL, stock INTEGER NOT NULL, swappable INTEGER NOT NULL DEFAULT 1, price TEXT NOT NULL);
@@ -244,6 +247,9 @@ class SqliteOrderBackend(OrderBackend):
         enable_wal(self.path)
         with connect(self.path) as conn:
             conn.executescript(_SCHEMA)
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(demo_products)")}
+            if "aliases" not in columns:  # a demo store made before products had aliases
+                conn.execute("ALTER TABLE demo_products ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
 
     # sync helpers (run in a worker thread)
 
@@ -253,7 +259,7 @@ class SqliteOrderBackend(OrderBackend):
             if row is None:
                 return None
             lines = conn.execute(
-                "SELECT i.*, v.product_id, v.label_en, v.label_zh, p.category, p.name_en, p.name_zh "
+                "SELECT i.*, v.product_id, v.label_en, v.label_zh, p.category, p.name_en, p.name_zh, p.aliases "
                 "FROM demo_order_items i JOIN demo_variants v ON v.sku = i.sku "
                 "JOIN demo_products p ON p.product_id = v.product_id WHERE i.number = ? ORDER BY i.line",
                 (number,)).fetchall()
@@ -261,7 +267,8 @@ class SqliteOrderBackend(OrderBackend):
             sku=r["sku"], product_id=r["product_id"], name={"en": r["name_en"], "zh": r["name_zh"]},
             category=r["category"], variant_label={"en": r["label_en"], "zh": r["label_zh"]},
             quantity=r["quantity"], unit_price=Decimal(r["unit_price"]),
-            opened=None if r["opened"] is None else bool(r["opened"])) for r in lines)
+            opened=None if r["opened"] is None else bool(r["opened"]),
+            aliases=tuple(json.loads(r["aliases"] or "[]"))) for r in lines)
         return Order(number=row["number"], customer_id=row["customer_id"],
                      placed_on=dt.date.fromisoformat(row["placed_on"]),
                      delivered_on=dt.date.fromisoformat(row["delivered_on"]) if row["delivered_on"] else None,
@@ -299,8 +306,9 @@ class SqliteOrderBackend(OrderBackend):
             for table in ("demo_order_items", "demo_orders", "demo_variants", "demo_products"):
                 conn.execute(f"DELETE FROM {table}")
             for p in demo_data.PRODUCTS:
-                conn.execute("INSERT INTO demo_products VALUES (?, ?, ?, ?)",
-                             (p["product_id"], p["category"], p["name"]["en"], p["name"]["zh"]))
+                conn.execute("INSERT INTO demo_products VALUES (?, ?, ?, ?, ?)",
+                             (p["product_id"], p["category"], p["name"]["en"], p["name"]["zh"],
+                              json.dumps(p.get("aliases", []), ensure_ascii=False)))
                 for v in p["variants"]:
                     conn.execute("INSERT INTO demo_variants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                  (v["sku"], p["product_id"], v["label"]["en"], v["label"]["zh"],

@@ -7,22 +7,37 @@ Pure functions, no I/O. English keywords match whole words (so "hole" does not m
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Iterable, Mapping, Sequence
 
+from bot import i18n
 from flows.cases import normalize_case_id
-from flows.orders import ORDER_NUMBER_ATTEMPT, Variant, normalize_order_number
+from flows.orders import ORDER_NUMBER_ATTEMPT, ORDER_PREFIX, Variant, normalize_order_number
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 
 
 def normalize(text: str) -> str:
-    """Lower case, full-width to half-width (Chinese keyboards), curly quotes to straight."""
+    """Lower case, full-width to half-width (Chinese keyboards), no apostrophes (shoppers type
+    "dont" as often as "don't"; keywords are normalized the same way)."""
     text = unicodedata.normalize("NFKC", text or "").lower()
-    return text.replace("\u2019", "'").replace("\u2018", "'").strip()
+    return text.replace("\u2019", "").replace("\u2018", "").replace("'", "").strip()
+
+
+@functools.lru_cache(maxsize=8192)
+def _keyword(word: str) -> str:
+    return normalize(word)
+
+
+@functools.lru_cache(maxsize=8192)
+def latin_pattern(keyword: str) -> re.Pattern[str]:
+    """A whole-word pattern for an English keyword; each word may take a plural ending
+    ("refund take" finds "refunds take", "box" finds "boxes")."""
+    words = [re.escape(w) + ("(?:s|es)?" if w[-1:].isalpha() else "") for w in keyword.split()]
+    return re.compile(r"(?<![a-z0-9])" + r"\s+".join(words) + r"(?![a-z0-9])")
 
 
 def has_chinese(text: str) -> bool:
@@ -30,20 +45,15 @@ def has_chinese(text: str) -> bool:
 
 
 def detect_language(text: str) -> str | None:
-    """`zh` for any Chinese, `en` for at least two Latin words and no Chinese, else None
-    (an order number, "ok", a number or a button payload says nothing about the language)."""
-    if not text or text.startswith("/"):
-        return None
-    if has_chinese(text):
-        return "zh"
-    words = [w for w in _LATIN_WORD.findall(text) if not normalize_order_number(w)]
-    return "en" if len(words) >= 2 else None
+    """The language of a text (`bot/i18n.py`, the one detector of the product), else None."""
+    return i18n.detect_language(text)
 
 
 def _keyword_hit(text: str, keyword: str) -> bool:
+    keyword = _keyword(keyword)
     if has_chinese(keyword):
         return keyword in text
-    return re.search(rf"(?<![a-z0-9]){re.escape(keyword)}(?![a-z0-9])", text) is not None
+    return bool(keyword) and latin_pattern(keyword).search(text) is not None
 
 
 def keyword_score(text: str, keywords: Mapping[str, Sequence[str]]) -> int:
@@ -89,6 +99,10 @@ def find_order_number(text: str) -> str | None:
     return normalize_order_number(normalize(text))
 
 
+def order_prefix() -> str:
+    return ORDER_PREFIX
+
+
 def looks_like_order_attempt(text: str) -> bool:
     return bool(ORDER_NUMBER_ATTEMPT.search(normalize(text)))
 
@@ -106,33 +120,47 @@ def looks_like_case_attempt(text: str) -> bool:
 
 # -- yes / no, opened / unopened --------------------------------------------------------------
 
-_UNOPENED = ("unopened", "un-opened", "not opened", "never opened", "haven't opened", "havent opened",
+_UNOPENED = tuple(normalize(w) for w in (("unopened", "un-opened", "not opened", "never opened", "haven't opened", "havent opened",
              "didn't open", "didnt open", "sealed", "still sealed", "seal intact", "unused", "not used",
              "never used", "haven't used", "havent used", "unworn", "not worn", "never worn", "haven't worn",
              "only tried on", "tried on at home", "tried them on", "brand new", "still new", "new", "original packaging",
              "tags on", "tags still", "in the box", "untouched",
              "没拆", "未拆", "没开", "未开封", "没开封", "没有拆", "没有开封", "没打开", "没有打开", "未使用", "没用过", "没有用过",
-             "没用", "没穿过", "没有穿过", "只试穿", "试穿了一下", "全新", "吊牌还在", "包装完好", "原包装", "还没拆", "密封")
-_OPENED = ("opened", "open", "used", "worn", "wore", "tried it", "tried some", "applied", "put it on my face",
+             "没用", "没穿过", "没有穿过", "只试穿", "试穿了一下", "全新", "吊牌还在", "包装完好", "原包装", "还没拆", "密封")))
+_OPENED = tuple(normalize(w) for w in (("opened", "open", "used", "worn", "wore", "tried it", "tried some", "applied", "put it on my face",
            "broke the seal", "seal broken", "unsealed", "already opened", "used it", "used them", "wore them",
            "拆了", "拆开", "已拆", "拆封", "已开封", "开封了", "打开了", "打开过", "用过", "用了", "穿过", "穿了", "穿出去",
-           "试用", "抹了", "涂了", "擦了", "已使用")
-_YES = ("yes", "yeah", "yep", "yup", "y", "sure", "correct", "right", "that's right", "of course", "ok", "okay",
-        "是", "是的", "对", "对的", "嗯", "嗯嗯", "没错", "好", "好的", "可以", "行", "确认")
-_NO = ("no", "nope", "nah", "n", "not really", "negative", "不", "不是", "不对", "否", "没有", "不行")
+           "试用", "抹了", "涂了", "擦了", "已使用")))
+_YES = tuple(normalize(w) for w in (("yes", "yeah", "yep", "yup", "y", "sure", "correct", "right", "that's right", "of course", "ok", "okay",
+        "是", "是的", "对", "对的", "嗯", "嗯嗯", "没错", "好", "好的", "可以", "行", "确认")))
+_NO = tuple(normalize(w) for w in (("no", "nope", "nah", "n", "not really", "negative", "不", "不是", "不对", "否", "没有", "不行")))
 
 
-def parse_opened(text: str) -> str | None:
-    """`unopened` / `opened` for an answer to "is it still unopened/unused?"; None if unclear."""
+# Too vague to read from a message that was not answering the question ("I want a new
+# one", "the box was open when it came").
+_AMBIGUOUS_STATE = frozenset({"new", "open", "in the box", "用了", "试用"})
+
+
+def parse_opened(text: str, strict: bool = False) -> str | None:
+    """`unopened` / `opened` for an answer to "is it still unopened/unused?"; None if unclear.
+
+    `strict`: for a message that did not answer that question, only explicit phrases count
+    (no yes/no, no vague words)."""
     t = normalize(text).strip(" .!。！,，")
     if t in ("没有", "没"):  # "没有" answers both "opened?" and "still sealed?": ask again
         return None
     for phrase in _UNOPENED:
-        if _keyword_hit(t, phrase):
+        if strict and phrase in _AMBIGUOUS_STATE:
+            continue
+        if _keyword_hit(t, phrase) and not (phrase in ("新", "new") and "not new" in t):
             return "unopened"
     for phrase in _OPENED:
+        if strict and phrase in _AMBIGUOUS_STATE:
+            continue
         if _keyword_hit(t, phrase):
             return "opened"
+    if strict:
+        return None
     yes_no = parse_yes_no(t)
     if yes_no is True:
         return "unopened"
@@ -157,8 +185,8 @@ def parse_yes_no(text: str) -> bool | None:
 
 # -- photos ---------------------------------------------------------------------------------------
 
-_SKIP = ("skip", "no photo", "no picture", "don't have", "dont have", "do not have", "no pic", "none", "nothing",
-         "not now", "later", "no", "nope", "n/a", "跳过", "没有照片", "没照片", "没有图", "没拍", "不用", "没有", "不发", "算了", "无")
+_SKIP = tuple(normalize(w) for w in (("skip", "no photo", "no picture", "don't have", "dont have", "do not have", "no pic", "none", "nothing",
+         "not now", "later", "no", "nope", "n/a", "跳过", "没有照片", "没照片", "没有图", "没拍", "不用", "没有", "不发", "算了", "无")))
 
 
 def photo_from(attachments: Sequence[Mapping[str, object]], text: str) -> str | None:
@@ -171,8 +199,9 @@ def photo_from(attachments: Sequence[Mapping[str, object]], text: str) -> str | 
     return match.group(0) if match else None
 
 
-_NO_ORDER = ("no order", "not about an order", "not about any order", "not order related", "no specific order",
-             "there is no order", "没有订单", "无订单", "不是订单", "与订单无关", "和订单无关", "跟订单无关", "不涉及订单", "没订单")
+_NO_ORDER = tuple(normalize(w) for w in (("no order", "not about an order", "not about any order", "not order related", "no specific order",
+             "there is no order", "not sure", "dont know", "do not know", "no idea", "dont remember",
+             "cant remember", "没有订单", "无订单", "不知道", "不清楚", "忘了", "不记得", "不是订单", "与订单无关", "和订单无关", "跟订单无关", "不涉及订单", "没订单")))
 
 
 def says_no_order(text: str) -> bool:
@@ -189,7 +218,7 @@ def is_skip(text: str) -> bool:
 
 _COLOURS = {
     "black": ("black", "黑", "黑色"), "brown": ("brown", "brn", "棕", "棕色", "咖啡", "咖色"),
-    "natural": ("natural", "beige", "cream", "原色", "米色"), "grey": ("grey", "gray", "灰", "灰色"),
+    "natural": ("natural", "beige", "原色", "米色"), "grey": ("grey", "gray", "灰", "灰色"),
     "camel": ("camel", "tan", "驼色", "驼"),
 }
 _SIZE = re.compile(r"(?<!\d)(3[4-9]|4[0-8])(?:\.5)?(?!\d)")
@@ -239,8 +268,11 @@ def _unit(unit: str) -> str:
     return {"毫升": "ml", "克": "g"}.get(unit, unit.lower())
 
 
-_QUESTION_WORDS = re.compile(r"^(how|what|which|when|where|why|who|can|could|do|does|is|are|should|will)\b|"
-                             r"(怎么|怎样|如何|什么|哪|吗|呢|是否|能不能|可不可以|多少)")
+_QUESTION_WORDS = re.compile(
+    r"^(how|what|which|when|where|why|who|can|could|do|does|is|are|should|will|would|may)\b|"
+    r"\b(how (many|long|much|do|does|to|fast|soon|quickly|often)|when (will|do|does|is|can)|what (is|are|if|happens)|"
+    r"whats|which|can i|could i|do you|do i|does it|is it|are they|should i|will i|am i|any tips|tips to)\b|"
+    r"(怎么|怎样|如何|什么|哪|吗|呢|么|啥|咋|谁|是否|能不能|可不可以|会不会|要不要|有没有|多少|多久|几天|几个|有什么办法|什么方法|还是.{0,6}[啊呀呢])")
 
 
 def is_question(text: str) -> bool:

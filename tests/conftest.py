@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import socket
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,27 @@ from bot.app import SERVICE_KEY, create_app
 from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
+
+# The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
+# any fixture starts the action server, which inherits the environment; tests read the
+# cases the flows made from it.
+os.environ.setdefault("FLOWS_DB_PATH", str(Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3"))
+
+
+# Figures printed at the end of the run (also without `-s`, e.g. in CI): the Rasa evaluation
+# and the held-out conversation evaluation.
+REPORT: list[str] = []
+
+
+def report(line: str) -> None:
+    REPORT.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.write_sep("=", "Evaluation")
+        for line in REPORT:
+            terminalreporter.write_line(line)
 
 
 def free_port() -> int:

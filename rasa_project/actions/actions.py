@@ -1,10 +1,15 @@
-"""Custom actions run by `rasa run actions`. The business rules and the conversation
-logic live in the repo's `flows/` package (on PYTHONPATH when ./aftersales starts the
-action server); this module only adapts them to Rasa's tracker and dispatcher.
+"""Custom actions run by `rasa run actions`. The business rules and the conversation logic
+live in the repo's `flows/` package (on PYTHONPATH when ./aftersales starts the action
+server); this module only adapts them to Rasa's tracker and dispatcher.
 
-Importing it loads and validates flows/policies.yml, flows/knowledge_base.yml and
-flows/texts.yml (a malformed file stops the action server with a clear error) and
-(re)seeds the demo orders and cases with dates relative to today.
+The flows are loaded on the first action, not at import: policies.yml, knowledge_base.yml,
+understanding.yml and texts.yml are validated then (a malformed file fails that action
+with a clear error in the log) and the demo orders and cases are (re)seeded with dates
+relative to today.
+
+Every action speaks through `send`: the first reply of a turn is preceded by the
+acknowledgement the shopper's message calls for (anger, a long wait, an injury), wherever
+the message lands.
 """
 
 from __future__ import annotations
@@ -19,19 +24,34 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction, ValidationAction
 from rasa_sdk.types import DomainDict
 
-from flows import parsing
-from flows.dialogue import ALL_FLOW_SLOTS, AfterSales, Context, Inbound, Reply
+from bot.i18n import LANGUAGES, LanguageState, follow_language, language_of_locale
 from flows.orders import SqliteOrderBackend
+from flows.replies import Context, Inbound, Reply
+from flows.service import AfterSales
 
 log = logging.getLogger(__name__)
 
-APP = AfterSales()  # validates the YAML files; seeds the demo store unless ORDER_API_URL is set
-if isinstance(APP.orders, SqliteOrderBackend):
-    APP.cases.seed_demo_sync(APP.now())  # the demo cases belong to the demo orders
-
-LANGUAGES = ("en", "zh")
 NOT_UNDERSTOOD = ("nlu_fallback", "out_of_scope", "choose")  # intents whose rule runs action_fallback
-FLOW_SLOTS = ALL_FLOW_SLOTS
+PAYLOAD_ENTITIES = ("order_number", "item_sku", "return_reason", "resolution")  # what a flow-switch button carries
+
+
+class _Flows:
+    """The one AfterSales of this action server, made on first use."""
+
+    app: Optional[AfterSales] = None
+
+    @classmethod
+    def get(cls) -> AfterSales:
+        if cls.app is None:
+            app = AfterSales()
+            if isinstance(app.orders, SqliteOrderBackend):
+                app.cases.seed_demo_sync(app.now())  # the demo cases belong to the demo orders
+            cls.app = app
+        return cls.app
+
+
+def flows() -> AfterSales:
+    return _Flows.get()
 
 
 # -- reading the tracker -------------------------------------------------------------------------
@@ -42,34 +62,39 @@ def _metadata(tracker: Tracker) -> Dict[Text, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-def _language_from_metadata(tracker: Tracker) -> Optional[Text]:
-    language = _metadata(tracker).get("language")
-    return language if language in LANGUAGES else None
+def known_language(tracker: Tracker) -> Optional[Text]:
+    """The conversation's language, if anything has said it: what the gateway decided for it
+    (metadata), else the slot."""
+    decided = _metadata(tracker).get("language")
+    if decided in LANGUAGES:
+        return decided
+    slot = tracker.get_slot("language")
+    return slot if slot in LANGUAGES else None
 
 
 def language(tracker: Tracker) -> Text:
-    slot = tracker.get_slot("language")
-    if slot in LANGUAGES:
-        return slot
-    return (_language_from_metadata(tracker) or parsing.detect_language(tracker.latest_message.get("text") or "")
-            or "en")
+    return known_language(tracker) or "en"
 
 
 def context(tracker: Tracker) -> Context:
     customer = tracker.get_slot("customer_id")
     return Context(lang=language(tracker), customer_id=customer if isinstance(customer, str) else None,
-                   conversation_id=tracker.sender_id)
+                   conversation_id=tracker.sender_id, last_case_id=tracker.get_slot("last_case_id"),
+                   pending_photo=tracker.get_slot("pending_photo"))
 
 
 def inbound(tracker: Tracker) -> Inbound:
     message = tracker.latest_message or {}
     intent = message.get("intent") or {}
-    choice = next((e.get("value") for e in message.get("entities") or [] if e.get("entity") == "choice"), None)
+    entities = {e.get("entity"): e.get("value") for e in message.get("entities") or []
+                if isinstance(e, dict) and isinstance(e.get("value"), str)}
     attachments = _metadata(tracker).get("attachments") or []
-    return Inbound(text=message.get("text") or "", intent=intent.get("name"),
-                   confidence=float(intent.get("confidence") or 0.0),
-                   choice=str(choice) if choice is not None else None,
-                   attachments=[a for a in attachments if isinstance(a, dict)])
+    ranking = [(r.get("name"), float(r.get("confidence") or 0.0)) for r in message.get("intent_ranking") or []
+               if isinstance(r, dict) and r.get("name")]
+    return flows().inbound(
+        message.get("text") or "", intent=intent.get("name"), confidence=float(intent.get("confidence") or 0.0),
+        choice=entities.get("choice"), attachments=[a for a in attachments if isinstance(a, dict)],
+        entities={k: v for k, v in entities.items() if k in PAYLOAD_ENTITIES}, ranking=ranking)
 
 
 def _since_last_user(tracker: Tracker) -> List[Dict[Text, Any]]:
@@ -94,7 +119,17 @@ def previous_bot_action(tracker: Tracker) -> Optional[Text]:
     return None
 
 
-def send(dispatcher: CollectingDispatcher, replies: List[Reply]) -> None:
+def send(dispatcher: CollectingDispatcher, tracker: Tracker, replies: List[Reply]) -> None:
+    """Send the flow's replies; the first reply of the turn gets the acknowledgement the
+    shopper's message calls for."""
+    replies = list(replies)
+    since = _since_last_user(tracker)
+    if replies and not any(e.get("event") == "bot" for e in since):
+        starting = next((e.get("name") for e in since if e.get("event") == "active_loop" and e.get("name")), None)
+        ack = flows().acknowledgement(inbound(tracker), language(tracker), starting)
+        if ack and ack not in (replies[0].text or ""):
+            first = replies[0]
+            replies[0] = Reply(f"{ack}\n{first.text}" if first.text else ack, first.buttons, first.custom)
     for reply in replies:
         kwargs: Dict[Text, Any] = {}
         if reply.text is not None:
@@ -107,14 +142,14 @@ def send(dispatcher: CollectingDispatcher, replies: List[Reply]) -> None:
 
 
 def reset_events() -> List[EventType]:
-    return [SlotSet(slot, None) for slot in FLOW_SLOTS] + [SlotSet(REQUESTED_SLOT, None)]
+    return [SlotSet(slot, None) for slot in flows().flow_slots] + [SlotSet(REQUESTED_SLOT, None)]
 
 
 # -- every message -----------------------------------------------------------------------------------
 
 
 class ValidateSlotMappings(ValidationAction):
-    """Runs after every shopper message: keeps `language` on the shopper's language and
+    """Runs after every shopper message: keeps `language` on the conversation's language and
     `customer_id` on the customer the gateway vouched for."""
 
     def name(self) -> Text:
@@ -122,12 +157,15 @@ class ValidateSlotMappings(ValidationAction):
 
     async def extract_language(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                domain: DomainDict) -> Dict[Text, Any]:
-        # Text the shopper typed wins (they switched language); else what the channel says.
-        detected = parsing.detect_language(tracker.latest_message.get("text") or "")
-        language = detected or _language_from_metadata(tracker)
-        if language is None or language == tracker.get_slot("language"):
+        metadata = _metadata(tracker)
+        decided = metadata.get("language")
+        if decided not in LANGUAGES:
+            # No gateway in front (Rasa called directly): follow the conversation the same way.
+            state = LanguageState(tracker.get_slot("language"), language_of_locale(metadata.get("locale")))
+            decided = follow_language(state, tracker.latest_message.get("text"), metadata.get("locale")).language
+        if decided is None or decided == tracker.get_slot("language"):
             return {}
-        return {"language": language}
+        return {"language": decided}
 
     async def extract_customer_id(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
@@ -144,7 +182,7 @@ class ValidateSlotMappings(ValidationAction):
 
 
 class FlowFormValidation(FormValidationAction, ABC):
-    """Hands each message to the form's logic in flows/dialogue.py (see its docstring for
+    """Hands each message to the form's logic in flows/forms/ (see flows/forms/base.py for
     the activation / answer / resume modes) and returns its slot changes."""
 
     @property
@@ -166,11 +204,12 @@ class FlowFormValidation(FormValidationAction, ABC):
                   domain: DomainDict) -> List[EventType]:
         mode = self.mode(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT) if mode == "answer" else None
-        result = await APP.forms[self.form].step(mode, requested, inbound(tracker), tracker.slots, context(tracker))
+        message = inbound(tracker)
+        result = await flows().forms[self.form].step(mode, requested, message, tracker.slots, context(tracker))
         if result.reject:
-            log.debug("%s lets %r through to the rules", self.form, inbound(tracker).intent)
+            log.debug("%s lets %r through to the rules", self.form, message.intent)
             return []
-        send(dispatcher, result.replies)
+        send(dispatcher, tracker, result.replies)
         return [SlotSet(k, v) for k, v in result.updates.items()] + [SlotSet(REQUESTED_SLOT, result.next_slot)]
 
 
@@ -202,15 +241,63 @@ class AskSlot(Action, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        logic = APP.forms.get(tracker.active_loop_name or "")
+        logic = flows().forms.get(tracker.active_loop_name or "")
         if logic is None:
             return []
-        send(dispatcher, await logic.ask(self.slot, tracker.slots, context(tracker)))
+        send(dispatcher, tracker, await logic.ask(self.slot, tracker.slots, context(tracker)))
         return []
 
 
-for _slot in FLOW_SLOTS:
-    globals()[f"Ask_{_slot}"] = type(f"Ask_{_slot}", (AskSlot,), {"slot": _slot, "__module__": __name__})
+class AskOrderNumber(AskSlot):
+    slot = "order_number"
+
+
+class AskItemSku(AskSlot):
+    slot = "item_sku"
+
+
+class AskReturnReason(AskSlot):
+    slot = "return_reason"
+
+
+class AskItemOpened(AskSlot):
+    slot = "item_opened"
+
+
+class AskPhotoUrl(AskSlot):
+    slot = "photo_url"
+
+
+class AskResolution(AskSlot):
+    slot = "resolution"
+
+
+class AskReturnMethod(AskSlot):
+    slot = "return_method"
+
+
+class AskNewVariant(AskSlot):
+    slot = "new_variant"
+
+
+class AskComplaintCategory(AskSlot):
+    slot = "complaint_category"
+
+
+class AskComplaintDescription(AskSlot):
+    slot = "complaint_description"
+
+
+class AskComplaintPhoto(AskSlot):
+    slot = "complaint_photo"
+
+
+class AskComplaintSeverity(AskSlot):
+    slot = "complaint_severity"
+
+
+class AskCaseReference(AskSlot):
+    slot = "case_reference"
 
 
 class SubmitAction(Action, ABC):
@@ -220,8 +307,8 @@ class SubmitAction(Action, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        replies, updates = await APP.forms[self.form].submit(tracker.slots, context(tracker))
-        send(dispatcher, replies)
+        replies, updates = await flows().forms[self.form].submit(tracker.slots, context(tracker))
+        send(dispatcher, tracker, replies)
         return [SlotSet(k, v) for k, v in updates.items()] + [SlotSet(REQUESTED_SLOT, None)]
 
 
@@ -256,6 +343,21 @@ class ShowProgress(SubmitAction):
 # -- outside the forms ----------------------------------------------------------------------------------
 
 
+class SmallTalk(Action):
+    """Greeting, thanks, "are you a bot?": texts in flows/texts.yml, in the conversation's language."""
+
+    def name(self) -> Text:
+        return "action_small_talk"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        intent = (tracker.latest_message.get("intent") or {}).get("name") or "greet"
+        # A first "hello" from a client that declares no locale: greeted in both languages.
+        send(dispatcher, tracker, flows().small_talk(intent if intent in ("greet", "thanks", "bot_challenge")
+                                                     else "greet", known_language(tracker)))
+        return []
+
+
 class AnswerFaq(Action):
     def name(self) -> Text:
         return "action_answer_faq"
@@ -263,8 +365,35 @@ class AnswerFaq(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name") or ""
-        send(dispatcher, APP.faq(intent, language(tracker)))
+        send(dispatcher, tracker, await flows().faq(intent, language(tracker), context(tracker)))
         return []
+
+
+class ReceiveAttachment(Action):
+    """A photo or file outside any flow: added to the case just made, or kept for the next flow."""
+
+    def name(self) -> Text:
+        return "action_receive_attachment"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        replies, updates = await flows().receive_attachment(inbound(tracker), context(tracker))
+        send(dispatcher, tracker, replies)
+        return [SlotSet(k, v) for k, v in updates.items()]
+
+
+class NotWhatIMeant(Action):
+    """"That's not what I meant": the flow stops, its order and item are kept for the next one."""
+
+    def name(self) -> Text:
+        return "action_not_what_i_meant"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        order, item = tracker.get_slot("order_number"), tracker.get_slot("item_sku")
+        send(dispatcher, tracker, flows().not_what_i_meant(language(tracker), order if order != "none" else None,
+                                                           item))
+        return [ActiveLoop(None)] + reset_events()
 
 
 class Handoff(Action):
@@ -285,11 +414,12 @@ class Handoff(Action):
         else:
             reason = "shopper_request"
         flow = tracker.active_loop_name
+        order = tracker.get_slot("order_number")
         ctx = {"flow": flow.replace("_form", "") if flow else None,
                "case_id": tracker.get_slot("last_case_id"),
-               "order_number": tracker.get_slot("order_number") if tracker.get_slot("order_number") != "none" else None,
+               "order_number": order if order != "none" else None,
                "customer_id": tracker.get_slot("customer_id")}
-        send(dispatcher, APP.handoff(reason, language(tracker), ctx))
+        send(dispatcher, tracker, flows().handoff(reason, language(tracker), ctx))
         return [ActiveLoop(None)] + reset_events()
 
 
@@ -299,7 +429,7 @@ class CancelFlow(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        send(dispatcher, APP.cancel(tracker.active_loop_name, language(tracker)))
+        send(dispatcher, tracker, flows().cancel(tracker.active_loop_name, language(tracker)))
         return [ActiveLoop(None)] + reset_events()
 
 
@@ -309,13 +439,13 @@ class Goodbye(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        dispatcher.utter_message(response="utter_goodbye")
+        send(dispatcher, tracker, flows().small_talk("goodbye", language(tracker)))
         return [ActiveLoop(None)] + reset_events()
 
 
 class Fallback(Action):
-    """Two-stage fallback: first ask to rephrase, then (the next time in a row) offer a
-    person instead of guessing."""
+    """Two-stage fallback: first the three most likely meanings as buttons, then (the next
+    time in a row) a person instead of guessing."""
 
     def name(self) -> Text:
         return "action_fallback"
@@ -324,10 +454,9 @@ class Fallback(Action):
                   domain: DomainDict) -> List[EventType]:
         stage = 2 if previous_bot_action(tracker) == "action_fallback" else 1
         message = inbound(tracker)
-        send(dispatcher, APP.fallback(stage, message, language(tracker)))
+        send(dispatcher, tracker, flows().fallback(stage, message, language(tracker)))
         if message.intent in NOT_UNDERSTOOD:
             return []
         # Run as Rasa's core fallback (no rule fits the conversation): forget the message,
         # as Rasa's own default fallback does, so the next one starts from a clean state.
         return [UserUtteranceReverted()]
-

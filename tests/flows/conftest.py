@@ -1,35 +1,16 @@
 """Fixtures for the after-sales flow tests: a shopper on the web chat who can also send
-photos and a verified customer id (what channels put in the message's metadata), and the
-Rasa evaluation summary printed at the end of the run (also without `-s`, e.g. in CI)."""
+photos and a verified customer id (what channels put in the message's metadata)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 import pytest
 
-# The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
-# any fixture starts the action server, which inherits the environment.
-os.environ.setdefault("FLOWS_DB_PATH", str(Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3"))
-
-from bot.messages import Attachment, InboundMessage  # noqa: E402
-from tests.conftest import ChatClient, RunningGateway  # noqa: E402
-
-EVALUATION: dict[str, Any] = {}
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not EVALUATION:
-        return
-    terminalreporter.write_sep("=", "Rasa evaluation (held-out NLU and test stories)")
-    for line in EVALUATION.get("lines", []):
-        terminalreporter.write_line(line)
-
+from bot.messages import Attachment, InboundMessage
+from tests.conftest import ChatClient, RunningGateway
 
 class Replies(list):  # type: ignore[type-arg]
     """The reply frames the shopper's socket got for one message, plus `signals`: the
@@ -80,7 +61,8 @@ class Shopper:
                 if message_id in self.recorder.by_message:
                     break
                 await asyncio.sleep(0.05)
-            replies.signals = [dict(r.custom) for r in self.recorder.by_message.get(message_id, []) if r.custom]
+            replies.signals = [{"handoff": dict(r.handoff_request)} for r in self.recorder.by_message.get(message_id, [])
+                               if r.handoff_request]
         return replies
 
     async def say(self, text: str, payload: str | None = None) -> Replies:

@@ -17,7 +17,8 @@ from flows import demo_data, parsing
 from flows.cases import CaseStore, normalize_case_id
 from flows.decisions import (COMPENSATION, FAST_REFUND, PENDING, REFUND, REFUSED, REPLACEMENT, decide_exchange,
                              decide_return)
-from flows.dialogue import AfterSales, Context, Inbound
+from flows.replies import Context
+from flows.service import AfterSales
 from flows.knowledge import KnowledgeError, load_knowledge
 from flows.orders import HttpOrderBackend, OrderBackendError, SqliteOrderBackend, order_to_json
 from flows.policies import DEFAULT_PATH, PolicyError, load_policies, summary
@@ -202,11 +203,12 @@ def app(tmp_path: Path, store: SqliteOrderBackend) -> AfterSales:
 async def test_a_form_lets_a_faq_through_but_re_asks_a_bad_answer(app: AfterSales) -> None:
     form = app.forms["return_form"]
     ctx = Context("en")
-    faq = await form.step("answer", "order_number", Inbound("how do I pick a size?", "ask_size_advice", 0.95), {}, ctx)
+    faq = await form.step("answer", "order_number", app.inbound("how do I pick a size?", "ask_size_advice", 0.95), {},
+                          ctx)
     assert faq.reject
-    bad = await form.step("answer", "order_number", Inbound("blue", "nlu_fallback", 0.3), {}, ctx)
+    bad = await form.step("answer", "order_number", app.inbound("blue", "nlu_fallback", 0.3), {}, ctx)
     assert not bad.reject and bad.next_slot == "order_number" and bad.replies
-    ok = await form.step("answer", "order_number", Inbound("it's AS10001", "nlu_fallback", 0.3), {}, ctx)
+    ok = await form.step("answer", "order_number", app.inbound("it's AS10001", "nlu_fallback", 0.3), {}, ctx)
     assert ok.updates["order_number"] == "AS10001" and ok.updates["item_sku"] == "SH-OXF-BLK-42"
     assert ok.next_slot == "return_reason"
 

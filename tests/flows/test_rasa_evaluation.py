@@ -1,6 +1,6 @@
 """`rasa test` on the held-out NLU sets (one per language) and on the test stories, with
 the cached model. Prints intent F1 per language and story success at the end of the run
-(see conftest.pytest_terminal_summary) and holds them to the targets."""
+(see tests/conftest.py `report`) and holds them to the targets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.rasa_runtime import RASA_PROJECT, rasa_env
-from tests.flows.conftest import EVALUATION
+from tests.conftest import report
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def evaluation(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPat
 
 
 def _report(line: str) -> None:
-    EVALUATION.setdefault("lines", []).append(line)
+    report(line)
     print(line, file=sys.__stdout__, flush=True)
 
 

@@ -1,0 +1,1 @@
+"""Custom NLU components of the after-sales assistant (listed in config.yml)."""
