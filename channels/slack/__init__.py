@@ -44,7 +44,8 @@ def build_runtime(config: SlackConfig, ctx: ChannelContext) -> SlackRuntime:
     session = SharedSession(client)
     files = SlackFiles(client, FileLinks(config.bot_token, gateway_base_url(ctx.settings)),
                        slack_hosts(config.api_base), session)
-    intake = SlackIntake(ctx.service, ctx.deduper, ctx.inbox, output, files, ctx.settings.max_text_length)
+    intake = SlackIntake(ctx.service, ctx.deduper, ctx.inbox, output, files, ctx.settings.max_text_length,
+                         locale=config.locale)
     return SlackRuntime(config, client, build_bolt_app(config, client, intake), intake, ctx.service, session)
 
 

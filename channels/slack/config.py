@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
 from bot.config import ConfigError
+from bot.i18n import language_of_locale
 
 DEFAULT_API_BASE = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
@@ -40,6 +41,8 @@ SCHEMA: tuple[SlackVar, ...] = (
                                 "from Basic Information > App-Level Tokens. Required in socket mode.", secret=True),
     SlackVar("SLACK_API_BASE", f"Slack Web API base URL (default {DEFAULT_API_BASE}); "
                                "only changed to point the gateway at a test double."),
+    SlackVar("SLACK_LOCALE", "The workspace's language (`en` default, or `zh-CN`): Slack messages carry no "
+                             "locale, so a conversation starts in it until the shopper writes in the other."),
 )
 
 _SWITCHES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_MODE")
@@ -54,6 +57,7 @@ class SlackConfig:
     signing_secret: str = field(default="", repr=False)
     app_token: str = field(default="", repr=False)
     api_base: str = DEFAULT_API_BASE
+    locale: str = "en"
 
 
 def _value(env: Mapping[str, str], name: str) -> str:
@@ -127,7 +131,10 @@ def load_slack_config(env: Mapping[str, str]) -> SlackConfig | None:
     else:
         _check_app_token(app_token, problems)
     api_base = _check_api_base(_value(env, "SLACK_API_BASE"), problems)
+    locale = _value(env, "SLACK_LOCALE") or "en"
+    if language_of_locale(locale) is None:
+        problems.append(f"SLACK_LOCALE={locale!r}: the assistant speaks en or zh (e.g. en-GB, zh-CN)")
     if problems:
         raise ConfigError(problems)
     return SlackConfig(bot_token=bot_token, mode=mode, signing_secret=signing_secret, app_token=app_token,
-                       api_base=api_base)
+                       api_base=api_base, locale=locale)

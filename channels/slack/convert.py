@@ -154,6 +154,7 @@ class Converter:
     file_url: Callable[[str], str]
     known_thread: Callable[[str], bool]
     max_text_length: int = 4000
+    locale: str | None = None  # the workspace's language (SLACK_LOCALE): Slack events carry none
 
     def delivery(self, body: Mapping[str, Any]) -> Delivery | None:
         """The delivery in a Slack request body, or None when the gateway ignores it."""
@@ -222,7 +223,7 @@ class Converter:
             text=text[: self.max_text_length], message_id=event_id,
             attachments=tuple(self._attachment(f) for f in files),
             timestamp=_timestamp(event.get("ts")) or _timestamp(body.get("event_time")) or time.time(),
-            context=context,
+            context=context, locale=self.locale,
         )
         return Delivery(key=f"event:{event_id}", message=message, files=files)
 
@@ -254,6 +255,7 @@ class Converter:
             channel=CHANNEL, conversation_id=target.conversation_id, sender_id=user,
             text=str(title)[: self.max_text_length], payload=value, message_id=key,
             timestamp=_timestamp(action.get("action_ts")) or time.time(), context={"slack_channel": channel},
+            locale=self.locale,
         )
         return Delivery(key=key, message=inbound)
 
@@ -282,7 +284,7 @@ def to_record(delivery: Delivery) -> dict[str, Any]:
     return {
         "conversation_id": m.conversation_id, "sender_id": m.sender_id, "text": m.text,
         "message_id": m.message_id, "payload": m.payload, "timestamp": m.timestamp,
-        "context": dict(m.context), "attachments": [a.to_dict() for a in m.attachments],
+        "context": dict(m.context), "attachments": [a.to_dict() for a in m.attachments], "locale": m.locale,
         "files": [f.to_dict() for f in delivery.files],
     }
 
@@ -295,6 +297,7 @@ def from_record(key: str, record: Mapping[str, Any]) -> Delivery:
         text=str(record["text"]), message_id=str(record["message_id"]), payload=record.get("payload"),
         attachments=attachments, timestamp=float(record.get("timestamp") or time.time()),
         context={str(k): str(v) for k, v in (record.get("context") or {}).items()},
+        locale=record.get("locale") if isinstance(record.get("locale"), str) else None,
     )
     files = tuple(f for f in (SlackFile.from_payload(r) for r in record.get("files") or ()) if f is not None)
     return Delivery(key=key, message=message, files=files)

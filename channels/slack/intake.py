@@ -67,7 +67,7 @@ class SlackIntake:
     """Accepts Slack deliveries into the conversation service, once each, never losing an acknowledged one."""
 
     def __init__(self, service: ConversationService, deduper: Deduper, inbox: Inbox, output: SlackOutput,
-                 files: SlackFiles, max_text_length: int) -> None:
+                 files: SlackFiles, max_text_length: int, locale: str | None = None) -> None:
         self.service = service
         self.deduper = deduper
         self.inbox = inbox
@@ -76,7 +76,8 @@ class SlackIntake:
         self.identity = SlackIdentity()
         self.threads = KnownThreads()
         self.converter = Converter(identity=lambda: self.identity, file_url=files.links.url,
-                                   known_thread=self.threads.__contains__, max_text_length=max_text_length)
+                                   known_thread=self.threads.__contains__, max_text_length=max_text_length,
+                                   locale=locale)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def install(self, bolt: AsyncApp) -> None:
