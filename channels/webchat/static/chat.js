@@ -43,6 +43,8 @@
       empty: 'Hello! Tell us about your return, exchange or complaint and we will help you.',
       counter: '{n} / {max}',
       replyOptions: 'Reply options',
+      fileTooBig: 'Files up to 5 MB, please.',
+      uploadFailed: 'Upload failed, please try again.',
       error: 'Something went wrong.'
     },
     'zh-CN': {
@@ -69,6 +71,8 @@
       empty: '您好！请告诉我们您的退货、换货或投诉问题，我们会尽快为您处理。',
       counter: '{n} / {max}',
       replyOptions: '快捷回复',
+      fileTooBig: '文件不能超过 5 MB。',
+      uploadFailed: '上传失败，请重试。',
       error: '出现错误。'
     }
   };
@@ -329,7 +333,8 @@
     var list = [];
     outgoing.forEach(function (m) {
       if (m.state === 'sending') {
-        list.push({ id: m.id, text: m.text, payload: m.payload, attachments: m.attachments, ts: m.ts });
+        list.push({ id: m.id, text: m.text, payload: m.payload, attachments: m.attachments, ts: m.ts,
+          fileLabel: m.fileLabel });
       }
     });
     if (list.length) { storeSet(PENDING_KEY, JSON.stringify(list)); } else { storeDel(PENDING_KEY); }
@@ -348,7 +353,7 @@
         payload: typeof p.payload === 'string' && p.payload ? p.payload : null,
         attachments: Array.isArray(p.attachments) ? p.attachments.filter(function (a) { return typeof a === 'string'; }) : null,
         ts: typeof p.ts === 'number' ? p.ts : Date.now() / 1000,
-        state: 'sending', error: null, el: null
+        state: 'sending', error: null, el: null, fileLabel: p.fileLabel === true
       };
       outgoing.set(m.id, m);
       renderOutgoing(m);
@@ -397,10 +402,10 @@
     }
   }
 
-  function sendMessage(text, payload, attachments) {
+  function sendMessage(text, payload, attachments, fileLabel) {
     var m = {
       id: uuid(), text: text, payload: payload || null, attachments: attachments || null, ts: Date.now() / 1000,
-      state: 'sending', error: null, el: null
+      state: 'sending', error: null, el: null, fileLabel: fileLabel === true
     };
     outgoing.set(m.id, m);
     savePending();
@@ -416,7 +421,7 @@
     // so it cannot collide with the refused one.
     outgoing.delete(id);
     if (m.el && m.el.parentNode) { m.el.parentNode.removeChild(m.el); }
-    sendMessage(m.text, m.payload);
+    sendMessage(m.text, m.payload, m.attachments, m.fileLabel);
     ui.input.focus();
   }
 
@@ -553,7 +558,9 @@
         flushTimer = setTimeout(function () { flushTimer = null; flush(); }, wait + 20);
         return;
       }
-      var frame = { type: 'message', id: m.id, text: m.text };
+      // Files without a caption go as files only: the gateway tells the assistant so
+      // (the label shown in the bubble is not something the shopper said).
+      var frame = { type: 'message', id: m.id, text: m.fileLabel ? '' : m.text };
       if (m.payload) { frame.payload = m.payload; }
       if (m.attachments) { frame.attachments = m.attachments; }
       if (!sendRaw(frame)) { return; } // socket gone; the message stays pending
@@ -764,26 +771,34 @@
     if (!fileInput || !attach) { return; }
     attach.addEventListener('click', function () { fileInput.click(); });
     fileInput.addEventListener('change', function () {
-      var file = fileInput.files && fileInput.files[0];
+      // Several files chosen together are sent as one message (one turn for the assistant).
+      var files = Array.prototype.slice.call(fileInput.files || [], 0, 5);
       fileInput.value = '';
       var token = storeGet(TOKEN_KEY);
-      if (!file || !token) { return; }
-      if (file.size > 5 * 1024 * 1024) { addNotice(locale === 'zh-CN' ? '文件不能超过 5 MB。' : 'Files up to 5 MB, please.', 'error'); return; }
-      var form = new FormData();
-      form.append('file', file, file.name);
+      if (!files.length || !token) { return; }
+      var tooBig = files.filter(function (f) { return f.size > 5 * 1024 * 1024; });
+      if (tooBig.length) { addNotice(T.fileTooBig, 'error'); return; }
       attach.disabled = true;
-      fetch('/webchat/upload', { method: 'POST', body: form, headers: { 'X-Webchat-Token': token } })
-        .then(function (resp) { return resp.json().then(function (body) { return { ok: resp.ok, body: body }; }); })
-        .then(function (r) {
-          if (!r.ok || !r.body || typeof r.body.id !== 'string') {
-            addNotice(String((r.body && r.body.message) || 'Upload failed'), 'error');
-            return;
-          }
+      Promise.all(files.map(function (file) {
+        var form = new FormData();
+        form.append('file', file, file.name);
+        return fetch('/webchat/upload', { method: 'POST', body: form, headers: { 'X-Webchat-Token': token } })
+          .then(function (resp) { return resp.json().then(function (body) { return { ok: resp.ok, body: body }; }); });
+      }))
+        .then(function (results) {
+          var refused = results.filter(function (r) { return !r.ok || !r.body || typeof r.body.id !== 'string'; });
+          refused.forEach(function (r) {
+            // The gateway explains a refusal in the conversation's language.
+            addNotice(String((r.body && r.body.message) || T.uploadFailed), 'error');
+          });
+          var uploaded = results.filter(function (r) { return refused.indexOf(r) < 0; }).map(function (r) { return r.body; });
+          if (!uploaded.length) { return; }
           var caption = ui.input.value.trim();
           ui.input.value = '';
-          sendMessage(caption || ('\uD83D\uDCCE ' + String(r.body.name || file.name)), null, [r.body.id]);
+          var label = uploaded.map(function (u) { return '\uD83D\uDCCE ' + String(u.name || ''); }).join(', ');
+          sendMessage(caption || label, null, uploaded.map(function (u) { return u.id; }), !caption);
         })
-        .catch(function () { addNotice(locale === 'zh-CN' ? '上传失败，请重试。' : 'Upload failed, please try again.', 'error'); })
+        .catch(function () { addNotice(T.uploadFailed, 'error'); })
         .then(function () { attach.disabled = false; });
     });
   })();
