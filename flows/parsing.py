@@ -234,7 +234,8 @@ def variant_match(text: str, variants: Sequence[Variant], lang: str | None = Non
     exact = [v for v in variants if t in (v.sku.lower(), normalize(v.label.get("en", "")), normalize(v.label.get("zh", "")))]
     if exact:
         return exact
-    size_match = _SIZE.search(t)
+    sizes = list(_SIZE.finditer(t))
+    size_match = sizes[-1] if sizes else None  # "43 is sold out? then 44": the last one said is the one wanted
     volume_match = _VOLUME.search(t)
     colours = {c for c, words in _COLOURS.items() if any(_keyword_hit(t, w) for w in words)}
     named = [v for v in variants

@@ -70,6 +70,12 @@ def route(facts: Facts, intent: str | None, confidence: float,
         return None  # about the conversation itself
 
     # -- strong facts -------------------------------------------------------------------------
+    if "person" in wants and not facts.has_problem and not facts.order_number and not (general and facts.question):
+        return None if intent in ("request_human", "bot_challenge") else \
+            _changed(intent, "request_human", "asks for a person")
+    if facts.order_number and not (facts.reason or wants or facts.question or tones or around or facts.names_variant) \
+            and intent in FLOW_INTENTS and not sure:
+        return _changed(intent, "nlu_fallback", "names an order, nothing else")  # "what would you like to do with it?"
     if facts.has_problem and not facts.product_ok:
         if facts.case_id or "progress" in wants:
             return _changed(intent, "check_progress", "asks about an existing case")
@@ -81,12 +87,16 @@ def route(facts: Facts, intent: str | None, confidence: float,
             return _changed(intent, topic, "asks what would happen")
         if general and facts.question:
             return None if intent in FAQ_INTENTS and sure else _changed(intent, facts.question, "asks in general")
-        if asking and sure and intent in ADVICE_INTENTS and facts.reason in ("allergic_reaction", "defective") \
+        if asking and sure and intent in ADVICE_INTENTS and facts.reason == "defective" \
                 and not wants & {"refund", "exchange"}:
-            return None  # "what should I do about a rash?", "can you fix a broken heel?": advice first
+            return None  # "can you fix a broken heel?": the repair service is the answer
         return _changed(intent, "request_return", f"product problem: {facts.reason}")
     if facts.case_id:
         return _changed(intent, "check_progress", f"case id {facts.case_id}")
+    if around & {"delivery", "service"} and not facts.is_question and "waiting" not in tones:
+        return _changed(intent, "file_complaint", "delivery or service went wrong")
+    if "waiting" in tones and "refund" in wants:
+        return _changed(intent, "check_progress", "has waited for the money")
     if "progress" in wants and not (facts.hypothetical and general):
         return None if intent == "request_human" and sure else \
             _changed(intent, "check_progress", "asks where a case stands")
@@ -95,18 +105,18 @@ def route(facts: Facts, intent: str | None, confidence: float,
     if facts.names_variant and "exchange" in wants and "refund" not in wants:
         return _changed(intent, "request_exchange", "names the size or colour wanted")
     if facts.reason == "wrong_size":
+        if asking and "exchange" not in wants and (facts.question == "ask_size_advice" or (
+                intent == "ask_size_advice" and sure)) or \
+                (facts.reason_word in GENERIC_SIZE_WORDS and sure and intent in FAQ_INTENTS):
+            return _changed(intent, "ask_size_advice", "asks how sizes run")
         if "refund" in wants and ("exchange" not in wants or not facts.names_variant):
             return _changed(intent, "request_return", "wrong size, wants the money back")
         if "exchange" in wants or facts.names_variant:
             return _changed(intent, "request_exchange", "wants another size")
-        if asking and (facts.question == "ask_size_advice" or (intent == "ask_size_advice" and sure)) or \
-                (facts.reason_word in GENERIC_SIZE_WORDS and sure and intent in FAQ_INTENTS):
-            return _changed(intent, "ask_size_advice", "asks how sizes run")
         return None if intent in FLOW_INTENTS else _changed(intent, "request_return", "wrong size")
-    if "refund" in wants and facts.concrete and not general:
-        return _changed(intent, "request_return", "asks to return their own order")
-    if around & {"delivery", "service"} and not facts.is_question:
-        return _changed(intent, "file_complaint", "delivery or service went wrong")
+    if ("refund" in wants or facts.reason == "changed_mind") and "exchange" not in wants and not general \
+            and (facts.concrete or not facts.is_question):
+        return _changed(intent, "request_return", "asks to send their own order back")
 
     # -- softer facts: only when the model is unsure, or heard only a greeting ------------------
     if sure and intent not in CONTENTLESS:

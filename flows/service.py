@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from bot.i18n import format_date
@@ -132,11 +133,13 @@ class AfterSales:
         if not text:
             return NOTHING
         if asked:
+            ordinal = re.sub(r"^(the|that|this|那个|这个)\s*", "", text).strip(" .!。！")
             ordinals = {"1": 0, "first": 0, "第一": 0, "一": 0, "2": 1, "second": 1, "第二": 1, "二": 1,
-                        "3": 2, "third": 2, "第三": 2, "三": 2}
+                        "3": 2, "third": 2, "第三": 2, "三": 2, "last": len(order.items) - 1,
+                        "最后": len(order.items) - 1}
             for word, index in ordinals.items():
-                if (text == word or text.startswith(word + " ") or text.startswith(word + "个")) \
-                        and index < len(order.items):
+                if (ordinal == word or ordinal.startswith(word + " ") or ordinal.startswith(word + "个")
+                        or ordinal.startswith(word + "件")) and index < len(order.items):
                     return Parsed(order.items[index].sku)
         scored = []
         for item in order.items:

@@ -36,7 +36,9 @@ FORM_INTENTS = {"return_form": "request_return", "exchange_form": "request_excha
                 "complaint_form": "file_complaint", "progress_form": "check_progress"}
 FAQ_INTENTS = ("ask_return_policy", "ask_return_shipping", "ask_refund_timing", "ask_size_advice", "ask_shoe_care",
                "ask_skincare_ingredients", "ask_skincare_allergy")
-CHITCHAT_INTENTS = ("greet", "thanks", "goodbye", "bot_challenge", "out_of_scope")
+# "Out of scope" is not among them: in the middle of a form, a message the model cannot
+# place ("我脸都这样了，好崩溃") gets the form's hint (and an acknowledgement), not "I can't help".
+CHITCHAT_INTENTS = ("greet", "thanks", "goodbye", "bot_challenge")
 CONTROL_INTENTS = ("cancel", "request_human", "not_what_i_meant")
 # Intents with a rule of their own: when a form cannot read its answer in such a message,
 # the form lets the rule handle it and then resumes.
@@ -105,9 +107,12 @@ class FormLogic:
                 self._set(requested, parsed, state, result)
                 answered = True
             hint = parsed.hint
-            if not answered and hint is None and not inbound.has_files and self.rejects(requested, inbound):
-                return StepResult(reject=True)  # a question, another flow, "cancel": Rasa's rules take it
-        changed = await self._volunteered(inbound, state, ctx, result, skip=requested if answered else None)
+            control = inbound.intent in CONTROL_INTENTS and digresses(inbound, self.own_intent, 0.75)
+            if control or (not answered and hint is None and not inbound.has_files and self.rejects(requested, inbound)):
+                return StepResult(reject=True)  # "a person", "cancel", a question, another flow: Rasa's rules take it
+        # On resume the message was a question or small talk the rules already answered: not read again.
+        changed = mode != "resume" and await self._volunteered(inbound, state, ctx, result,
+                                                               skip=requested if mode == "answer" else None)
         if mode == "answer" and requested in self.slot_names and not answered:
             about_this_form = changed or inbound.has_files
             if hint is not None:

@@ -24,6 +24,9 @@ class ExchangeForm(FormLogic):
 
     async def read_variant(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:
         lang = ctx.lang
+        facts = inbound.read()
+        if not inbound.choice and facts.wants & {"refund"} and "exchange" not in facts.wants:
+            return NOTHING  # "44 would be too big, just refund me": not a size, a change of flow
         order = await self.app.order(state.get("order_number"))
         item = order.item(state.get("item_sku") or "") if order else None
         if item is None or (not asked and not inbound.choice and not inbound.read().names_variant
