@@ -20,7 +20,8 @@ async def test_greeting_gets_an_answer_with_buttons_after_ack_and_typing(chat: C
     assert ack["id"] == message_id
     replies = await chat.replies_until_quiet()
     assert "after-sales assistant" in replies[0]["text"]
-    assert [b["payload"] for b in replies[0]["buttons"]] == ["/ask_return_policy", "/request_human"]
+    # the opening offers what the bot can do, in the page's language
+    assert [b["payload"] for b in replies[0]["buttons"]] == ["/request_return", "/request_exchange", "/file_complaint", "/check_progress", "/request_human"]
     kinds = [f["type"] for f in chat.frames]
     assert kinds.index("ack") < kinds.index("typing") < kinds.index("reply")
     assert {"type": "typing", "on": True} in chat.frames and {"type": "typing", "on": False} in chat.frames
@@ -32,7 +33,7 @@ async def test_chinese_shopper_is_answered_in_chinese(gateway: RunningGateway) -
         await chat.say("你好")
         replies = await chat.replies_until_quiet()
         assert "售后助手" in replies[0]["text"]
-        assert [b["title"] for b in replies[0]["buttons"]] == ["退货政策", "转人工客服"]
+        assert [b["title"] for b in replies[0]["buttons"]] == ["退货退款", "换货", "投诉", "查询进度", "转人工客服"]
     finally:
         await chat.close()
 

@@ -113,7 +113,7 @@ async def test_blind_box_opened_not_defective_gets_swap_or_coupon_not_refund(sho
     r = await s.press(r, "BB-STAR-RND")
     r = await s.say(w["changed_mind"])
     r = await s.say(w["opened"])
-    assert "/request_exchange" in buttons(r)  # swap a duplicate within the series
+    assert any(p.startswith("/request_exchange") for p in buttons(r))  # swap a duplicate within the series
     assert any('"coupon"' in p for p in buttons(r)) and any('"second_draw"' in p for p in buttons(r))
     assert "¥69.00" not in text(r)  # no refund offered
     r = await s.press(r, '"coupon"')
@@ -164,11 +164,12 @@ async def test_shoes_wrong_size_exchange_first_sold_out_then_in_stock(shopper_fa
     await s.say(w["return"])
     await s.say("AS10001")
     r = await s.say(w["too_small"])
-    assert "/request_exchange" in buttons(r) and any('"refund"' in p for p in buttons(r))  # exchange first
+    assert any(p.startswith("/request_exchange") for p in buttons(r)) and any('"refund"' in p for p in buttons(r))
     r = await s.say(w["exchange"])  # change of mind mid-form: the order is kept
     assert "SH-OXF-BLK-44" in " ".join(buttons(r)) and "SH-OXF-BLK-43" not in " ".join(buttons(r))
     r = await s.say("43")  # sold out: alternatives offered, including another colour and a refund
-    assert "SH-OXF-BRN-43" in " ".join(buttons(r)) and "/request_return" in buttons(r) and not CASE_ID.search(text(r))
+    assert "SH-OXF-BRN-43" in " ".join(buttons(r)) and any(p.startswith("/request_return") for p in buttons(r)) \
+        and not CASE_ID.search(text(r))
     r = await s.say("44")
     assert case_id(r).startswith("EX-") and "44" in text(r)
 
@@ -206,8 +207,7 @@ async def test_severe_complaint_goes_straight_to_a_person(shopper_factory, lang:
     r = await s.say(w["complain"])
     r = await s.press(r, '"quality"')
     r = await s.say("AS10002")
-    r = await s.say(w["severe"])
-    r = await s.say(w["skip"])  # no severity question: injuries are severe
+    r = await s.say(w["severe"])  # no photo or severity question: an injury goes to a person now
     signal = handoff(r)
     assert signal["reason"] == "severe_complaint" and signal["ticket_id"] == case_id(r)
 
@@ -255,7 +255,8 @@ async def test_language_switch_mid_conversation(shopper_factory) -> None:
 async def test_two_stage_fallback_rephrase_then_a_person(shopper_factory, lang: str) -> None:
     s, w = await shopper_factory(lang), SAY[lang]
     r = await s.say(w["gibberish1"])
-    assert "/request_return" in buttons(r) and handoff(r) is None  # stage 1: rephrase, with the menu
+    suggestions = [p for p in buttons(r) if p != "/request_human"]
+    assert len(suggestions) == 3 and handoff(r) is None  # stage 1: the three likeliest meanings
     r = await s.say(w["gibberish2"])
     assert buttons(r)[0] == "/request_human" and handoff(r) is None  # stage 2: a person is offered
     r = await s.press(r, "/request_human")

@@ -317,3 +317,26 @@ async def test_agent_takes_over_a_conversation_from_the_live_list(team_gateway: 
     finally:
         await chat.close()
         await alice.close()
+
+
+@pytest.mark.parametrize("agent_online", [True, False])
+async def test_a_severe_complaint_gets_one_honest_promise_not_two(team_gateway: RunningGateway,
+                                                                  agent_online: bool) -> None:
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice") if agent_online else None
+    chat = await ChatClient.connect(team_gateway.ws_url)
+    try:
+        await chat.say("I want to make a complaint: the courier threw my parcel at me and I hurt my hand, "
+                       "I had to see a doctor. Order AS10008")
+        texts = " ".join(r["text"] or "" for r in await chat.replies_until_quiet(quiet=1.5))
+        assert "Complaint registered" in texts and "within 30 minutes" not in texts  # the ticket promises no time
+        if agent_online:
+            assert "number 1 in the queue" in texts and "will answer here by" not in texts
+        else:  # the ticket's due time, with its time zone
+            assert "No one from our team is online" in texts and "(China time)" in texts
+            assert "number" not in texts.split("online")[1].split(".")[0]
+        record = await team_gateway.app[HANDOFF_KEY].store.get(f"webchat:{chat.conversation_id}")
+        assert record is not None and record.reason == "severe_complaint" and record.detail["priority"] == "high"
+    finally:
+        await chat.close()
+        if alice is not None:
+            await alice.close()

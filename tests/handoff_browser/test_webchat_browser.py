@@ -41,12 +41,12 @@ async def test_shopper_page_buttons_reload_and_agent_takeover(rasa_stack: RasaPr
                 await shop.get_by_test_id("send").click()
                 bot = shop.get_by_test_id("msg-bot")
                 await expect(bot.first).to_contain_text("after-sales assistant", timeout=UI_TIMEOUT_MS)
-                await shop.get_by_test_id("reply-button").filter(has_text="Return policy").click()
-                await expect(bot.filter(has_text="Our return policy:")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                await shop.get_by_test_id("reply-button").filter(has_text="Return / refund").click()
+                await expect(bot.filter(has_text="Which order is it from?")).to_have_count(1, timeout=UI_TIMEOUT_MS)
 
                 await shop.reload()  # the same conversation comes back
                 await expect(shop.get_by_test_id("msg-shopper").first.locator(".msg__text")).to_have_text("hello", timeout=UI_TIMEOUT_MS)
-                await expect(bot.filter(has_text="Our return policy:")).to_have_count(1, timeout=UI_TIMEOUT_MS)
+                await expect(bot.filter(has_text="Which order is it from?")).to_have_count(1, timeout=UI_TIMEOUT_MS)
 
                 console = await (await browser.new_context()).new_page()
                 await console.goto(f"{gateway.url}/console")

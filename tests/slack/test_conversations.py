@@ -18,10 +18,12 @@ async def test_a_direct_message_is_answered_with_text_and_block_kit_buttons(slac
     assert delivered.status == 200
     [post] = await slack_gateway.fake.wait_for_posts(channel)
     assert "after-sales assistant" in post.block_text()
-    assert [b["text"]["text"] for b in post.buttons()] == ["Return policy", "Talk to a person"]
-    assert [b["value"] for b in post.buttons()] == ["/ask_return_policy", "/request_human"]
-    assert len({b["action_id"] for b in post.buttons()}) == 2
-    assert "after-sales assistant" in post.text and "Return policy" in post.text  # notification fallback
+    assert [b["text"]["text"] for b in post.buttons()] == ["Return / refund", "Exchange", "Make a complaint",
+                                                           "Track a case", "Talk to a person"]
+    assert [b["value"] for b in post.buttons()] == ["/request_return", "/request_exchange", "/file_complaint",
+                                                    "/check_progress", "/request_human"]
+    assert len({b["action_id"] for b in post.buttons()}) == 5
+    assert "after-sales assistant" in post.text and "Return / refund" in post.text  # notification fallback
     assert "thread_ts" not in post.params  # a DM is one conversation, not threads
 
 
@@ -31,16 +33,16 @@ async def test_a_button_click_is_acknowledged_at_once_then_answered_and_the_butt
     await slack_gateway.slack.event(dm("hello", channel))
     [greeting] = await fake.wait_for_posts(channel)
 
-    ack = await slack_gateway.slack.interaction(click_payload(greeting, "Return policy"))
+    ack = await slack_gateway.slack.interaction(click_payload(greeting, "Return / refund"))
     assert ack.status == 200 and ack.seconds < 3.0
     assert len(fake.posts(channel)) == 1  # acknowledged before the answer exists: work is done after
 
     answer = (await fake.wait_for_posts(channel, 2))[1]
-    assert answer.text.startswith("Our return policy:")
+    assert answer.text.startswith("I can sort this out for you")
     update = await fake.wait_for(lambda: fake.calls_of("chat.update"))
     assert update[0].params["channel"] == channel and update[0].params["ts"] == greeting.ts
     assert [b["type"] for b in update[0].blocks] == ["section", "context"]  # no buttons left to press twice
-    assert "\u2713 Return policy" in update[0].block_text()
+    assert "\u2713 Return / refund" in update[0].block_text()
 
 
 async def test_a_mention_in_a_channel_is_answered_in_its_thread_and_the_thread_continues(
@@ -169,11 +171,11 @@ async def test_a_bare_mention_gets_a_greeting_and_a_second_click_on_the_same_mes
                                      "text": f"<@{BOT_USER}>", "ts": slack_ts()})
     [greeting] = await fake.wait_for_posts(channel)
     assert "after-sales assistant" in greeting.block_text()
-    first = await slack_gateway.slack.interaction(click_payload(greeting, "Return policy"))
+    first = await slack_gateway.slack.interaction(click_payload(greeting, "Return / refund"))
     again = await slack_gateway.slack.interaction(click_payload(greeting, "Talk to a person"))
     assert first.status == again.status == 200
     answer = (await fake.wait_for_posts(channel, 2))[1]
-    assert answer.text.startswith("Our return policy:")
+    assert answer.text.startswith("I can sort this out for you")
     assert answer.params["thread_ts"] == greeting.params["thread_ts"]  # the click stays in the thread
     started = time.monotonic()
     await asyncio.sleep(QUIET)

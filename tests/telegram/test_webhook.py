@@ -31,7 +31,9 @@ async def test_hello_gets_the_assistants_answer_with_inline_buttons_after_typing
     assert await tg.fake.deliver(tg.fake.text_update(chat_id, "hello")) == 200
     [reply] = await tg.fake.wait_sent(chat_id)
     assert "after-sales assistant" in reply.params["text"]
-    assert keyboard(reply.params) == [("Return policy", "/ask_return_policy"), ("Talk to a person", "/request_human")]
+    assert keyboard(reply.params) == [("Return / refund", "/request_return"), ("Exchange", "/request_exchange"),
+                                      ("Make a complaint", "/file_complaint"), ("Track a case", "/check_progress"),
+                                      ("Talk to a person", "/request_human")]
     typing = [c for c in tg.fake.calls_of("sendChatAction") if c.params["chat_id"] == str(chat_id)]
     assert typing and typing[0].params["action"] == "typing" and typing[0].at < reply.at
 
@@ -62,10 +64,10 @@ async def test_pressing_a_button_runs_its_payload_answers_the_press_and_removes_
         tg: TelegramGateway, chat_id: int) -> None:
     await tg.fake.deliver(tg.fake.text_update(chat_id, "hello"))
     [greeting] = await tg.fake.wait_sent(chat_id)
-    press = tg.fake.press_update(chat_id, "Return policy")
+    press = tg.fake.press_update(chat_id, "Return / refund")
     assert await tg.fake.deliver(press) == 200
     replies = await tg.fake.wait_sent(chat_id, 2)
-    assert replies[1].params["text"].startswith("Our return policy:")
+    assert replies[1].params["text"].startswith("I can sort this out for you")
     assert [c.params["callback_query_id"] for c in tg.fake.calls_of("answerCallbackQuery")] == \
         [press["callback_query"]["id"]]
     [edit] = tg.fake.calls_of("editMessageReplyMarkup")
@@ -87,7 +89,7 @@ async def test_chinese_shopper_is_answered_in_chinese(tg: TelegramGateway, chat_
     await tg.fake.deliver(tg.fake.text_update(chat_id, "你好", language_code="zh-hans"))
     [reply] = await tg.fake.wait_sent(chat_id)
     assert "售后助手" in reply.params["text"]
-    assert [title for title, _ in keyboard(reply.params)] == ["退货政策", "转人工客服"]
+    assert [title for title, _ in keyboard(reply.params)] == ["退货退款", "换货", "投诉", "查询进度", "转人工客服"]
 
 
 async def test_language_code_alone_sets_the_language(tg: TelegramGateway, chat_id: int) -> None:
