@@ -27,7 +27,7 @@ from flows.policies import Policies, PolicyError, load_policies
 DEFAULT_PATH = Path(__file__).with_name("understanding.yml")
 TONES = ("angry", "distressed", "waiting", "repeat", "corrected")
 SITUATIONS = ("delivery", "service", "shopping", "unrelated")
-WANTS = ("exchange", "refund", "progress", "person", "complaint")
+WANTS = ("exchange", "refund", "progress", "followup", "person", "complaint")
 ANSWERED = ("resolution", "return_method", "complaint_severity")
 
 Keywords = Mapping[str, Sequence[str]]
@@ -193,7 +193,9 @@ class Reader:
         for match in pattern.finditer(text):
             before = text[max(0, match.start() - 12):match.start()]
             if chinese:
-                if any(before.endswith(n) or before.endswith(n + "有") for n in self.understanding.negations.get("zh", ())):
+                asks = before.endswith(("是不是", "是否", "会不会", "有没有"))  # a question, not a negation
+                if not asks and any(before.endswith(n) or before.endswith(n + "有")
+                                    for n in self.understanding.negations.get("zh", ())):
                     continue
             else:
                 words = re.findall(r"[a-z]+", before)[-2:]

@@ -50,10 +50,11 @@ def route(facts: Facts, intent: str | None, confidence: float,
     """The intent the message should be handled as, or None to keep the model's.
 
     Strong facts decide whatever the model says: a product problem, a case id, asking
-    where a case stands, an explicit complaint, the size or colour wanted, a return asked
-    for about the shopper's own order, a delivery gone wrong. Softer ones (a general
-    question, a long wait, "a person", "exchange") decide only when the model is unsure or
-    heard nothing but a greeting. The rules apply in order; the first that fits decides.
+    where a case stands, an explicit complaint or request for a person, the size or colour
+    wanted, a return asked for about the shopper's own order, a delivery gone wrong,
+    shopping for something new. Softer ones (a general question, a long wait, "exchange")
+    decide only when the model is unsure or heard nothing but a greeting. The rules apply
+    in order; the first that fits decides.
     """
     if not facts.text or facts.text.lstrip().startswith("/"):
         return None
@@ -62,80 +63,78 @@ def route(facts: Facts, intent: str | None, confidence: float,
     wants, tones, around = facts.wants, facts.tones, facts.situations
     own = bool(facts.order_number or facts.case_id)
     asking = facts.is_question and not own  # a question that is not about one named order or case
-    # A general question: not about a named order, and either nothing happened to the shopper's
-    # own item, or it is asked as "what if", or it asks for advice the knowledge base gives
-    # ("can the sole be replaced?", "how do I calm a rash?").
-    general = asking and (not facts.concrete or facts.hypothetical or facts.question in ADVICE_INTENTS)
-    if intent in ("request_human", "cancel", "not_what_i_meant", "bot_challenge") and sure and not facts.concrete:
-        return None  # about the conversation itself
+    wanting = bool(wants & {"exchange", "progress", "complaint", "person"})  # an ask beyond a question
+    followup = "followup" in wants and ("waiting" in tones or facts.is_question)
+    about_order = own or facts.reason not in (None, "changed_mind")
+    if intent in ("request_human", "cancel", "not_what_i_meant", "bot_challenge") and sure and not about_order \
+            and not (wants & {"exchange", "progress", "complaint"}) \
+            and not (intent == "bot_challenge" and "person" in wants and not facts.is_question):
+        return None  # about the conversation itself ("stop, I don't want this anymore", "are you a human?")
 
     # -- strong facts -------------------------------------------------------------------------
-    if "person" in wants and not facts.has_problem and not facts.order_number and not (general and facts.question):
-        return None if intent in ("request_human", "bot_challenge") else \
-            _changed(intent, "request_human", "asks for a person")
     if facts.order_number and not (facts.reason or wants or facts.question or tones or around or facts.names_variant) \
             and intent in FLOW_INTENTS and not sure:
         return _changed(intent, "nlu_fallback", "names an order, nothing else")  # "what would you like to do with it?"
     if facts.has_problem and not facts.product_ok:
-        if facts.case_id or "progress" in wants:
+        if facts.case_id or "progress" in wants or followup:
             return _changed(intent, "check_progress", "asks about an existing case")
         if "complaint" in wants and facts.reason_word in GENERIC_PROBLEM_WORDS:
             return _changed(intent, "file_complaint", "complains about quality in general")
         if asking and facts.hypothetical:
-            topic = facts.question or ("ask_skincare_allergy" if facts.reason == "allergic_reaction"
-                                       else "ask_return_policy")
+            topic = "ask_skincare_allergy" if facts.reason == "allergic_reaction" else facts.question or "ask_return_policy"
             return _changed(intent, topic, "asks what would happen")
-        if general and facts.question:
-            return None if intent in FAQ_INTENTS and sure else _changed(intent, facts.question, "asks in general")
-        if asking and sure and intent in ADVICE_INTENTS and facts.reason == "defective" \
-                and not wants & {"refund", "exchange"}:
-            return None  # "can you fix a broken heel?": the repair service is the answer
+        if asking and facts.reason == "allergic_reaction" and facts.question == "ask_skincare_allergy":
+            return _changed(intent, "ask_skincare_allergy", "asks for advice about reactions")  # "how do I soothe it?"
+        if asking and facts.reason == "defective" and (facts.question == "ask_shoe_care" or (
+                sure and intent == "ask_shoe_care" and not wants & {"refund", "exchange"})):
+            return _changed(intent, "ask_shoe_care", "asks about the repair service")
         return _changed(intent, "request_return", f"product problem: {facts.reason}")
     if facts.case_id:
         return _changed(intent, "check_progress", f"case id {facts.case_id}")
-    if around & {"delivery", "service"} and not facts.is_question and "waiting" not in tones:
-        return _changed(intent, "file_complaint", "delivery or service went wrong")
-    if "waiting" in tones and "refund" in wants:
-        return _changed(intent, "check_progress", "has waited for the money")
-    if "progress" in wants and not (facts.hypothetical and general):
+    if ("progress" in wants or followup or ("waiting" in tones and "refund" in wants)) \
+            and not (facts.hypothetical and asking):
         return None if intent == "request_human" and sure else \
             _changed(intent, "check_progress", "asks where a case stands")
     if "complaint" in wants:
         return _changed(intent, "file_complaint", "wants to complain")
+    if "person" in wants and not ("service" in around and intent != "request_human"):
+        return None if intent == "request_human" else _changed(intent, "request_human", "asks for a person")
     if facts.names_variant and "exchange" in wants and "refund" not in wants:
         return _changed(intent, "request_exchange", "names the size or colour wanted")
     if facts.reason == "wrong_size":
-        if asking and "exchange" not in wants and (facts.question == "ask_size_advice" or (
-                intent == "ask_size_advice" and sure)) or \
-                (facts.reason_word in GENERIC_SIZE_WORDS and sure and intent in FAQ_INTENTS):
+        if "exchange" not in wants and "refund" not in wants and (asking and (
+                facts.question == "ask_size_advice" or (intent == "ask_size_advice" and sure and not facts.names_variant))
+                or (facts.reason_word in GENERIC_SIZE_WORDS and sure and intent in FAQ_INTENTS)):
             return _changed(intent, "ask_size_advice", "asks how sizes run")
         if "refund" in wants and ("exchange" not in wants or not facts.names_variant):
             return _changed(intent, "request_return", "wrong size, wants the money back")
         if "exchange" in wants or facts.names_variant:
             return _changed(intent, "request_exchange", "wants another size")
         return None if intent in FLOW_INTENTS else _changed(intent, "request_return", "wrong size")
-    if ("refund" in wants or facts.reason == "changed_mind") and "exchange" not in wants and not general \
-            and (facts.concrete or not facts.is_question):
+    if ("refund" in wants or facts.reason == "changed_mind") and not facts.names_variant \
+            and not ("exchange" in wants and "refund" not in wants) and not (asking and facts.hypothetical) \
+            and (facts.concrete or not (facts.is_question or (sure and intent in FAQ_INTENTS))):
         return _changed(intent, "request_return", "asks to send their own order back")
+    if around & {"delivery", "service"} and (not facts.is_question or "angry" in tones or not sure):
+        return _changed(intent, "file_complaint", "delivery or service went wrong")
+    if "shopping" in around and not facts.concrete:
+        return _changed(intent, "out_of_scope", "shopping for something new")
+    if asking and facts.question and intent in FAQ_INTENTS and intent != facts.question and not wanting:
+        return _changed(intent, facts.question, "the question's own words")
 
     # -- softer facts: only when the model is unsure, or heard only a greeting ------------------
     if sure and intent not in CONTENTLESS:
         return None
-    if general and not ("waiting" in tones or ("angry" in tones and around & {"delivery", "service"})):
-        return None if intent in FAQ_INTENTS and facts.question is None else \
-            _changed(intent, facts.question or intent, "general question")
-    if around & {"delivery", "service"}:
-        return _changed(intent, "file_complaint", "delivery or service went wrong")
+    if asking and not facts.concrete and not wanting and "waiting" not in tones:
+        return None if facts.question is None or intent == facts.question else \
+            _changed(intent, facts.question, "general question")
     if "waiting" in tones:
         return _changed(intent, "check_progress", "has waited for an answer")
     if "exchange" in wants:
         return _changed(intent, "request_exchange", "asks for an exchange")
-    if "person" in wants and not facts.order_number:
-        return None if intent in ("request_human", "bot_challenge") else \
-            _changed(intent, "request_human", "asks for a person")
-    if "refund" in wants or facts.reason == "changed_mind":
+    if "refund" in wants:
         return _changed(intent, "request_return", "wants to send it back")
-    if around & {"shopping", "unrelated"} and not facts.concrete:
+    if "unrelated" in around and not facts.concrete:
         return _changed(intent, "out_of_scope", "not about after-sales")
     if facts.severe and intent not in FLOW_INTENTS:
         return _changed(intent, "file_complaint", "health or legal words")

@@ -108,7 +108,7 @@ class FormLogic:
                 answered = True
             hint = parsed.hint
             control = inbound.intent in CONTROL_INTENTS and digresses(inbound, self.own_intent, 0.75)
-            if control or (not answered and hint is None and not inbound.has_files and self.rejects(requested, inbound)):
+            if not answered and (control or (hint is None and not inbound.has_files and self.rejects(requested, inbound))):
                 return StepResult(reject=True)  # "a person", "cancel", a question, another flow: Rasa's rules take it
         # On resume the message was a question or small talk the rules already answered: not read again.
         changed = mode != "resume" and await self._volunteered(inbound, state, ctx, result,
