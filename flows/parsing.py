@@ -234,8 +234,10 @@ def variant_match(text: str, variants: Sequence[Variant], lang: str | None = Non
     exact = [v for v in variants if t in (v.sku.lower(), normalize(v.label.get("en", "")), normalize(v.label.get("zh", "")))]
     if exact:
         return exact
-    sizes = list(_SIZE.finditer(t))
-    size_match = sizes[-1] if sizes else None  # "43 is sold out? then 44": the last one said is the one wanted
+    # Every size named counts ("43 is sold out? then 44", "44 please, 43 would pinch"): the
+    # caller keeps the one that can be had.
+    sizes = {s for m in _SIZE.finditer(t) for s in (m.group(0), m.group(1))}
+    size_match = bool(sizes)
     volume_match = _VOLUME.search(t)
     colours = {c for c, words in _COLOURS.items() if any(_keyword_hit(t, w) for w in words)}
     named = [v for v in variants
@@ -248,7 +250,7 @@ def variant_match(text: str, variants: Sequence[Variant], lang: str | None = Non
     out = []
     for v in variants:
         attrs = {k: str(val).lower() for k, val in v.attributes.items()}
-        if size_match and attrs.get("size") not in (size_match.group(0), size_match.group(1)):
+        if size_match and attrs.get("size") not in sizes:
             continue
         if volume_match and attrs.get("size", "").replace(" ", "") != f"{volume_match.group(1)}{_unit(volume_match.group(2))}":
             continue
