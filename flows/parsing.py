@@ -275,7 +275,7 @@ _QUESTION_WORDS = re.compile(
     r"^(how|what|which|when|where|why|who|can|could|do|does|is|are|should|will|would|may)\b|"
     r"\b(how (many|long|much|do|does|to|fast|soon|quickly|often)|when (will|do|does|is|can)|what (is|are|if|happens)|"
     r"whats|which|can i|could i|do you|do i|does it|is it|are they|should i|will i|am i|any tips|tips to)\b|"
-    r"(怎么|怎样|如何|什么|哪|吗|呢|么|啥|咋|谁|是否|能不能|可不可以|会不会|要不要|有没有|多少|多久|多长|几天|几个|有什么办法|什么方法|说一下|介绍一下|还是.{0,6}[啊呀呢])|^tell me about")
+    r"(怎么|怎样|如何|什么|哪|吗|呢|么|啥|咋|谁|是否|能不能|可不可以|会不会|要不要|有没有|多少|多久|多长|几天|几个|有什么办法|什么方法|说一下|介绍一下|还是.{0,6}[啊呀呢]|(大|小|长|短|紧|松)还是.{0,3}(大|小|长|短|紧|松))|^tell me about")
 
 
 def is_question(text: str) -> bool:

@@ -198,7 +198,7 @@ class Reader:
                                     for n in self.understanding.negations.get("zh", ())):
                     continue
             else:
-                words = re.findall(r"[a-z]+", before)[-2:]
+                words = re.findall(r"[a-z]+", before)[-3:]
                 if any(w in self.understanding.negations.get("en", ()) for w in words):
                     continue
             return True
@@ -214,7 +214,7 @@ class Reader:
     def _product_ok(self, text: str) -> bool:
         """A clause says something is fine, and that something is not the packaging."""
         u = self.understanding
-        for clause in re.split(r"[,.;!?，。；！？]|\bbut\b|但|不过", text):
+        for clause in re.split(r"[,.;!?，。；！？]|\bbut\b|但|不过|倒是|(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])", text):
             if self._any(clause, u.product_ok) and not self._any(clause, u.packaging):
                 return True
         return False

@@ -67,7 +67,8 @@ def route(facts: Facts, intent: str | None, confidence: float,
     followup = "followup" in wants and ("waiting" in tones or facts.is_question)
     about_order = own or facts.reason not in (None, "changed_mind")
     if intent in ("request_human", "cancel", "not_what_i_meant", "bot_challenge") and sure and not about_order \
-            and not (wants & {"exchange", "progress", "complaint"}) \
+            and not (wants & {"exchange", "progress", "followup", "complaint", "refund"}) \
+            and not around & {"delivery", "service"} \
             and not (intent == "bot_challenge" and "person" in wants and not facts.is_question):
         return None  # about the conversation itself ("stop, I don't want this anymore", "are you a human?")
 
@@ -97,6 +98,8 @@ def route(facts: Facts, intent: str | None, confidence: float,
             _changed(intent, "check_progress", "asks where a case stands")
     if "complaint" in wants:
         return _changed(intent, "file_complaint", "wants to complain")
+    if around & {"delivery", "service"} and "angry" in tones and not facts.is_question:
+        return _changed(intent, "file_complaint", "angry about the delivery or the service")
     if "person" in wants and not ("service" in around and intent != "request_human"):
         return None if intent == "request_human" else _changed(intent, "request_human", "asks for a person")
     if facts.names_variant and "exchange" in wants and "refund" not in wants:
@@ -121,6 +124,8 @@ def route(facts: Facts, intent: str | None, confidence: float,
         return _changed(intent, "out_of_scope", "shopping for something new")
     if asking and facts.question and intent in FAQ_INTENTS and intent != facts.question and not wanting:
         return _changed(intent, facts.question, "the question's own words")
+    if asking and facts.hypothetical and facts.question and not wanting:
+        return _changed(intent, facts.question, "asks what would happen")
 
     # -- softer facts: only when the model is unsure, or heard only a greeting ------------------
     if sure and intent not in CONTENTLESS:
@@ -150,5 +155,8 @@ def route(facts: Facts, intent: str | None, confidence: float,
     return None
 
 
-def _changed(old: str, new: str, why: str) -> Route | None:
-    return None if old == new else Route(new, why)
+def _changed(old: str, new: str, why: str) -> Route:
+    """The decided intent; when the model said the same, the facts confirm it (the NLU
+    component then marks it certain, so a form's question is not mistaken for a digression
+    and a switch of flows the shopper asked for in words is made)."""
+    return Route(new, why if old != new else f"confirms: {why}")

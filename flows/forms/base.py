@@ -64,9 +64,17 @@ class Slot:
 DIGRESSION_CONFIDENCE = 0.6
 
 
+# Leaving the form for another flow takes more: a button, the situation router's decision
+# (what the message says happened) or a model that is nearly sure. Venting in the middle of
+# a complaint is not a request for a return.
+FLOW_SWITCH_CONFIDENCE = 0.9
+
+
 def digresses(inbound: Inbound, own_intent: str | None, min_confidence: float = DIGRESSION_CONFIDENCE) -> bool:
-    return (inbound.intent in DIGRESSION_INTENTS and inbound.intent != own_intent
-            and (inbound.is_payload or inbound.confidence >= min_confidence))
+    if inbound.intent not in DIGRESSION_INTENTS or inbound.intent == own_intent:
+        return False
+    needed = max(min_confidence, FLOW_SWITCH_CONFIDENCE) if inbound.intent in FORM_INTENTS.values() else min_confidence
+    return inbound.is_payload or inbound.confidence >= needed
 
 
 class FormLogic:

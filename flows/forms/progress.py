@@ -14,6 +14,9 @@ from flows.forms.base import FormLogic, Slot
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
 
 
+FINISHED = frozenset({"refunded", "resolved", "closed", "refused"})
+
+
 class ProgressForm(FormLogic):
     name = "progress_form"
     SLOTS = (Slot("case_reference", "read_reference"),)
@@ -107,8 +110,10 @@ class ProgressForm(FormLogic):
                 return [Reply(self.t("hint.case_unknown", lang, ref=ref))], updates
             updates["last_case_id"] = case.id  # follow-ups ("and when is it done?") are about this case
             return [Reply(self.describe(case, lang))], updates
-        cases = await self.app.cases.for_order(ref, 5)
+        cases = await self.app.cases.for_order(ref, 20)
         cases = [c for c in cases if c.status != "refused"] or cases
+        # What is still being handled first (newest first within each group), at most five.
+        cases = sorted(cases, key=lambda c: c.status in FINISHED)[:5]
         if not cases:
             order = await self.app.order(ref)
             status = self.t.get(f"order_status.{order.status}", lang, order.status) if order else "-"

@@ -67,5 +67,5 @@ class SituationRouter(GraphComponent):
                         + [r for r in message.get(INTENT_RANKING_KEY) or []
                            if r.get(INTENT_NAME_KEY) != decision.intent], add_to_output=True)
             message.set("routed", {"from": intent.get(INTENT_NAME_KEY), "confidence": intent.get(PREDICTED_CONFIDENCE_KEY),
-                                   "why": decision.why}, add_to_output=True)
+                                   "why": decision.why}, add_to_output=True)  # same intent: confirmed by the facts
         return messages

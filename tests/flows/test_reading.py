@@ -86,3 +86,22 @@ def test_a_broken_understanding_file_names_the_file_and_the_group(tmp_path) -> N
     bad.write_text("tones:\n  angry: {en: [ok]}\n  furious: {en: [grr]}\n", encoding="utf-8")
     with pytest.raises(UnderstandingError, match="furious"):
         load_understanding(bad)
+
+
+@pytest.mark.parametrize("text, model_guess, flow", [
+    # a confident model is overruled by what happened ...
+    ("the vitamin c cream leaked all over everything, order as 10006", "file_complaint", "request_return"),
+    ("I returned the sunscreen a month ago and still haven't seen the money", "request_return", "check_progress"),
+    ("the courier threw my parcel over the fence and drove off", "ask_return_shipping", "file_complaint"),
+    ("44 would be way too big, just refund me", "request_exchange", "request_return"),
+    ("nobody has replied to my complaint for five days", "file_complaint", "check_progress"),
+    # ... but not by words that only sound like a flow
+    ("stop, I don't want this anymore", "cancel", "cancel"),
+    ("are you a real person?", "bot_challenge", "bot_challenge"),
+    ("how long do refunds take?", "ask_refund_timing", "ask_refund_timing"),
+    ("can opened skincare be returned at all?", "ask_return_policy", "ask_return_policy"),
+])
+def test_a_confident_model_is_overruled_only_by_strong_facts(reader: Reader, text: str, model_guess: str,
+                                                             flow: str) -> None:
+    decision = route(reader.read(text), model_guess, 0.97)
+    assert (decision.intent if decision else model_guess) == flow, decision
