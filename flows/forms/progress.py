@@ -112,8 +112,9 @@ class ProgressForm(FormLogic):
             return [Reply(self.describe(case, lang))], updates
         cases = await self.app.cases.for_order(ref, 20)
         cases = [c for c in cases if c.status != "refused"] or cases
-        # What is still being handled first (newest first within each group), at most five.
-        cases = sorted(cases, key=lambda c: c.status in FINISHED)[:5]
+        # What is still being handled first (newest first within each group); the first
+        # three in full, every other one on a line of its own, so none goes unmentioned.
+        cases = sorted(cases, key=lambda c: c.status in FINISHED)
         if not cases:
             order = await self.app.order(ref)
             status = self.t.get(f"order_status.{order.status}", lang, order.status) if order else "-"
@@ -122,5 +123,9 @@ class ProgressForm(FormLogic):
                           self.app.menu_buttons(lang, order_number=ref)[:3])], updates
         updates["last_case_id"] = cases[0].id
         text = self.t("progress.order_cases", lang, order=ref, count=len(cases)) + "\n\n" + "\n\n".join(
-            self.describe(c, lang) for c in cases)
+            self.describe(c, lang) for c in cases[:3])
+        if cases[3:]:
+            text += "\n\n" + self.t("progress.more_cases", lang) + "\n" + "\n".join(
+                f"• {c.id} · {self.t(f'kind.{c.kind}', lang)} · {self.t.get(f'status.{c.status}', lang, c.status)}"
+                for c in cases[3:])
         return [Reply(text)], updates

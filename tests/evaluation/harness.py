@@ -77,15 +77,25 @@ def wrong_language(text: str, lang: str) -> bool:
     brand names are the same in both). A reply in both languages is readable to either."""
     if not text or not text.strip():
         return False
-    if len(_CJK.findall(text)) >= 2 and len(re.findall(r"[A-Za-z]{3,}", _NEUTRAL.sub(" ", text))) >= 2 \
-            and (" · " in text or "\n" in text):
-        return False  # the same thing said in both languages (the greeting before anything says which): readable to both
+    parts = text.split(" · ") if " · " in text else text.split("\n")
+    if len(parts) >= 2 and any(_CJK.search(p) for p in parts) and \
+            any(not _CJK.search(p) and re.search(r"[A-Za-z]{3,}", _NEUTRAL.sub(" ", p)) for p in parts):
+        return False  # the same thing said in both languages (a greeting before anything said which) (the greeting before anything says which): readable to both
     if lang == "en":
         return bool(_CJK.search(text))
     if _CJK.search(text):
         return False
     words = re.findall(r"[A-Za-z]{3,}", _NEUTRAL.sub(" ", text))
     return len(words) >= 2
+
+
+def says_language(text: str) -> bool:
+    """Whether a shopper's message says which language they write (the evaluator's own
+    rule: Chinese characters, or two English words that are not ids): before any message
+    does, and without a declared locale, no reply can be in the wrong language."""
+    if _CJK.search(text or ""):
+        return True
+    return len(re.findall(r"[A-Za-z]{2,}", _NEUTRAL.sub(" ", text or ""))) >= 2
 
 
 @dataclass
@@ -282,7 +292,8 @@ async def first_message(transport: Transport, observer: Observer, entry: Mapping
         flow, topic = routed_flow(await observer.tracker(transport.key))
     finally:
         await transport.close()
-    wrong = [t for t in replies.shown() if wrong_language(t, lang)]
+    known = isinstance(transport, WebchatShopper) or says_language(entry["text"])
+    wrong = [t for t in replies.shown() if known and wrong_language(t, lang)]
     return FirstResult(entry, lang, flow, topic, replies, wrong)
 
 
@@ -390,11 +401,14 @@ async def dialogue(transport: Transport, observer: Observer, d: Mapping[str, Any
     shopper_turns = 0
     saw_refusal = False
 
+    known = isinstance(transport, WebchatShopper)  # the page declares its locale; REST clients declare none
+
     async def record(said: str, replies: list[dict[str, Any]]) -> Turn:
-        nonlocal saw_refusal
+        nonlocal saw_refusal, known
+        known = known or says_language(said)
         turn = Turn(said, replies)
         result.turns.append(turn)
-        result.wrong_language += [t for t in turn.shown() if wrong_language(t, lang)]
+        result.wrong_language += [t for t in turn.shown() if known and wrong_language(t, lang)]
         saw_refusal = saw_refusal or bool(REFUSAL.search(turn.text))
         return turn
 
