@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from flows.policies import LANGUAGES, Policies, PolicyError, load_policies, summary
+from flows.policies import LANGUAGES, Policies, PolicyError, load_policies, read_yaml_mapping, summary
 
 DEFAULT_PATH = Path(__file__).with_name("knowledge_base.yml")
 
@@ -60,10 +58,7 @@ def _texts(where: str, value: Any) -> Mapping[str, str]:
 
 
 def load_knowledge(path: Path = DEFAULT_PATH, policies: Policies | None = None) -> KnowledgeBase:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise KnowledgeError(f"{path}: cannot read the knowledge base: {exc}") from exc
+    data = read_yaml_mapping(path, KnowledgeError, "the knowledge base")
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict) or not data["entries"]:
         raise KnowledgeError(f"{path}: expected an 'entries' mapping with at least one entry")
     entries: dict[str, Entry] = {}

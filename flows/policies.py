@@ -327,12 +327,20 @@ def _complaints(where: str, raw: Any) -> ComplaintPolicy:
     )
 
 
-def load_policies(path: Path = DEFAULT_PATH) -> Policies:
+def read_yaml_mapping(path: Path, error: type[PolicyError], what: str) -> dict[str, Any]:
+    """A bot designer's YAML file as a mapping, or `error` naming the file and what is wrong."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policies: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("categories"), dict) or not data["categories"]:
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping of {what}")
+    return data
+
+
+def load_policies(path: Path = DEFAULT_PATH) -> Policies:
+    data = read_yaml_mapping(path, PolicyError, "policies")
+    if not isinstance(data.get("categories"), dict) or not data["categories"]:
         raise PolicyError(f"{path}: expected a 'categories' mapping with at least one category")
     _check_keys(str(path), data, ("timezone", "reasons", "refund", "categories", "complaints"),
                 ("reasons", "categories", "complaints"))

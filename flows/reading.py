@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from bot.i18n import LANGUAGES
 from flows import parsing
-from flows.policies import Policies, PolicyError, load_policies
+from flows.policies import Policies, PolicyError, load_policies, read_yaml_mapping
 
 DEFAULT_PATH = Path(__file__).with_name("understanding.yml")
 TONES = ("angry", "distressed", "waiting", "repeat", "corrected")
@@ -123,12 +121,7 @@ def _group(path: Path, data: Mapping[str, Any], name: str, known: Sequence[str] 
 
 
 def load_understanding(path: Path = DEFAULT_PATH) -> Understanding:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UnderstandingError(f"{path}: cannot read: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UnderstandingError(f"{path}: expected a mapping")
+    data = read_yaml_mapping(path, UnderstandingError, "keyword groups")
     return Understanding(
         tones=_group(path, data, "tones", TONES), wants=_group(path, data, "wants", WANTS),
         situations=_group(path, data, "situations", SITUATIONS),

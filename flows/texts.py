@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from flows.policies import LANGUAGES, PolicyError
+from flows.policies import LANGUAGES, PolicyError, read_yaml_mapping
 
 DEFAULT_PATH = Path(__file__).with_name("texts.yml")
 
@@ -42,12 +40,7 @@ class Texts:
 
 
 def load_texts(path: Path = DEFAULT_PATH) -> Texts:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise TextsError(f"{path}: cannot read texts: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TextsError(f"{path}: expected a mapping of text keys")
+    data = read_yaml_mapping(path, TextsError, "text keys")
     texts: dict[str, dict[str, str]] = {}
     for key, entry in data.items():
         where = f"{path}: '{key}'"

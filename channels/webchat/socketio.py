@@ -22,7 +22,7 @@ import socketio  # type: ignore[import-untyped]
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.i18n import language_of_locale
-from bot.messages import Button, InboundMessage, OutboundReply
+from bot.messages import Button, InboundMessage
 from bot.ratelimit import TokenBucket
 from bot.texts import error_text
 from channels.base import OutputChannel

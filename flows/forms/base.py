@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from flows import parsing
 from flows.orders import Order, OrderItem
 from flows.replies import NO_ORDER, NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload
+from flows.routing import FAQ_INTENTS
 
 if TYPE_CHECKING:
     from flows.service import AfterSales
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 FORM_INTENTS = {"return_form": "request_return", "exchange_form": "request_exchange",
                 "complaint_form": "file_complaint", "progress_form": "check_progress"}
-FAQ_INTENTS = ("ask_return_policy", "ask_return_shipping", "ask_refund_timing", "ask_size_advice", "ask_shoe_care",
-               "ask_skincare_ingredients", "ask_skincare_allergy")
 # "Out of scope" is not among them: in the middle of a form, a message the model cannot
 # place ("我脸都这样了，好崩溃") gets the form's hint (and an acknowledgement), not "I can't help".
 CHITCHAT_INTENTS = ("greet", "thanks", "goodbye", "bot_challenge")
@@ -44,8 +43,6 @@ CONTROL_INTENTS = ("cancel", "request_human", "not_what_i_meant")
 # the form lets the rule handle it and then resumes.
 DIGRESSION_INTENTS = frozenset(FAQ_INTENTS + CHITCHAT_INTENTS + CONTROL_INTENTS + tuple(FORM_INTENTS.values()))
 
-# Order and item are shared: a shopper who changes their mind ("actually, an exchange") keeps them.
-SHARED_SLOTS = ("order_number", "item_sku")
 PHOTO_SLOTS = ("photo_url", "complaint_photo")
 
 

@@ -110,7 +110,7 @@ class ProgressForm(FormLogic):
                 return [Reply(self.t("hint.case_unknown", lang, ref=ref))], updates
             updates["last_case_id"] = case.id  # follow-ups ("and when is it done?") are about this case
             return [Reply(self.describe(case, lang))], updates
-        cases = await self.app.cases.for_order(ref, 20)
+        cases = await self.app.cases.for_order(ref, 100)
         cases = [c for c in cases if c.status != "refused"] or cases
         # What is still being handled first (newest first within each group); the first
         # three in full, every other one on a line of its own, so none goes unmentioned.
