@@ -51,11 +51,15 @@ class TurnHook(Protocol):
 
     `before_rasa` returns True when it took the message (e.g. a person is handling the
     conversation): Rasa is not called. `after_rasa` sees every turn Rasa answered.
+    `silent` is asked when Rasa answered nothing: True when the hook knows why and took
+    care of the shopper (a conversation paused for a person whose handoff was lost).
     """
 
     async def before_rasa(self, message: InboundMessage) -> bool: ...
 
     async def after_rasa(self, message: InboundMessage, replies: Sequence[OutboundReply]) -> None: ...
+
+    async def silent(self, message: InboundMessage) -> bool: ...
 
 
 class QueueFull(Exception):
@@ -314,6 +318,12 @@ class ConversationService:
         for hook in self._hooks:
             await hook.after_rasa(message, replies)
 
+    async def _silence_explained(self, message: InboundMessage) -> bool:
+        for hook in self._hooks:
+            if await hook.silent(message):
+                return True
+        return False
+
     async def _retrying(self, turn: Turn, state: _ConversationState, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call` until it succeeds while what it needs is unavailable (Rasa, Redis).
 
@@ -365,6 +375,8 @@ class ConversationService:
         finally:
             await self._safe_typing(output, message.conversation_id, False)
         if not replies and (message.payload or message.text).strip() not in CONTROL_COMMANDS:
+            if await self._retrying(turn, state, lambda: self._silence_explained(message)):
+                return []
             self.metrics.inc("rasa_empty_replies_total")
             log.error("Rasa answered a normal message with no reply (did a custom action crash?)",
                       extra={"conversation": message.conversation_key, "message_id": message.message_id})

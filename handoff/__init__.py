@@ -68,7 +68,10 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
     app.router.add_static("/console/static/", STATIC_DIR)
 
     async def refresh_consoles(app: web.Application) -> Any:
-        """Keep the consoles' live list fresh while shoppers talk to the bot."""
+        """Keep the consoles' live list fresh while shoppers talk to the bot; first make sure
+        every conversation the store gives to a person is paused in Rasa."""
+        reconciled = asyncio.create_task(handoff.reconcile(), name="handoff-reconcile")
+
         async def loop() -> None:
             while True:
                 await asyncio.sleep(REFRESH_SECONDS)
@@ -80,7 +83,8 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
         task = asyncio.create_task(loop(), name="console-refresh")
         yield
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        reconciled.cancel()
+        await asyncio.gather(task, reconciled, return_exceptions=True)
 
     async def close_sockets(app: web.Application) -> None:
         await console.close_all()

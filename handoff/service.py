@@ -34,6 +34,7 @@ OUTCOMES = ("resolved", "refund_issued", "replacement_sent", "no_action_needed",
 SURVEY_PAYLOAD = re.compile(r"^/csat_([1-5])$")
 SLA_WARNING_SECONDS = 10 * 60
 AGENT_INITIATED = "agent_initiated"
+RECOVERED = "recovered"  # found paused in Rasa with no handoff record (a restart lost it)
 
 CasesProvider = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -128,6 +129,38 @@ class HandoffService:
                 await self.start(message.channel, message.conversation_id, reason,
                                  message.language or self.conversations.language_of(message.conversation_key), detail)
                 return
+
+    async def silent(self, message: InboundMessage) -> bool:
+        """Rasa answered nothing. If that is because the conversation is paused for a person
+        and no handoff owns it any more (the gateway restarted with its memory store, or Redis
+        lost it), it goes back in the queue and the shopper is told: never paused unowned."""
+        key = message.conversation_key
+        if await self.store.get(key) is not None:
+            return False
+        try:
+            tracker = await self.conversations.rasa.tracker(key)
+        except RasaError:
+            return False
+        if not tracker.get("paused"):
+            return False
+        log.warning("paused conversation without a handoff: queued again", extra={"conversation": key})
+        await self.start(message.channel, message.conversation_id, RECOVERED,
+                         message.language or self.conversations.language_of(key), {})
+        await self.before_rasa(message)  # the message that met the pause goes to the agent
+        return True
+
+    async def reconcile(self) -> None:
+        """At start: every conversation the store says is with a person is paused in Rasa
+        (Rasa may have restarted and forgotten)."""
+        try:
+            active = await self.store.active()
+        except Exception as exc:  # a store that is down now is reconciled when it is met
+            log.warning("cannot reconcile handoffs at start", extra={"error": repr(exc)})
+            return
+        for handoff in active:
+            await self._pause_rasa(handoff.key, "pause")
+        if active:
+            log.info("handoffs reconciled with Rasa", extra={"count": len(active)})
 
     async def _survey_answer(self, handoff: Handoff, message: InboundMessage) -> bool:
         raw = (message.payload or message.text).strip()

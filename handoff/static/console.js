@@ -24,7 +24,8 @@
     allergy: 'Allergy or health issue',
     disputed_refusal: 'Disputes a refusal',
     fallback: 'Bot did not understand',
-    agent_initiated: 'Taken over by an agent'
+    agent_initiated: 'Taken over by an agent',
+    recovered: 'Back in the queue after a restart'
   };
   var CHANNELS = { webchat: 'Web chat', telegram: 'Telegram', slack: 'Slack', rest: 'REST', socketio: 'Socket.IO' };
   var LANGUAGES = { en: 'EN', zh: '中文', 'zh-CN': '中文', 'zh-cn': '中文' };

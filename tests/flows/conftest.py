@@ -32,6 +32,9 @@ class RasaRepliesRecorder:
     async def after_rasa(self, message: InboundMessage, replies: Sequence[Any]) -> None:
         self.by_message[message.message_id] = list(replies)
 
+    async def silent(self, message: InboundMessage) -> bool:
+        return False
+
 
 class Shopper:
     """A web chat shopper. `say` types (or presses a button); `send` goes through the

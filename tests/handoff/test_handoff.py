@@ -340,3 +340,36 @@ async def test_a_severe_complaint_gets_one_honest_promise_not_two(team_gateway: 
         await chat.close()
         if alice is not None:
             await alice.close()
+
+
+async def test_a_gateway_restart_mid_handoff_puts_the_shopper_back_in_the_queue(
+        rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    """Memory store: the restart forgets the handoff, Rasa still has the conversation paused."""
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path))
+    first, runner = await start_gateway(settings)
+    chat = await ChatClient.connect(first.ws_url)
+    token = chat.token
+    try:
+        await ask_for_a_person(chat)
+        assert (await first.service.rasa.tracker(f"webchat:{chat.conversation_id}"))["paused"]
+    finally:
+        await chat.close()
+        await runner.cleanup()
+    second, runner = await start_gateway(settings)  # same secret, same port: the shopper's page reconnects
+    chat = await ChatClient.connect(second.ws_url, token=token)
+    try:
+        await chat.say("hello? is anyone there?")
+        texts = " ".join(r["text"] or "" for r in await chat.replies_until_quiet(quiet=1.5))
+        assert "Sorry, something went wrong" not in texts  # not the apology for a silent Rasa
+        assert "ticket H-" in texts or "in the queue" in texts  # told what happens now
+        record = await second.app[HANDOFF_KEY].store.get(f"webchat:{chat.conversation_id}")
+        assert record is not None and record.status == "queued" and record.last_text == "hello? is anyone there?"
+        await chat.say("I want to talk to a human")  # kept for the agent, not answered with an apology
+        try:
+            frame = await chat.next_frame("reply", timeout=2.0)
+        except TimeoutError:
+            frame = {}
+        assert "went wrong" not in (frame.get("text") or "")
+    finally:
+        await chat.close()
+        await runner.cleanup()
