@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bot.messages import Button
+from bot.textsplit import split_text
 from channels.base import buttons_as_text
 from channels.slack.convert import BUTTON_ACTION_PREFIX
 
@@ -26,23 +27,6 @@ CHOICE_MARK = "\u2713"  # ✓
 def escape_mrkdwn(text: str) -> str:
     """Escape the three characters Slack's mrkdwn gives meaning to (mentions, links)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Cut `text` into pieces of at most `limit` characters, at line breaks or spaces where possible."""
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = rest.rfind("\n", 0, limit)
-        if cut <= 0:
-            cut = rest.rfind(" ", 0, limit)
-        if cut <= 0:
-            cut = limit
-        pieces.append(rest[:cut])
-        rest = rest[cut:].lstrip("\n ")
-    if rest or not pieces:
-        pieces.append(rest)
-    return pieces
 
 
 def text_messages(text: str) -> list[str]:

@@ -63,7 +63,7 @@ def setup(app: web.Application, ctx: ChannelContext) -> bool:
                             backoff_seconds=config.retry_backoff_seconds)
     ctx.service.register_output(CHANNEL, output)
     telegram_input = TelegramInput(bot, config, ctx.service, ctx.deduper, ctx.inbox, output,
-                                   UpdateConverter(config, state))
+                                   UpdateConverter(config, state, ctx.settings.max_text_length))
     files = TelegramFiles(bot, state)
     app[TELEGRAM_KEY] = TelegramChannel(config=config, bot=bot, state=state, input=telegram_input, output=output)
 

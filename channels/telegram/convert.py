@@ -57,9 +57,10 @@ def chat_of(update: Update) -> str | None:
 class UpdateConverter:
     """Turns updates into `Intake`s, remembering file ids and resolving long button payloads."""
 
-    def __init__(self, config: TelegramConfig, state: TelegramState) -> None:
+    def __init__(self, config: TelegramConfig, state: TelegramState, max_text_length: int = 4000) -> None:
         self.config = config
         self.state = state
+        self.max_text_length = max_text_length  # as every channel cuts (Telegram allows 4096, captions 1024)
 
     def file_url(self, file_id: str) -> str:
         return f"{self.config.files_base_url}{FILES_PATH}/{quote(file_id, safe='')}"
@@ -91,6 +92,8 @@ class UpdateConverter:
             log.info("the shopper wrote again after blocking the bot", extra={"chat": chat_id})
         attachments = await self._attachments(chat_id, message)
         text = message.text or message.caption or ("" if attachments else _placeholder(message))
+        if text is not None:
+            text = text[: self.max_text_length]
         if text is None:
             log.debug("Telegram message without text or files ignored", extra={"chat": chat_id})
             return None

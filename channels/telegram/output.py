@@ -42,6 +42,8 @@ from aiogram.methods import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.messages import Button, OutboundReply
+from bot.textsplit import measure, utf16
+from bot.textsplit import split_text as split_text_in
 from bot.metrics import Metrics
 from channels.base import OutputChannel, buttons_as_text
 from channels.telegram.state import KeyedLocks, TelegramState, fits_callback_data, payload_key
@@ -63,44 +65,14 @@ class TelegramChannelClosed(RuntimeError):
     """The gateway is shutting down; nothing more is sent to Telegram."""
 
 
-def _units(char: str) -> int:
-    return 2 if ord(char) > 0xFFFF else 1
-
-
 def utf16_length(text: str) -> int:
     """Length as Telegram measures it (UTF-16 code units)."""
-    return sum(_units(c) for c in text)
-
-
-def _prefix_within(text: str, limit: int) -> int:
-    """The number of characters of `text` that fit in `limit` UTF-16 units."""
-    used = 0
-    for index, char in enumerate(text):
-        used += _units(char)
-        if used > limit:
-            return index
-    return len(text)
+    return measure(text, utf16)
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut `text` into messages Telegram accepts: at line breaks, else spaces, else anywhere.
-
-    Nothing but the whitespace at a cut is lost; whitespace-only pieces are dropped.
-    """
-    pieces: list[str] = []
-    rest = text
-    while utf16_length(rest) > limit:
-        fit = _prefix_within(rest, limit)
-        window = rest[:fit]
-        cut = window.rfind("\n")
-        if cut < fit // 2:
-            cut = max(cut, window.rfind(" "))
-        if cut <= 0:
-            cut = fit
-        pieces.append(rest[:cut])
-        rest = rest[cut:].lstrip("\n ")
-    pieces.append(rest)
-    return [p for p in (piece.rstrip() for piece in pieces) if p.strip()]
+    """Cut `text` into messages Telegram accepts (`bot/textsplit.py`, in UTF-16 units)."""
+    return split_text_in(text, limit, utf16)
 
 
 def chat_ref(conversation_id: str) -> int | str:

@@ -152,3 +152,12 @@ async def test_images_are_sent_as_photos_and_a_link_when_telegram_cannot_fetch_t
     assert [(c.method, c.status) for c in sent] == [("sendPhoto", 200), ("sendPhoto", 400), ("sendMessage", 200)]
     assert sent[0].params["photo"] == "https://shop.example/return-label.png"
     assert sent[2].params["text"] == "ftp://shop.example/label.png"
+
+
+async def test_a_text_longer_than_the_gateways_limit_is_cut_like_every_channel_cuts(
+        tg: TelegramGateway, chat_id: int) -> None:
+    await tg.fake.deliver(tg.fake.text_update(chat_id, "I want to return my shoes " + "x" * 5000))
+    await tg.fake.wait_sent(chat_id)
+    tracker = await tg.gateway.service.rasa.tracker(f"telegram:{chat_id}")
+    said = [e for e in tracker["events"] if e["event"] == "user"][-1]["text"]
+    assert len(said) == tg.gateway.settings.max_text_length  # not 5026 characters into Rasa
