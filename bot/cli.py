@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import secrets
 import signal
 import sys
 from typing import Sequence
@@ -97,6 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     rasa_port = urlsplit(settings.rasa_url).port or 5005
+    if not settings.rasa_token:
+        # Rasa's HTTP API reads every tracker and replaces models: never open. A token for
+        # this run, shared by the Rasa server we start and the gateway (both on loopback).
+        settings = dataclasses.replace(settings, rasa_token=secrets.token_urlsafe(32))
     rasa = RasaProcesses(venv=venv, model=model, rasa_port=rasa_port, actions_port=args.actions_port,
                          auth_token=settings.rasa_token)
     _say(f"Starting the Rasa action server (:{args.actions_port}) and Rasa server (:{rasa_port}); "
