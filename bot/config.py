@@ -38,6 +38,7 @@ class Settings:
     max_text_length: int = 4000
     max_pending_per_conversation: int = 50
     webchat_allowed_origins: tuple[str, ...] = ()
+    console_allowed_origins: tuple[str, ...] = ()  # the agent console's own list (default: the gateway's own)
     webchat_rate_burst: int = 10
     webchat_rate_per_second: float = 1.0
     webchat_heartbeat_seconds: float = 30.0
@@ -169,6 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         max_pending_per_conversation=r.get("MAX_PENDING_PER_CONVERSATION", d.max_pending_per_conversation,
                                            _positive_int),
         webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),
+        console_allowed_origins=r.get("CONSOLE_ALLOWED_ORIGINS", d.console_allowed_origins, _origins),
         webchat_rate_burst=r.get("WEBCHAT_RATE_BURST", d.webchat_rate_burst, _positive_int),
         webchat_rate_per_second=r.get("WEBCHAT_RATE_PER_SECOND", d.webchat_rate_per_second, _positive_float),
         webchat_heartbeat_seconds=r.get("WEBCHAT_HEARTBEAT_SECONDS", d.webchat_heartbeat_seconds,

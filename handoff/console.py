@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import html
-import json
 import logging
 import secrets
 import time
@@ -18,7 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.config import Settings
-from channels.webchat.websocket import origin_allowed
+from bot.security import origin_allowed, parse_json, same_secret
 from handoff.agents import Agent, check_password
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.store import Handoff
@@ -52,7 +51,7 @@ class ConsoleSessions:
         if not token or token.count("|") != 3:
             return None
         username, expiry, session_id, signature = token.split("|")
-        if not hmac.compare_digest(signature, self._sign(f"{username}|{expiry}|{session_id}")):
+        if not same_secret(signature, self._sign(f"{username}|{expiry}|{session_id}")):
             return None
         if not expiry.isdigit() or int(expiry) < time.time() or session_id in self._revoked:
             return None
@@ -185,7 +184,7 @@ class Console:
         agent = self._agent(request)
         if agent is None:
             raise web.HTTPUnauthorized(text="sign in at /console first")
-        if not origin_allowed(request, self.settings.webchat_allowed_origins):
+        if not origin_allowed(request, self.settings.console_allowed_origins):  # not the shop's web chat sites
             raise web.HTTPForbidden(text="origin not allowed")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
@@ -208,7 +207,7 @@ class Console:
 
     async def _frame(self, ws: web.WebSocketResponse, agent: str, data: str) -> None:
         try:
-            frame = json.loads(data)
+            frame = parse_json(data)
         except ValueError:
             await ws.send_json({"type": "error", "code": "invalid_json", "message": "frame is not valid JSON"})
             return

@@ -4,12 +4,10 @@ docs/webchat-protocol.md. Input role: `WebchatInput.handle`; output role: `Webch
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import weakref
 from typing import Any, Sequence
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
@@ -18,6 +16,7 @@ from bot.conversation import ConversationService, QueueFull
 from bot.i18n import language_of_locale
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import TokenBucket
+from bot.security import origin_allowed, parse_json
 from bot.texts import error_text
 from channels.base import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
@@ -75,17 +74,6 @@ class WebchatOutput(OutputChannel):
 
     async def send_typing(self, conversation_id: str, on: bool) -> None:
         await self._broadcast(conversation_id, {"type": "typing", "on": on})
-
-
-def origin_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
-    """Browsers always send Origin on websocket handshakes; tools without one are let in."""
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if "*" in allowed or origin in allowed:
-        return True
-    return urlsplit(origin).netloc == request.host  # the gateway's own page
 
 
 class WebchatInput:
@@ -165,7 +153,7 @@ class _Connection:
 
     async def on_text(self, data: str) -> None:
         try:
-            frame = json.loads(data)
+            frame = parse_json(data)
         except ValueError:
             await self.error("invalid_json", "frame is not valid JSON")
             return

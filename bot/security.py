@@ -1,0 +1,68 @@
+"""Small guards every endpoint uses against hostile input: constant-time comparison of any
+text (non-ASCII included, where `hmac.compare_digest` on `str` raises), JSON parsing that
+refuses pathologically deep documents with a `ValueError` instead of a crash, and the
+Origin check of websocket handshakes."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+MAX_JSON_DEPTH = 64
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """`given == expected`, in constant time, for any text a client sends."""
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+def _depth_ok(text: str, limit: int) -> bool:
+    """Cheap pre-check: brackets nested deeper than `limit` (strings are skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads`, refusing documents nested deeper than `limit` (ValueError)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if not _depth_ok(text, limit):
+        raise ValueError(f"JSON nested deeper than {limit} levels")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:  # pragma: no cover - the pre-check catches it first
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def origin_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
+    """Browsers always send Origin on websocket handshakes; tools without one are let in.
+    The gateway's own pages are always allowed; other origins only when listed."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == request.host
