@@ -7,15 +7,26 @@ at the edge (`parse_rasa_replies`). Nothing past the adapters sees a platform's 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeGuard
 
 
 # What Rasa is sent for a message that is only files (a photo, an album, a PDF): an intent
 # of its own, so a photo is never read as words ("goodbye", "shoe care").
 ATTACHMENT_PAYLOAD = "/share_attachment"
+
+
+# The characters a channel's own conversation id may use (e-mail addresses and phone numbers
+# as REST senders included), so an id can never become a path, a query or a key prefix.
+CHANNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+:\-]{0,127}$")
+
+
+def safe_id(value: object) -> TypeGuard[str]:
+    """Whether `value` is usable as a channel's conversation or sender id."""
+    return isinstance(value, str) and CHANNEL_ID.match(value) is not None and ".." not in value
 
 
 class MessageFormatError(ValueError):

@@ -11,7 +11,10 @@ import asyncio
 import logging
 from typing import Any, Sequence
 
+from urllib.parse import quote
+
 import aiohttp
+import yarl
 
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage, MessageFormatError, OutboundReply, parse_rasa_replies
@@ -19,6 +22,14 @@ from bot.messages import InboundMessage, MessageFormatError, OutboundReply, pars
 log = logging.getLogger("gateway.rasa")
 
 REST_WEBHOOK = "/webhooks/rest/webhook"
+
+
+def _segment(value: str) -> str:
+    """One URL path segment: every character that could end it or climb out of it escaped
+    ("/", "?", "#", "%", spaces, dots are kept only inside a name). ":", "@" and "+" are
+    legal in a segment and Rasa does not decode escapes, so they stay as they are."""
+    segment = quote(value, safe=":@+")
+    return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
 
 
 class RasaError(Exception):
@@ -71,13 +82,20 @@ class RasaClient:
 
     async def append_events(self, conversation_key: str, events: Sequence[dict[str, Any]]) -> None:
         """Append events (e.g. `pause`/`resume`, slot sets) to a conversation's tracker."""
-        path = f"/conversations/{conversation_key}/tracker/events"
+        path = f"/conversations/{_segment(conversation_key)}/tracker/events"
         await self._request("POST", path, json=list(events), params={"include_events": "NONE"})
 
     async def tracker(self, conversation_key: str) -> dict[str, Any]:
-        body = await self._request("GET", f"/conversations/{conversation_key}/tracker")
+        body = await self._request("GET", f"/conversations/{_segment(conversation_key)}/tracker")
         if not isinstance(body, dict):
             raise RasaRejected("tracker is not an object")
+        return body
+
+    async def version(self) -> dict[str, Any]:
+        """Rasa's own `/version` answer (Rasa-compatible clients such as Botium ask for it)."""
+        body = await self._request("GET", "/version")
+        if not isinstance(body, dict):
+            raise RasaRejected("version is not an object")
         return body
 
     async def is_ready(self) -> bool:
@@ -92,7 +110,9 @@ class RasaClient:
                        params: dict[str, str] | None = None) -> Any:
         query = {**self._params(), **(params or {})}
         try:
-            async with self.session.request(method, self.base_url + path, json=json, params=query) as resp:
+            # `encoded=True`: the escaped segments reach Rasa as they are (no "/../" is ever resolved).
+            url = yarl.URL(self.base_url + path, encoded=True)
+            async with self.session.request(method, url, json=json, params=query) as resp:
                 if resp.status >= 500:
                     raise RasaUnavailable(f"Rasa answered HTTP {resp.status} to {method} {path}")
                 if resp.status >= 400:

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.security import same_secret
 from channels.slack.config import FILES_PATH
 from channels.slack.convert import SlackFile
 from channels.slack.logtext import LogText, log
@@ -43,7 +44,7 @@ class FileLinks:
         return f"{self._base}{FILES_PATH}/{quote(file_id)}?sig={self.signature(file_id)}"
 
     def valid(self, file_id: str, signature: str) -> bool:
-        return bool(_FILE_ID.match(file_id)) and hmac.compare_digest(self.signature(file_id), signature)
+        return bool(_FILE_ID.match(file_id)) and same_secret(signature, self.signature(file_id))
 
 
 def slack_hosts(api_base: str) -> tuple[str, ...]:

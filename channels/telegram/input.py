@@ -13,13 +13,17 @@ accepted; different chats, and Telegram being slow or down, never hold up anyone
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import random
 from typing import Any, Awaitable, Callable, Coroutine
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter, TelegramServerError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
@@ -27,6 +31,7 @@ from pydantic import ValidationError
 from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.security import parse_json, same_secret
 from channels.telegram.config import TelegramConfig
 from channels.telegram.convert import ALLOWED_UPDATES, Intake, UpdateConverter, chat_of
 from channels.telegram.output import CHANNEL, TelegramOutput
@@ -132,15 +137,15 @@ class TelegramInput:
     async def webhook(self, request: web.Request) -> web.Response:
         """POST from Telegram: checked, kept, acknowledged; answered in the background."""
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.config.webhook_secret.encode()):
+        if not same_secret(given, self.config.webhook_secret):
             self.service.metrics.inc("frames_rejected_total", reason="telegram_secret")
             log.warning("Telegram webhook call without the right secret token refused",
                         extra={"remote": request.remote})
             return web.json_response({"error": "unauthorized", "message": "missing or wrong secret token"},
                                      status=401)
         try:
-            body: Any = await request.json()
-        except ValueError:
+            body: Any = parse_json(await request.read())
+        except (ValueError, UnicodeDecodeError):
             return web.json_response({"error": "invalid_json", "message": "body is not JSON"}, status=400)
         if not isinstance(body, dict) or not isinstance(body.get("update_id"), int):
             return web.json_response({"error": "invalid_update", "message": "not a Telegram update"}, status=400)

@@ -48,6 +48,7 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
     app.router.add_post("/webchat/upload", uploads.upload)
     app.router.add_get("/webchat/files/{file_id}", uploads.serve)
     app.router.add_get("/webhooks/rest/", rest.health)
+    app.router.add_get("/version", rest.version)
     app.router.add_post("/webhooks/rest/webhook", rest.webhook)
 
     async def close_sockets(app: web.Application) -> None:

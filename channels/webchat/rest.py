@@ -13,7 +13,6 @@ its real replies are returned first in the answer to the sender's next request.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import uuid
 from collections import defaultdict, deque
@@ -23,7 +22,9 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
-from bot.messages import InboundMessage, OutboundReply
+from bot.rasa_client import RasaError
+from bot.messages import InboundMessage, OutboundReply, safe_id
+from bot.security import parse_json, same_secret
 from bot.texts import gateway_text
 from channels.base import OutputChannel
 
@@ -77,24 +78,32 @@ class RestInput:
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def version(self, request: web.Request) -> web.Response:
+        """`GET /version`, as Rasa answers it: Rasa-compatible clients (Botium) ping it."""
+        try:
+            return web.json_response(await self.service.rasa.version())
+        except RasaError as exc:
+            return web.json_response({"error": "unavailable", "message": str(exc)}, status=503)
+
     async def webhook(self, request: web.Request) -> web.Response:
         token = self.settings.rest_auth_token
         if token:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            if not same_secret(given, token) and not same_secret(request.query.get("token"), token):
                 self.service.metrics.inc("frames_rejected_total", reason="rest_auth")
                 return web.json_response({"error": "unauthorized", "message": "missing or wrong bearer token"},
                                          status=401)
         try:
-            body: Any = await request.json()
-        except ValueError:
+            body: Any = parse_json(await request.read())
+        except (ValueError, UnicodeDecodeError):
             self.service.metrics.inc("frames_rejected_total", reason="invalid_json")
             return _bad_request("invalid_json", "request body is not valid JSON")
         if not isinstance(body, dict):
             return _bad_request("invalid_body", "request body must be a JSON object")
         sender, text = body.get("sender"), body.get("message")
-        if not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER_LENGTH:
-            return _bad_request("invalid_sender", f"'sender' must be a string of 1 to {MAX_SENDER_LENGTH} characters")
+        if not safe_id(sender):
+            return _bad_request("invalid_sender", f"'sender' must be 1 to {MAX_SENDER_LENGTH} letters, digits or "
+                                "the characters _ . @ + : - (starting with a letter or digit)")
         if not isinstance(text, str) or not text.strip():
             return _bad_request("empty_text", "'message' must be a non-empty string")
         if len(text) > self.settings.max_text_length:

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import uuid
 
+from bot.security import same_secret
+
 
 class SessionSigner:
     def __init__(self, secret: str, purpose: str = "webchat") -> None:
@@ -32,7 +34,7 @@ class SessionSigner:
         if not isinstance(token, str) or token.count(".") != 1 or len(token) > 200:
             return None
         conversation_id, signature = token.split(".")
-        if not conversation_id or not hmac.compare_digest(signature, self._sign(conversation_id)):
+        if not conversation_id or not same_secret(signature, self._sign(conversation_id)):
             return None
         return conversation_id
 
@@ -61,4 +63,4 @@ class CustomerTokenVerifier:
         if not customer_id or not expires.isdigit() or int(expires) < now:
             return None
         expected = hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
-        return customer_id if hmac.compare_digest(signature, expected) else None
+        return customer_id if same_secret(signature, expected) else None

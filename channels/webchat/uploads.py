@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, web
 
 from bot.i18n import language_of_locale
 from bot.messages import Attachment
+from bot.security import same_secret
 from bot.texts import error_body
 from channels.webchat.session import SessionSigner
 
@@ -128,7 +129,7 @@ class Uploads:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
         sig = request.query.get("sig", "")
-        if not _ID.match(file_id) or not hmac.compare_digest(sig, self._sig(file_id)):
+        if not _ID.match(file_id) or not same_secret(sig, self._sig(file_id)):
             raise web.HTTPNotFound()
         meta = await asyncio.to_thread(self._meta, file_id)
         if meta is None:

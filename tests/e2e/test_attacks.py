@@ -1,0 +1,84 @@
+"""The gateway attacked as an outsider would, on real sockets against the real Rasa: each
+test is an attack that worked before it was closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.rasa_runtime import RasaProcesses
+from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
+
+pytestmark = pytest.mark.e2e
+
+
+async def rest(gateway: RunningGateway, http: aiohttp.ClientSession, body: dict[str, Any]) -> tuple[int, Any]:
+    async with http.post(f"{gateway.url}/webhooks/rest/webhook", json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def paused(gateway: RunningGateway, key: str) -> bool:
+    tracker = await gateway.service.rasa.tracker(key)
+    return bool(tracker.get("paused"))
+
+
+async def test_a_rest_sender_cannot_climb_into_another_conversation(gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, _ = await rest(gateway, http, {"sender": "victim-1", "message": "hello"})
+        assert status == 200
+        for sender in ("x/../../conversations/rest:victim-1", "../rest:victim-1", "a/b", "a?b=c", "a#b", "..",
+                       "a b", "ü", "x" * 129, "", "-dash-first"):
+            status, body = await rest(gateway, http, {"sender": sender, "message": "I want to talk to a human"})
+            assert status == 400 and body["error"] == "invalid_sender", sender
+        assert not await paused(gateway, "rest:victim-1")  # the victim's conversation was not touched
+        status, replies = await rest(gateway, http, {"sender": "victim-1", "message": "thanks"})
+        assert status == 200 and replies and "welcome" in replies[0]["text"].lower()
+
+
+async def test_senders_with_dots_at_signs_and_plus_reach_their_own_tracker(gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, _ = await rest(gateway, http, {"sender": "ana.li+shop@example.com", "message": "I want a human"})
+        assert status == 200
+        assert await paused(gateway, "rest:ana.li+shop@example.com")  # the handoff paused exactly this one
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+async def test_a_deeply_nested_frame_gets_an_error_frame_and_the_socket_lives(chat: ChatClient) -> None:
+    await chat.ws.send_str(DEEP)
+    frame = await chat.next_frame("error")
+    assert frame["code"] == "invalid_json"
+    await chat.ws.send_str('{"type": "message", "id": "x' + '", "text": "hello"}')
+    assert (await chat.next_frame("ack"))["id"] == "x"  # still serving this shopper
+
+
+async def test_deep_json_and_non_ascii_secrets_get_clear_4xx_not_500(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, rest_auth_token="s3cret-token")
+    gateway, runner = await start_gateway(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"{gateway.url}/webhooks/rest/webhook"
+            async with http.post(url, data=DEEP, headers={"Authorization": "Bearer s3cret-token",
+                                                          "Content-Type": "application/json"}) as resp:
+                assert resp.status == 400 and (await resp.json())["error"] == "invalid_json"
+            async with http.post(url, json={"sender": "a", "message": "hi"},
+                                 headers={"Authorization": "Bearer s3cr\u00e9t"}) as resp:
+                assert resp.status == 401
+            async with http.get(f"{gateway.url}/webchat/files/{'0' * 32}", params={"sig": "\u00e9\u00e9"}) as resp:
+                assert resp.status == 404
+            async with http.get(f"{gateway.url}/console", headers={"Cookie": "console_session=\u00e9|1|2|3"}) as resp:
+                assert resp.status < 500
+            # Rasa's own REST auth form, for clients written against Rasa
+            async with http.post(url, params={"token": "s3cret-token"}, json={"sender": "a", "message": "hi"}) as resp:
+                assert resp.status == 200
+    finally:
+        await runner.cleanup()
+
+
+async def test_rasa_compatible_clients_find_the_version_endpoint(gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/version") as resp:
+        assert resp.status == 200 and (await resp.json())["version"].startswith("3.6")
