@@ -174,6 +174,8 @@ def rasa_env(venv: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
         "ACTION_ENDPOINT_URL": env.get("ACTION_ENDPOINT_URL", "http://127.0.0.1:5055/webhook"),
     })
     env.pop("PYTHONHOME", None)
+    if env.get("LOG_LEVEL"):  # the gateway's LOG_LEVEL=info is Rasa's LOG_LEVEL too, which wants INFO
+        env["LOG_LEVEL"] = env["LOG_LEVEL"].strip().upper()
     env.update(extra or {})
     return env
 

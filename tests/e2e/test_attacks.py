@@ -82,3 +82,36 @@ async def test_deep_json_and_non_ascii_secrets_get_clear_4xx_not_500(rasa_stack:
 async def test_rasa_compatible_clients_find_the_version_endpoint(gateway: RunningGateway) -> None:
     async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/version") as resp:
         assert resp.status == 200 and (await resp.json())["version"].startswith("3.6")
+
+
+async def test_the_console_socket_does_not_accept_the_web_chats_shop_sites(rasa_stack: RasaProcesses,
+                                                                          tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_allowed_origins=("https://shop.example",))
+    gateway, runner = await start_gateway(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            # a page on the shop's site may open the web chat ...
+            async with http.ws_connect(f"{gateway.url.replace('http', 'ws')}/webchat/ws",
+                                       headers={"Origin": "https://shop.example"}) as ws:
+                await ws.send_json({"type": "hello"})
+                assert (await ws.receive_json())["type"] == "session"
+            # ... but not drive an agent's console from there
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{gateway.url.replace('http', 'ws')}/console/ws",
+                                      headers={"Origin": "https://shop.example"})
+            assert refused.value.status in (401, 403)
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_gateways_own_signals_never_reach_a_client(gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        status, replies = await rest(gateway, http, {"sender": "sig-1", "message": "I want to talk to a human"})
+        assert status == 200 and replies and all("custom" not in r for r in replies)
+    chat = await ChatClient.connect(gateway.ws_url)
+    try:
+        await chat.say("I want to talk to a human")
+        frames = await chat.replies_until_quiet()
+        assert frames and not any("handoff" in str(f) for f in frames)
+    finally:
+        await chat.close()
