@@ -42,6 +42,10 @@ class Settings:
     webchat_rate_burst: int = 10
     webchat_rate_per_second: float = 1.0
     webchat_heartbeat_seconds: float = 30.0
+    upload_max_files: int = 20  # per conversation
+    upload_max_mb: float = 25.0  # per conversation
+    upload_rate_per_minute: float = 6.0  # per conversation, after a burst of as many
+    upload_retention_days: float = 30.0  # uploads older than this are deleted
     rest_auth_token: str = ""
     shop_customer_secret: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -171,6 +175,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
                                            _positive_int),
         webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),
         console_allowed_origins=r.get("CONSOLE_ALLOWED_ORIGINS", d.console_allowed_origins, _origins),
+        upload_max_files=r.get("UPLOAD_MAX_FILES", d.upload_max_files, _positive_int),
+        upload_max_mb=r.get("UPLOAD_MAX_MB", d.upload_max_mb, _positive_float),
+        upload_rate_per_minute=r.get("UPLOAD_RATE_PER_MINUTE", d.upload_rate_per_minute, _positive_float),
+        upload_retention_days=r.get("UPLOAD_RETENTION_DAYS", d.upload_retention_days, _positive_float),
         webchat_rate_burst=r.get("WEBCHAT_RATE_BURST", d.webchat_rate_burst, _positive_int),
         webchat_rate_per_second=r.get("WEBCHAT_RATE_PER_SECOND", d.webchat_rate_per_second, _positive_float),
         webchat_heartbeat_seconds=r.get("WEBCHAT_HEARTBEAT_SECONDS", d.webchat_heartbeat_seconds,

@@ -170,6 +170,12 @@ class ConversationService:
         state = self._states.get(conversation_key)
         return state.language.effective if state else "en"
 
+    def declare_locale(self, conversation_key: str, locale: str | None) -> None:
+        """A client declared its locale before saying anything (the web chat's hello): the
+        gateway's own texts (an upload refused, an error frame) are in it from the start."""
+        state = self._state(conversation_key)
+        state.language = follow_language(state.language, None, locale)
+
     def language_for(self, message: InboundMessage) -> str:
         """The language this message would be answered in, without accepting it."""
         state = self._states.get(message.conversation_key)

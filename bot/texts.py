@@ -56,6 +56,11 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
                          "zh": "仅支持照片（JPEG、PNG、WebP、GIF）或 PDF 文件。"},
     "invalid_upload": {"en": "The upload did not work. Please choose the file again.",
                        "zh": "上传失败，请重新选择文件。"},
+    "upload_quota": {"en": "You have sent as many files as one conversation can take. Please describe the rest "
+                           "in words, or ask for a person.",
+                     "zh": "本次对话上传的文件已达上限。请用文字描述其余内容，或联系人工客服。"},
+    "upload_rate": {"en": "That is a lot of files at once. Please wait a minute, then send the rest.",
+                    "zh": "一次上传的文件太多了，请稍等一分钟再发送其余的。"},
 }
 
 

@@ -3,7 +3,10 @@ socket.io contracts so tools and widgets written for Rasa work unchanged."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
+from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -12,10 +15,12 @@ from bot.conversation import ConversationService
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
 from channels.webchat.socketio import SocketIOInput
-from channels.webchat.uploads import Uploads
+from channels.webchat.uploads import UploadLimits, Uploads
 from channels.webchat.websocket import WebchatInput, WebchatOutput
 
 STATIC_DIR = Path(__file__).with_name("static")
+EXPIRE_EVERY_SECONDS = 3600.0
+log = logging.getLogger("gateway.webchat")
 
 WEBCHAT_KEY = web.AppKey("webchat", WebchatInput)
 
@@ -27,7 +32,11 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
     webchat_output = WebchatOutput()
     service.register_output("webchat", webchat_output)
     uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url,
-                      language_of=lambda conversation_id: service.language_of(f"webchat:{conversation_id}"))
+                      language_of=lambda conversation_id: service.language_of(f"webchat:{conversation_id}"),
+                      limits=UploadLimits(max_files=settings.upload_max_files,
+                                          max_bytes=int(settings.upload_max_mb * 1024 * 1024),
+                                          per_minute=settings.upload_rate_per_minute,
+                                          retention_seconds=settings.upload_retention_days * 86400))
     webchat = WebchatInput(service, webchat_output, signer, settings, uploads)
     app[WEBCHAT_KEY] = webchat
 
@@ -54,5 +63,19 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
     async def close_sockets(app: web.Application) -> None:
         await webchat.close_all()
 
+    async def expire_uploads(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await uploads.expire()
+                except Exception:
+                    log.exception("expiring uploads failed")
+                await asyncio.sleep(EXPIRE_EVERY_SECONDS)
+        task = asyncio.create_task(loop(), name="expire-uploads")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     app.on_shutdown.append(close_sockets)
+    app.cleanup_ctx.append(expire_uploads)
     return webchat

@@ -133,6 +133,7 @@ class SocketIOInput:
             session["conversation_id"] = conversation_id
             session["token"] = token
             session["locale"] = declared_locale(data) or session.get("locale")
+        self.service.declare_locale(f"{CHANNEL}:{conversation_id}", declared_locale(data))
         await self.sio.enter_room(sid, conversation_id)
         self.output.attached[conversation_id].add(sid)
         assert isinstance(token, str)

@@ -6,6 +6,10 @@ stores the file under `DATA_DIR/uploads/` and answers `{"id", "kind", "name", "u
 shopper then sends a `message` frame with `"attachments": ["<id>"]`. Files are served at
 `/webchat/files/<id>?sig=<signature>`: the signature makes the link unguessable, so the
 flows and agents can open it while nobody can enumerate other shoppers' files.
+
+A conversation may store at most `UPLOAD_MAX_FILES` files and `UPLOAD_MAX_MB` megabytes,
+at `UPLOAD_RATE_PER_MINUTE` after a burst of as many; files older than
+`UPLOAD_RETENTION_DAYS` are deleted (at start, then hourly).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import hmac
 import json
 import logging
 import re
+import time
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +32,7 @@ from aiohttp import BodyPartReader, web
 
 from bot.i18n import language_of_locale
 from bot.messages import Attachment
+from bot.ratelimit import TokenBucket
 from bot.security import same_secret
 from bot.texts import error_body
 from channels.webchat.session import SessionSigner
@@ -39,6 +47,26 @@ ALLOWED_TYPES = {
 _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    max_files: int = 20
+    max_bytes: int = 25 * 1024 * 1024
+    per_minute: float = 6.0
+    retention_seconds: float = 30 * 86400.0
+
+
+@dataclass
+class _Usage:
+    """What one conversation has stored, and its upload rate."""
+
+    files: int = 0
+    bytes: int = 0
+    bucket: TokenBucket | None = field(default=None, repr=False)
+
+
+MAX_TRACKED_CONVERSATIONS = 50_000
+
+
 def _refuse(code: str, language: str | None, status: int) -> web.Response:
     """An upload refused with the reason in the shopper's language (the page shows `message`)."""
     return web.json_response(error_body(code, language), status=status)
@@ -46,8 +74,12 @@ def _refuse(code: str, language: str | None, status: int) -> web.Response:
 
 class Uploads:
     def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "",
-                 language_of: Callable[[str], str] = lambda conversation_id: "en") -> None:
+                 language_of: Callable[[str], str] = lambda conversation_id: "en",
+                 limits: UploadLimits = UploadLimits()) -> None:
         self.language_of = language_of  # conversation id -> its language, for the error texts
+        self.limits = limits
+        self._usage: OrderedDict[str, _Usage] | None = None  # built from the files on disk on first use
+        self._lock = asyncio.Lock()
         self.directory = directory
         self.signer = signer
         self._key = hashlib.sha256(f"webchat-files:{secret}".encode()).digest()
@@ -92,6 +124,12 @@ class Uploads:
         language = self.language_of(conversation_id)
         if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 64 * 1024:
             return _refuse("too_large", language, 413)
+        usage = await self._usage_of(conversation_id)
+        if usage.files >= self.limits.max_files or usage.bytes >= self.limits.max_bytes:
+            return _refuse("upload_quota", language, 429)
+        assert usage.bucket is not None
+        if not usage.bucket.allow():
+            return web.json_response(error_body("upload_rate", language), status=429, headers={"Retry-After": "60"})
         try:
             reader = await request.multipart()
             part = await reader.next()
@@ -111,14 +149,76 @@ class Uploads:
                 return _refuse("too_large", language, 413)
         if not data:
             return _refuse("invalid_upload", language, 400)
+        if usage.bytes + len(data) > self.limits.max_bytes:
+            return _refuse("upload_quota", language, 429)
         kind, _ = ALLOWED_TYPES[mime]
         file_id = uuid.uuid4().hex
         name = (part.filename or "attachment")[-100:]
         meta = {"conversation_id": conversation_id, "kind": kind, "name": name, "mime_type": mime, "size": len(data)}
         await asyncio.to_thread(self._store, file_id, bytes(data), meta)
+        usage.files += 1
+        usage.bytes += len(data)
         log.info("web chat upload stored", extra={"conversation": conversation_id, "size": len(data),
                                                   "mime": mime})
         return web.json_response({"id": file_id, "kind": kind, "name": name, "url": self.url(request, file_id)})
+
+    # -- quota and expiry -----------------------------------------------------------------
+
+    async def _usage_of(self, conversation_id: str) -> _Usage:
+        async with self._lock:
+            if self._usage is None:
+                self._usage = await asyncio.to_thread(self._scan)
+            usage = self._usage.get(conversation_id)
+            if usage is None:
+                usage = self._usage[conversation_id] = _Usage()
+                while len(self._usage) > MAX_TRACKED_CONVERSATIONS:  # bounded; disk is the truth
+                    self._usage.popitem(last=False)
+            else:
+                self._usage.move_to_end(conversation_id)
+            if usage.bucket is None:
+                per_minute = self.limits.per_minute
+                usage.bucket = TokenBucket(max(1, int(per_minute)), per_minute / 60.0)
+            return usage
+
+    def _scan(self) -> OrderedDict[str, _Usage]:
+        """What every conversation has on disk (the gateway may have restarted)."""
+        usage: OrderedDict[str, _Usage] = OrderedDict()
+        if not self.directory.is_dir():
+            return usage
+        for meta_path in self.directory.glob("*.json"):
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and isinstance(meta.get("conversation_id"), str):
+                entry = usage.setdefault(meta["conversation_id"], _Usage())
+                entry.files += 1
+                entry.bytes += int(meta.get("size") or 0)
+        return usage
+
+    async def expire(self, now: float | None = None) -> int:
+        """Delete the files older than the retention period; how many went."""
+        removed = await asyncio.to_thread(self._expire, time.time() if now is None else now)
+        if removed:
+            async with self._lock:
+                self._usage = None  # recounted from disk on the next upload
+            log.info("old web chat uploads deleted", extra={"count": removed})
+        return removed
+
+    def _expire(self, now: float) -> int:
+        if not self.directory.is_dir():
+            return 0
+        cutoff, removed = now - self.limits.retention_seconds, 0
+        for meta_path in self.directory.glob("*.json"):
+            try:
+                if meta_path.stat().st_mtime >= cutoff:
+                    continue
+                meta_path.with_suffix("").unlink(missing_ok=True)
+                meta_path.unlink(missing_ok=True)
+                removed += 1
+            except OSError:
+                continue
+        return removed
 
     def _store(self, file_id: str, data: bytes, meta: dict[str, object]) -> None:
         file_path, meta_path = self._paths(file_id)

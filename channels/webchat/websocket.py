@@ -189,6 +189,7 @@ class _Connection:
             conversation_id, token = self.owner.signer.issue()
         self.detach()
         self.conversation_id = conversation_id
+        self.owner.service.declare_locale(f"{CHANNEL}:{conversation_id}", self.locale)
         self.owner.output.attach(conversation_id, self.ws)
         await self.ws.send_json({"type": "session", "conversation_id": conversation_id, "token": token,
                                  "resumed": resumed_id is not None})

@@ -3,11 +3,16 @@ and can be opened through its signed link only."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from pathlib import Path
+
 import aiohttp
 import pytest
 
 from bot.rasa_runtime import RasaProcesses
-from tests.conftest import ChatClient, RunningGateway
+from channels.webchat import WEBCHAT_KEY
+from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +70,44 @@ async def test_a_file_of_another_conversation_cannot_be_attached(chat: ChatClien
         assert (error["type"], error["code"]) == ("error", "invalid_attachment")
     finally:
         await other.close()
+
+
+async def test_one_session_cannot_fill_the_disk(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, upload_max_files=8, upload_rate_per_minute=5)
+    gateway, runner = await start_gateway(settings)
+    chat = await ChatClient.connect(gateway.ws_url, locale="zh-CN")
+    try:
+        results = [await upload(gateway, chat.token) for _ in range(12)]  # as fast as it can
+        stored = [body for status, body in results if status == 200]
+        refused = [body for status, body in results if status == 429]
+        assert len(stored) == 5 and len(refused) == 7  # a burst, then the rate
+        assert refused[0]["error"] == "upload_rate" and "稍等" in refused[0]["message"]  # in the shopper's language
+        files = list((settings.data_dir / "uploads").glob("*.json"))
+        assert len(files) == 5
+    finally:
+        await chat.close()
+        await runner.cleanup()
+    # The quota holds across a restart: it is counted from what is on disk.
+    gateway, runner = await start_gateway(replace(settings, upload_rate_per_minute=600))
+    try:
+        results = [await upload(gateway, chat.token) for _ in range(6)]
+        assert [s for s, _ in results].count(200) == 3 and results[-1][1]["error"] == "upload_quota"
+    finally:
+        await runner.cleanup()
+
+
+async def test_old_uploads_expire(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, upload_retention_days=1.0)
+    gateway, runner = await start_gateway(settings)
+    chat = await ChatClient.connect(gateway.ws_url)
+    try:
+        _, stored = await upload(gateway, chat.token)
+        uploads = gateway.app[WEBCHAT_KEY].uploads
+        assert await uploads.expire(now=time.time() + 3600) == 0  # an hour old: kept
+        assert await uploads.expire(now=time.time() + 2 * 86400) == 1  # two days old: deleted
+        async with aiohttp.ClientSession() as http, http.get(stored["url"]) as resp:
+            assert resp.status == 404
+        assert not list((settings.data_dir / "uploads").iterdir())
+    finally:
+        await chat.close()
+        await runner.cleanup()
