@@ -43,8 +43,34 @@ async def error_middleware(request: web.Request,
                                  status=500)
 
 
+def security_headers(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Headers every page gets: no sniffing, no referrer leaks, scripts and connections only
+    from the gateway itself; only the shop's own sites may frame the web chat, nobody the console."""
+    framers = " ".join(o for o in settings.webchat_allowed_origins if o != "*")
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if (response.content_type or "").startswith("text/html") or request.path in ("/", "/console"):
+            console = request.path.startswith("/console")
+            ancestors = "'none'" if console else f"'self' {framers}".strip()
+            response.headers.setdefault("Content-Security-Policy", (
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                "img-src 'self' data: https: http:; connect-src 'self' ws: wss:; object-src 'none'; "
+                f"base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"))
+            if console:
+                response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    return middleware
+
+
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[error_middleware, security_headers(settings)],
+                          client_max_size=MAX_REQUEST_BYTES)
     rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
     service = ConversationService(
         rasa,

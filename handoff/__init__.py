@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import yaml
@@ -46,9 +47,14 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
     handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
     new_password = ensure_agents_file(handoff_settings.agents_file)
     if new_password is not None:
-        # Printed once, on the console of whoever started the gateway; only the hash is stored.
-        print(f"Agent console: created agent 'demo' with password '{new_password}' "
-              f"in {handoff_settings.agents_file} (add agents with ./aftersales agent add)", flush=True)
+        # Written to a file only its owner can read (not to logs or stdout); only the hash is
+        # kept in the agents file.
+        secret_file = handoff_settings.agents_file.with_name("demo-agent-password.txt")
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(new_password + "\n")
+        print(f"Agent console: created agent 'demo'; its password is in {secret_file} "
+              f"(add agents with ./aftersales agent add)", flush=True)
     try:
         agents = load_agents(handoff_settings.agents_file)
     except AgentsFileError as exc:

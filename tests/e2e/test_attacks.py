@@ -115,3 +115,27 @@ async def test_the_gateways_own_signals_never_reach_a_client(gateway: RunningGat
         assert frames and not any("handoff" in str(f) for f in frames)
     finally:
         await chat.close()
+
+
+async def test_pages_carry_security_headers_and_the_demo_password_is_not_printed(
+        rasa_stack: RasaProcesses, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_allowed_origins=("https://shop.example",))
+    gateway, runner = await start_gateway(settings)
+    try:
+        printed = capsys.readouterr().out
+        secret_file = settings.data_dir / "agents.yml"
+        password_file = secret_file.with_name("demo-agent-password.txt")
+        password = password_file.read_text().strip()
+        assert password and password not in printed and str(password_file) in printed
+        assert password_file.stat().st_mode & 0o077 == 0  # the owner's only
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{gateway.url}/") as resp:
+                csp = resp.headers["Content-Security-Policy"]
+                assert "frame-ancestors 'self' https://shop.example" in csp and "script-src 'self'" in csp
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+                assert resp.headers["Referrer-Policy"] == "no-referrer"
+            async with http.get(f"{gateway.url}/console") as resp:
+                assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+                assert resp.headers["X-Frame-Options"] == "DENY"
+    finally:
+        await runner.cleanup()
