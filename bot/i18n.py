@@ -17,7 +17,6 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 LANGUAGES = ("en", "zh")
 DEFAULT_LANGUAGE = "en"
@@ -156,7 +155,7 @@ def zone_label(moment: dt.datetime, lang: str) -> str:
 
 
 def format_datetime(moment: dt.datetime, lang: str, *, now: dt.datetime | None = None,
-                    zone: ZoneInfo | None = None) -> str:
+                    zone: dt.tzinfo | None = None) -> str:
     """A point in time as a shopper reads it, always with its time zone.
 
     `today 14:30 (China time)` / `今天 14:30（北京时间）`; tomorrow likewise; other days with

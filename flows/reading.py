@@ -230,8 +230,8 @@ class Reader:
             scored = [s for s in scored if s[0] > 0]
             topic = max(scored)[1] if scored else None
         rest = t
-        for words in u.greetings.values():
-            for word in sorted(words, key=len, reverse=True):
+        for greeting_words in u.greetings.values():
+            for word in sorted(greeting_words, key=len, reverse=True):
                 rest = re.sub(rf"(?<![a-z]){re.escape(word)}(?![a-z])" if not parsing.has_chinese(word)
                               else re.escape(word), " ", rest)
         rest = re.sub(r"[\s,.!?，。！？~～…:;、\-]+", " ", rest).strip()

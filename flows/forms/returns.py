@@ -191,10 +191,10 @@ class ReturnForm(FormLogic):
         if d.outcome == REFUSED:
             case = await self.app.cases.create("return", ["submitted", ("refused", d.why)], details=details, **common)
             updates.update(last_case_id=case.id, last_outcome="refused")
-            replies = [await self._refusal(d, order, item, lang)]
+            refusal = [await self._refusal(d, order, item, lang)]
             if urgent:
-                replies.append(self.app.escalation(case.id, lang, order.number, queue="customer_care"))
-            return replies, updates
+                refusal.append(self.app.escalation(case.id, lang, order.number, queue="customer_care"))
+            return refusal, updates
         if not d.final:
             return [Reply(self.t("error.lost_track", lang), self.app.menu_buttons(lang))], updates
         replies: list[Reply] = []
