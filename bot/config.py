@@ -7,6 +7,7 @@ naming the variable and what is wrong with it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class Settings:
     max_pending_per_conversation: int = 50
     webchat_allowed_origins: tuple[str, ...] = ()
     console_allowed_origins: tuple[str, ...] = ()  # the agent console's own list (default: the gateway's own)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (default: none)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     webchat_rate_burst: int = 10
     webchat_rate_per_second: float = 1.0
     webchat_heartbeat_seconds: float = 30.0
@@ -139,6 +142,16 @@ def _origins(raw: str) -> tuple[str, ...]:
     return items
 
 
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in (i.strip() for i in raw.split(",") if i.strip()):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in allowed:
@@ -175,6 +188,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
                                            _positive_int),
         webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),
         console_allowed_origins=r.get("CONSOLE_ALLOWED_ORIGINS", d.console_allowed_origins, _origins),
+        trusted_proxies=r.get("TRUSTED_PROXIES", d.trusted_proxies, _networks),
         upload_max_files=r.get("UPLOAD_MAX_FILES", d.upload_max_files, _positive_int),
         upload_max_mb=r.get("UPLOAD_MAX_MB", d.upload_max_mb, _positive_float),
         upload_rate_per_minute=r.get("UPLOAD_RATE_PER_MINUTE", d.upload_rate_per_minute, _positive_float),

@@ -1,18 +1,55 @@
 """Small guards every endpoint uses against hostile input: constant-time comparison of any
 text (non-ASCII included, where `hmac.compare_digest` on `str` raises), JSON parsing that
 refuses pathologically deep documents with a `ValueError` instead of a crash, and the
-Origin check of websocket handshakes."""
+Origin check of websocket handshakes, and the client's address and scheme as seen through a
+reverse proxy that the shop configured as trusted (never through an untrusted one)."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 MAX_JSON_DEPTH = 64
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+
+def _trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+    if not address or not proxies:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
+    """The address the request came from: the peer, or, when the peer is a trusted proxy, the
+    nearest X-Forwarded-For hop that is not itself a trusted proxy. A header from anyone else
+    is ignored, so a client cannot pick its own address."""
+    address = request.remote or "?"
+    if not _trusted(address, proxies):
+        return address
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop[:64]
+    return address
+
+
+def came_over_https(request: web.Request, proxies: Sequence[Network]) -> bool:
+    """TLS on our socket, or a trusted proxy saying its client used https."""
+    if request.secure:
+        return True
+    if not _trusted(request.remote, proxies):
+        return False
+    return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 
 
 def same_secret(given: str | None, expected: str) -> bool:

@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.config import Settings
-from bot.security import origin_allowed, parse_json, same_secret
-from handoff.agents import Agent, check_password
+from bot.security import came_over_https, client_address, origin_allowed, parse_json, same_secret
+from handoff.agents import Agent
+from handoff.signin import SignInKey, SignInThrottle, password_matches
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.store import Handoff
 
@@ -27,8 +28,6 @@ log = logging.getLogger("gateway.console")
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "console_session"
 SESSION_SECONDS = 8 * 3600
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 60
 MAX_TEXT = 4000
 
 
@@ -122,7 +121,7 @@ class Console:
         self.sessions = sessions
         self.settings = settings
         self.canned = canned
-        self._failures: dict[str, tuple[int, float]] = {}
+        self.throttle = SignInThrottle()
 
     @property
     def agents(self) -> dict[str, Agent]:
@@ -143,32 +142,42 @@ class Console:
         return web.FileResponse(STATIC_DIR / "console.html", headers={"Cache-Control": "no-store"})
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        address = request.remote or "?"
-        count, since = self._failures.get(address, (0, 0.0))
         wants_json = request.content_type == "application/json"
-        if count >= MAX_FAILURES and time.time() - since < LOCKOUT_SECONDS:
-            if wants_json:
-                return web.json_response({"error": "locked_out", "message": "too many attempts; wait a minute"},
-                                         status=429)
-            return self._login_page("Too many attempts. Wait a minute and try again.", status=429)
         try:
-            data: Any = await request.json() if wants_json else await request.post()
+            data: Any = await request.json(loads=parse_json) if wants_json else await request.post()
+            if not hasattr(data, "get"):
+                raise ValueError("expected an object")
         except ValueError:
             return web.json_response({"error": "invalid_json"}, status=400)
-        username, password = str(data.get("username", "")), str(data.get("password", ""))
+        username, password = str(data.get("username", ""))[:100], str(data.get("password", ""))[:1000]
+        address = client_address(request, self.settings.trusted_proxies)
+        key = SignInKey(username, address)
+        wait = self.throttle.retry_after(key)
+        if wait > 0:  # even the right password waits: the lock is what stops guessing
+            seconds = int(wait) + 1
+            headers = {"Retry-After": str(seconds)}
+            if wants_json:
+                return web.json_response({"error": "locked_out", "retry_after": seconds,
+                                          "message": f"too many attempts; try again in {seconds} s"},
+                                         status=429, headers=headers)
+            page = self._login_page(f"Too many attempts. Try again in {seconds} seconds.", status=429)
+            page.headers.update(headers)
+            return page
         agent = self.agents.get(username)
-        if agent is None or not check_password(password, agent.password_hash):
-            self._failures[address] = (count + 1 if time.time() - since < LOCKOUT_SECONDS else 1, time.time())
-            log.warning("console sign-in failed", extra={"username": username[:50], "remote": address})
+        if not await password_matches(agent, password):
+            lock = self.throttle.failed(key)
+            log.warning("console sign-in failed", extra={"username": username[:50], "remote": address,
+                                                         "locked_seconds": lock})
             if wants_json:
                 return web.json_response({"error": "invalid_credentials"}, status=401)
             return self._login_page("Wrong username or password.", status=401)
-        self._failures.pop(address, None)
+        assert agent is not None
+        self.throttle.succeeded(key)
         token = self.sessions.issue(username)
         response: web.StreamResponse = (web.json_response({"agent": agent.public()}) if wants_json
                                         else web.HTTPSeeOther("/console"))
         response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="Strict",
-                            path="/console", secure=request.secure)
+                            path="/console", secure=came_over_https(request, self.settings.trusted_proxies))
         log.info("agent signed in", extra={"agent": username})
         if isinstance(response, web.HTTPException):
             raise response

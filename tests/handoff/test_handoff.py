@@ -254,6 +254,86 @@ async def test_repeated_wrong_passwords_lock_out(team_gateway: RunningGateway) -
             assert resp.status == 429  # even the right password waits out the lock
 
 
+async def test_behind_a_trusted_proxy_a_guessed_account_locks_only_for_its_guesser(
+        rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    """Behind the shop's proxy every agent arrives from one address: guessing at bob's account
+    must not lock alice out, nor bob signing in from his own desk."""
+    import ipaddress
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path),
+                             trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
+    running, runner = await start_gateway(settings)
+    login = f"{running.url}/console/login"
+
+    async def attempt(session: aiohttp.ClientSession, user: str, password: str, client: str) -> int:
+        async with session.post(login, json={"username": user, "password": password},
+                                headers={"X-Forwarded-For": client}) as resp:
+            return resp.status
+
+    try:
+        async with aiohttp.ClientSession() as session:
+            guesses = [await attempt(session, "bob", "guess", "203.0.113.66") for _ in range(6)]
+            assert guesses == [401] * 5 + [429]
+            assert await attempt(session, "alice", "alice-pw", "203.0.113.66") == 200  # same address
+            assert await attempt(session, "bob", "bob-pw", "198.51.100.10") == 200  # bob, elsewhere
+            assert await attempt(session, "bob", "bob-pw", "203.0.113.66") == 429  # the guesser waits
+            async with session.post(login, json={"username": "bob", "password": "bob-pw"},
+                                    headers={"X-Forwarded-For": "203.0.113.66",
+                                             "X-Forwarded-Proto": "https"}) as resp:
+                assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+            async with session.post(login, json={"username": "carol", "password": "carol-pw"},
+                                    headers={"X-Forwarded-Proto": "https"}) as resp:
+                assert "Secure" in resp.headers["Set-Cookie"]  # the proxy spoke TLS to the agent
+    finally:
+        await runner.cleanup()
+
+
+async def test_untrusted_forwarded_header_cannot_dodge_the_lock(team_gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for n in range(6):  # a fresh made-up address each time: not believed, no proxy is trusted
+            async with session.post(f"{team_gateway.url}/console/login",
+                                    json={"username": "bob", "password": "guess"},
+                                    headers={"X-Forwarded-For": f"198.51.100.{n}"}) as resp:
+                statuses.append(resp.status)
+        assert statuses == [401] * 5 + [429]
+        async with session.post(f"{team_gateway.url}/console/login", json={"username": "carol", "password": "carol-pw"},
+                                headers={"X-Forwarded-Proto": "https"}) as resp:
+            assert resp.status == 200 and "Secure" not in resp.headers["Set-Cookie"]
+
+
+async def test_sign_in_attempts_do_not_stall_shoppers_and_hide_who_exists(team_gateway: RunningGateway) -> None:
+    """Password hashing runs off the event loop: a health check sent behind twenty sign-ins is
+    answered before they are; and a made-up username costs the same hashing as a real one."""
+    login = f"{team_gateway.url}/console/login"
+    order: list[str] = []
+
+    async def sign_in(session: aiohttp.ClientSession, user: str) -> None:
+        async with session.post(login, json={"username": user, "password": "wrong"}) as resp:
+            assert resp.status == 401
+        order.append("login")
+
+    async def health(session: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(0.05)  # after the sign-ins have reached the gateway
+        async with session.get(f"{team_gateway.url}/healthz") as resp:
+            assert resp.status == 200
+        order.append("health")
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        # Distinct made-up names: each is hashed like a real one, and none reaches its lock.
+        await asyncio.gather(*(sign_in(session, f"user{n}") for n in range(20)), health(session))
+        assert order.index("health") < len(order) - 1, order
+
+        async def timed(user: str) -> float:
+            started = asyncio.get_running_loop().time()
+            await sign_in(session, user)
+            return asyncio.get_running_loop().time() - started
+
+        known = sorted([await timed("bob") for _ in range(3)])[1]  # three failures: below the lock
+        unknown = sorted([await timed("nobody-here") for _ in range(3)])[1]
+    # Without the equal-cost check an unknown name answered ~100x faster than a known one.
+    assert unknown > known / 3, (known, unknown)
+
+
 async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcesses, tmp_path: Path,
                                                          redis_url: str) -> None:
     settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path), redis_url=redis_url)
