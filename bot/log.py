@@ -4,18 +4,55 @@ One JSON object per line (or plain text with LOG_FORMAT=text). Loggers are named
 concern (`gateway.conversation`, `gateway.rasa`, `gateway.webchat`, ...). Message text
 written by shoppers or the bot is only ever passed in the `text` extra and is dropped
 unless the level is DEBUG, so INFO logs never carry personal content.
+
+Identifiers that name a person (an e-mail or phone number used as a REST sender, inside a
+conversation key) are masked in every field at every level: `ja***@ex***.com`,
+`+86 138****78`. A failed sign-in's username is logged through `mask_name` (it is often a
+password typed into the wrong box).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _PRIVATE_FIELDS = {"text"}
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]{1,63})((?:\.[A-Za-z0-9-]{1,63})+)")
+# An international number (+ and 7-15 digits, spaces or dashes allowed) or a mainland mobile
+# (11 digits from 13-19, perhaps after 86). Telegram chat ids (at most 10 digits, no +) are left readable.
+_PHONE = re.compile(r"\+\d[\d -]{5,18}\d|(?<!\d)(?:86)?1[3-9]\d{9}(?!\d)")
+
+
+def _mask_email(m: re.Match[str]) -> str:
+    top_level = m.group(3).rsplit(".", 1)[-1]
+    return f"{m.group(1)[:2]}***@{m.group(2)[:2]}***.{top_level}"
+
+
+def _mask_phone(m: re.Match[str]) -> str:
+    digits = m.group(0)
+    return digits[:4 if digits.startswith("+") else 3] + "****" + digits[-2:]
+
+
+def mask_identifiers(text: str) -> str:
+    """E-mail addresses and phone numbers in `text` reduced to a few characters."""
+    if "@" in text:
+        text = _EMAIL.sub(_mask_email, text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def mask_name(name: str) -> str:
+    """A username nobody has (or a password typed as one): its first two characters and length."""
+    return f"{name[:2]}***({len(name)})"
+
+
+def _scrub(value: Any) -> Any:
+    return mask_identifiers(value) if isinstance(value, str) else value
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,14 +61,14 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": mask_identifiers(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key in _STANDARD or key.startswith("_"):
                 continue
             if key in _PRIVATE_FIELDS and record.levelno > logging.DEBUG:
                 continue
-            entry[key] = value
+            entry[key] = _scrub(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
@@ -40,12 +77,12 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items()
+            f"{k}={_scrub(v)}" for k, v in record.__dict__.items()
             if k not in _STANDARD and not k.startswith("_")
             and not (k in _PRIVATE_FIELDS and record.levelno > logging.DEBUG)
         )
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<7} {record.name}: {mask_identifiers(record.getMessage())}"
         if extras:
             line += f" [{extras}]"
         if record.exc_info:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.config import Settings
+from bot.log import mask_name
 from bot.security import came_over_https, client_address, origin_allowed, parse_json, same_secret
 from handoff.agents import Agent
 from handoff.signin import SignInKey, SignInThrottle, password_matches
@@ -166,7 +167,7 @@ class Console:
         agent = self.agents.get(username)
         if not await password_matches(agent, password):
             lock = self.throttle.failed(key)
-            log.warning("console sign-in failed", extra={"username": username[:50], "remote": address,
+            log.warning("console sign-in failed", extra={"username": mask_name(username), "remote": address,
                                                          "locked_seconds": lock})
             if wants_json:
                 return web.json_response({"error": "invalid_credentials"}, status=401)

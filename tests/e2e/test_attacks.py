@@ -3,12 +3,14 @@ test is an attack that worked before it was closed."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from bot.log import JsonFormatter, TextFormatter
 from bot.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
@@ -139,3 +141,21 @@ async def test_pages_carry_security_headers_and_the_demo_password_is_not_printed
                 assert resp.headers["X-Frame-Options"] == "DENY"
     finally:
         await runner.cleanup()
+
+
+async def test_logs_mask_e_mails_phones_and_failed_usernames(gateway: RunningGateway,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    async with aiohttp.ClientSession() as http:
+        for sender in ("jane.doe@example.com", "8613800138000", "13911112222"):
+            status, _ = await rest(gateway, http, {"sender": sender, "message": "hello"})
+            assert status == 200
+        async with http.post(f"{gateway.url}/console/login",
+                             json={"username": "Tr0ub4dor&3-typed-in-the-wrong-box", "password": "x"}) as resp:
+            assert resp.status == 401
+    formatter, plain = JsonFormatter(), TextFormatter()
+    written = "\n".join(f.format(r) for r in caplog.records for f in (formatter, plain))
+    assert "message accepted" in written  # the turns were logged ...
+    for secret in ("jane.doe", "example.com", "13800138000", "1111222", "Tr0ub4dor"):
+        assert secret not in written, secret  # ... without who sent them
+    assert "ja***@ex***.com" in written and "861****00" in written and "139****22" in written

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import time
 
-from bot.log import JsonFormatter
+from bot.log import JsonFormatter, mask_identifiers
 from bot.ratelimit import TokenBucket
 from channels.webchat.session import SessionSigner
 
@@ -35,3 +35,11 @@ def test_info_logs_never_carry_message_text() -> None:
     assert "Secret Street" not in line and "webchat:abc" in line
     record.levelno, record.levelname = logging.DEBUG, "DEBUG"
     assert "Secret Street" in formatter.format(record)
+
+
+def test_identifiers_are_masked_but_ids_an_operator_needs_stay_readable() -> None:
+    assert mask_identifiers("rest:ana.li+shop@example.com") == "rest:an***@ex***.com"
+    assert mask_identifiers("rest:+86 138 0013 8000") == "rest:+86 ****00"
+    assert mask_identifiers("rest:13800138000") == "rest:138****00"
+    for kept in ("telegram:8123456789", "webchat:3f2a9c", "case RT-900001 order AS10001", "2026-12-02T11:34:34"):
+        assert mask_identifiers(kept) == kept
