@@ -19,7 +19,8 @@ from bot.config import ConfigError, Settings
 from bot.conversation import ConversationService
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.config import load_handoff_settings
-from handoff.console import Console, ConsoleHub, ConsoleSessions, STATIC_DIR
+from handoff.console import Console, ConsoleHub, STATIC_DIR
+from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
 from handoff.service import CasesProvider, HandoffService, _no_cases
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
 from handoff.texts import DEFAULT_CANNED
@@ -64,7 +65,10 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
     hub = ConsoleHub(handoff)
     handoff.listener = hub
     service.add_hook(handoff)
-    console = Console(handoff, hub, ConsoleSessions(secret), settings, _canned(handoff_settings.canned_file))
+    revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
+                                else FileRevocations(settings.data_dir / "console-signouts.json"))
+    console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,
+                      _canned(handoff_settings.canned_file))
     app[HANDOFF_KEY] = handoff
 
     app.router.add_get("/console", console.page)
@@ -83,14 +87,16 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
                 await asyncio.sleep(REFRESH_SECONDS)
                 if hub.sockets:
                     try:
+                        await console.end_invalid_sessions()  # e.g. signed out on another gateway
                         await hub.changed()
                     except Exception:
                         log.exception("console refresh failed")
-        task = asyncio.create_task(loop(), name="console-refresh")
+        tasks = [asyncio.create_task(loop(), name="console-refresh"), reconciled,
+                 asyncio.create_task(console.watch_agents_file(handoff_settings.agents_file), name="agents-file")]
         yield
-        task.cancel()
-        reconciled.cancel()
-        await asyncio.gather(task, reconciled, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close_sockets(app: web.Application) -> None:
         await console.close_all()

@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import asyncio
 import html
 import logging
-import secrets
-import time
+import os
 import weakref
 from pathlib import Path
 from typing import Any
@@ -18,8 +15,9 @@ from aiohttp import WSMsgType, web
 
 from bot.config import Settings
 from bot.log import mask_name
-from bot.security import came_over_https, client_address, origin_allowed, parse_json, same_secret
-from handoff.agents import Agent
+from bot.security import came_over_https, client_address, origin_allowed, parse_json
+from handoff.agents import Agent, AgentsFileError, load_agents
+from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
 from handoff.signin import SignInKey, SignInThrottle, password_matches
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.store import Handoff
@@ -28,38 +26,9 @@ log = logging.getLogger("gateway.console")
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "console_session"
-SESSION_SECONDS = 8 * 3600
 MAX_TEXT = 4000
-
-
-class ConsoleSessions:
-    """Signed, expiring session cookies; sign-out revokes the session id."""
-
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(f"console:{secret}".encode()).digest()
-        self._revoked: dict[str, float] = {}
-
-    def _sign(self, body: str) -> str:
-        digest = hmac.new(self._key, body.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-    def issue(self, username: str) -> str:
-        body = f"{username}|{int(time.time()) + SESSION_SECONDS}|{secrets.token_hex(8)}"
-        return f"{body}|{self._sign(body)}"
-
-    def verify(self, token: str | None) -> str | None:
-        if not token or token.count("|") != 3:
-            return None
-        username, expiry, session_id, signature = token.split("|")
-        if not same_secret(signature, self._sign(f"{username}|{expiry}|{session_id}")):
-            return None
-        if not expiry.isdigit() or int(expiry) < time.time() or session_id in self._revoked:
-            return None
-        return username
-
-    def revoke(self, token: str | None) -> None:
-        if token and token.count("|") == 3:
-            self._revoked[token.split("|")[2]] = time.time()
+SESSION_ENDED = 4401  # websocket close code: signed out, removed, or the password changed
+AGENTS_POLL_SECONDS = 1.0
 
 
 class ConsoleHub(Listener):
@@ -123,14 +92,14 @@ class Console:
         self.settings = settings
         self.canned = canned
         self.throttle = SignInThrottle()
+        self.socket_sessions: dict[web.WebSocketResponse, ConsoleSession] = {}
 
     @property
     def agents(self) -> dict[str, Agent]:
         return self.handoff.agents
 
-    def _agent(self, request: web.Request) -> str | None:
-        username = self.sessions.verify(request.cookies.get(COOKIE))
-        return username if username in self.agents else None
+    async def _session(self, request: web.Request) -> ConsoleSession | None:
+        return await self.sessions.verify(request.cookies.get(COOKIE), self.agents)
 
     def _login_page(self, error: str = "", status: int = 200) -> web.Response:
         page = (STATIC_DIR / "login.html").read_text(encoding="utf-8")
@@ -138,7 +107,7 @@ class Console:
                             headers={"Cache-Control": "no-store"})
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        if self._agent(request) is None:
+        if await self._session(request) is None:
             return self._login_page()
         return web.FileResponse(STATIC_DIR / "console.html", headers={"Cache-Control": "no-store"})
 
@@ -174,7 +143,7 @@ class Console:
             return self._login_page("Wrong username or password.", status=401)
         assert agent is not None
         self.throttle.succeeded(key)
-        token = self.sessions.issue(username)
+        token = self.sessions.issue(agent)
         response: web.StreamResponse = (web.json_response({"agent": agent.public()}) if wants_json
                                         else web.HTTPSeeOther("/console"))
         response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="Strict",
@@ -185,32 +154,85 @@ class Console:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        self.sessions.revoke(request.cookies.get(COOKIE))
+        session = self.sessions.read(request.cookies.get(COOKIE), self.agents)
+        if session is not None:
+            await self.sessions.revocations.add(session)  # durable: a restart does not bring it back
+            await self._end_sockets(lambda s: s.session_id == session.session_id)
+            log.info("agent signed out", extra={"agent": session.username})
         response = web.HTTPSeeOther("/console")
         response.del_cookie(COOKIE, path="/console")
         raise response
 
+    async def _end_sockets(self, ended: Any) -> None:
+        """Close, with SESSION_ENDED, every console socket whose session `ended(session)`."""
+        for ws, session in list(self.socket_sessions.items()):
+            if ended(session):
+                self.socket_sessions.pop(ws, None)
+                await ws.close(code=SESSION_ENDED, message=b"session ended")
+
+    async def end_invalid_sessions(self) -> None:
+        """Close sockets of removed agents, changed passwords, expired cookies, and sessions
+        signed out on another gateway."""
+        for ws, session in list(self.socket_sessions.items()):
+            if not self.sessions.still_valid(session, self.agents) or \
+                    await self.sessions.revocations.contains(session.session_id):
+                self.socket_sessions.pop(ws, None)
+                await ws.close(code=SESSION_ENDED, message=b"session ended")
+
+    async def watch_agents_file(self, path: Path) -> None:
+        """Reload the agents file when `./aftersales agent add|remove` changes it (`add` of an
+        existing agent sets a new password); end the sessions it invalidates at once."""
+        def signature() -> tuple[int, int] | None:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return None
+            return stat.st_mtime_ns, stat.st_size
+
+        seen = await asyncio.to_thread(signature)
+        while True:
+            await asyncio.sleep(AGENTS_POLL_SECONDS)
+            now = await asyncio.to_thread(signature)
+            if now == seen or now is None:
+                continue
+            seen = now
+            try:
+                agents = await asyncio.to_thread(load_agents, path)
+            except AgentsFileError as exc:
+                log.warning("agents file not reloaded; keeping the agents signed in", extra={"error": str(exc)})
+                continue
+            self.agents.clear()
+            self.agents.update(agents)
+            log.info("agents file reloaded", extra={"agents": len(agents)})
+            await self.end_invalid_sessions()
+            await self.hub.changed()
+
     async def socket(self, request: web.Request) -> web.StreamResponse:
-        agent = self._agent(request)
-        if agent is None:
+        session = await self._session(request)
+        if session is None:
             raise web.HTTPUnauthorized(text="sign in at /console first")
+        agent = session.username
         if not origin_allowed(request, self.settings.console_allowed_origins):  # not the shop's web chat sites
             raise web.HTTPForbidden(text="origin not allowed")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
         self.hub.sockets[ws] = agent
+        self.socket_sessions[ws] = session
         log.info("agent online", extra={"agent": agent})
         try:
             await ws.send_json({"type": "hello", "agent": self.agents[agent].public(), "canned": self.canned,
                                 "agents": self.hub.agents_view(), "outcomes": list(OUTCOMES)})
             await self.hub.changed()
             async for msg in ws:
+                if ws not in self.socket_sessions:
+                    break  # the session ended while this frame was on its way
                 if msg.type == WSMsgType.TEXT:
                     await self._frame(ws, agent, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     await ws.send_json({"type": "error", "code": "invalid_frame", "message": "send JSON text"})
         finally:
             self.hub.sockets.pop(ws, None)
+            self.socket_sessions.pop(ws, None)
             log.info("agent offline", extra={"agent": agent})
             await self.hub.changed()
         return ws

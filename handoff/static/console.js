@@ -279,7 +279,7 @@
         if (window.console && window.console.error) { window.console.error(err); }
       }
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       if (ws !== socket) { return; }
       ws = null;
       connected = false;
@@ -287,10 +287,13 @@
       pendingClaims = {};
       renderAll();
       if (leaving) { return; }
+      if (event && event.code === SESSION_ENDED) { goToSignIn(); return; }  // signed out, removed, new password
       scheduleReconnect(opened);
     };
     socket.onerror = function () { /* onclose follows */ };
   }
+
+  var SESSION_ENDED = 4401;  // the gateway closes a socket whose session ended
 
   function scheduleReconnect(hadOpened) {
     if (!hadOpened) { failsBeforeOpen += 1; }

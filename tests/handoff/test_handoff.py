@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import os
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from bot.rasa_runtime import RasaProcesses
 from handoff import HANDOFF_KEY
-from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
+from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, start_gateway
 from tests.handoff.conftest import ConsoleClient, team_environ
 
 pytestmark = pytest.mark.e2e
@@ -332,6 +336,93 @@ async def test_sign_in_attempts_do_not_stall_shoppers_and_hide_who_exists(team_g
         unknown = sorted([await timed("nobody-here") for _ in range(3)])[1]
     # Without the equal-cost check an unknown name answered ~100x faster than a known one.
     assert unknown > known / 3, (known, unknown)
+
+
+async def _closed_code(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> int | None:
+    """Read until the gateway closes the socket; its close code."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                return int(msg.data)
+            if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                return ws.close_code
+
+
+async def test_sign_out_ends_the_open_console_at_once_and_for_good(rasa_stack: RasaProcesses,
+                                                                    tmp_path: Path) -> None:
+    """A signed-out cookie must not work again, not on an open socket, not after a restart."""
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path))
+    gateway, runner = await start_gateway(settings)
+    alice = await ConsoleClient.sign_in(gateway.url, "alice")
+    cookie = alice.session.cookie_jar.filter_cookies(URL(gateway.url + "/console"))["console_session"].value
+    try:
+        async with alice.session.post(f"{gateway.url}/console/logout", allow_redirects=False) as resp:
+            assert resp.status == 303
+        assert await _closed_code(alice.ws) == 4401  # the open console is closed, and says why
+    finally:
+        await alice.close()
+        await runner.cleanup()
+    gateway, runner = await start_gateway(settings)  # the gateway restarts (embedded default, no Redis)
+    try:
+        async with aiohttp.ClientSession(headers={"Cookie": f"console_session={cookie}"}) as replay:
+            async with replay.get(f"{gateway.url}/console") as resp:
+                assert 'name="password"' in await resp.text()  # the stolen cookie is still signed out
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await replay.ws_connect(gateway.url.replace("http", "ws") + "/console/ws")
+            assert refused.value.status == 401
+    finally:
+        await runner.cleanup()
+
+
+async def test_removing_an_agent_or_changing_a_password_ends_their_sessions(team_gateway: RunningGateway,
+                                                                             tmp_path: Path) -> None:
+    """The shop runs `./aftersales agent remove bob` and `agent add alice --password ...` while the
+    gateway runs: both consoles close within seconds; carol keeps working."""
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    bob = await ConsoleClient.sign_in(team_gateway.url, "bob")
+    carol = await ConsoleClient.sign_in(team_gateway.url, "carol")
+    environ = {**os.environ, "AGENTS_FILE": str(tmp_path / "agents.yml"), "DATA_DIR": str(tmp_path / "data")}
+    try:
+        for argv in (["agent", "remove", "bob"], ["agent", "add", "alice", "Alice Chen", "--password", "new-pw"]):
+            done = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *argv, env=environ,
+                                                        cwd=Path(__file__).parents[2],
+                                                        stdout=asyncio.subprocess.DEVNULL)
+            assert await done.wait() == 0
+        assert await _closed_code(bob.ws) == 4401
+        assert await _closed_code(alice.ws) == 4401
+        await carol.send(type="ping")
+        assert (await carol.next("pong"))["type"] == "pong"
+        with pytest.raises(AssertionError):  # bob cannot sign in again
+            await ConsoleClient.sign_in(team_gateway.url, "bob")
+        with pytest.raises(AssertionError):  # alice's old password is gone ...
+            await ConsoleClient.sign_in(team_gateway.url, "alice")
+        again = await ConsoleClient.sign_in(team_gateway.url, "alice", "new-pw")  # ... the new one works
+        await again.close()
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+async def test_with_redis_a_sign_out_holds_on_every_gateway(rasa_stack: RasaProcesses, tmp_path: Path,
+                                                            redis_url: str) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path), redis_url=redis_url)
+    first, first_runner = await start_gateway(settings)
+    second, second_runner = await start_gateway(dataclasses.replace(settings, port=free_port()))
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            async with session.post(f"{first.url}/console/login",
+                                    json={"username": "carol", "password": "carol-pw"}) as resp:
+                assert resp.status == 200
+            cookie = session.cookie_jar.filter_cookies(URL(first.url + "/console"))["console_session"].value
+            async with session.post(f"{first.url}/console/logout", allow_redirects=False) as resp:
+                assert resp.status == 303
+        async with aiohttp.ClientSession(headers={"Cookie": f"console_session={cookie}"}) as replay:
+            async with replay.get(f"{second.url}/console") as resp:
+                assert 'name="password"' in await resp.text()
+    finally:
+        await second_runner.cleanup()
+        await first_runner.cleanup()
 
 
 async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcesses, tmp_path: Path,
