@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from bot.messages import Button, OutboundReply
@@ -47,7 +48,18 @@ class OutputChannel(ABC):
     async def send_typing(self, conversation_id: str, on: bool) -> None:
         """Show or hide a typing indicator, where the channel has one."""
 
+    @staticmethod
+    def signed(reply: OutboundReply) -> OutboundReply:
+        """A person's reply (an agent in a handoff) with their name before the text, for a
+        channel with no place of its own to show who wrote it."""
+        if reply.author and reply.text:
+            return replace(reply, text=f"{reply.author}: {reply.text}", author=None)
+        return reply
+
     async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
+        """Renders any reply through the methods above; an adapter that shows the author
+        natively (the web chat) overrides this."""
+        reply = self.signed(reply)
         if reply.buttons:
             await self.send_buttons(conversation_id, reply.text, reply.buttons)
         elif reply.text is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import replace
 from typing import Sequence, TypeVar
 
 from aiogram import Bot
@@ -41,7 +40,7 @@ from aiogram.methods import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.messages import Button, OutboundReply
+from bot.messages import Button
 from bot.textsplit import measure, utf16
 from bot.textsplit import split_text as split_text_in
 from bot.metrics import Metrics
@@ -134,12 +133,6 @@ class TelegramOutput(OutputChannel):
             log.warning("Telegram could not send the image; sending its link instead",
                         extra={"chat": conversation_id, "error": exc.message})
             await self.send_text(conversation_id, url)
-
-    async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
-        """As every channel does; a person's message (handoff) is signed with their name."""
-        if reply.author and reply.text:
-            reply = replace(reply, text=f"{reply.author}: {reply.text}")
-        await super().send_reply(conversation_id, reply)
 
     async def send_typing(self, conversation_id: str, on: bool) -> None:
         """Start (refreshing every few seconds) or stop the "typing…" indicator."""

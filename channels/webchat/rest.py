@@ -47,7 +47,7 @@ class RestOutput(OutputChannel):
         self._outbox[conversation_id].append(OutboundReply(text=text))
 
     async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
-        self._outbox[conversation_id].append(reply)
+        self._outbox[conversation_id].append(self.signed(reply))  # Rasa's format has no author field
 
     def collect(self, conversation_id: str) -> list[OutboundReply]:
         box = self._outbox.pop(conversation_id, None)

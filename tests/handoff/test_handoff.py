@@ -16,6 +16,7 @@ from yarl import URL
 
 from bot.rasa_runtime import RasaProcesses
 from handoff import HANDOFF_KEY
+from tests.e2e.test_rasa_contracts import SocketIOShopper
 from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, start_gateway
 from tests.handoff.conftest import ConsoleClient, team_environ
 
@@ -336,6 +337,35 @@ async def test_sign_in_attempts_do_not_stall_shoppers_and_hide_who_exists(team_g
         unknown = sorted([await timed("nobody-here") for _ in range(3)])[1]
     # Without the equal-cost check an unknown name answered ~100x faster than a known one.
     assert unknown > known / 3, (known, unknown)
+
+
+async def test_rest_and_socketio_shoppers_see_which_agent_is_writing(team_gateway: RunningGateway) -> None:
+    """Rasa's formats have no author field: the agent's name comes before the text, as on
+    Telegram and Slack; the web chat shows it in its own place."""
+    alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
+    shopper = SocketIOShopper()
+    try:
+        async with aiohttp.ClientSession() as http:
+            rest = f"{team_gateway.url}/webhooks/rest/webhook"
+            async with http.post(rest, json={"sender": "named-1", "message": "I want to talk to a human"}) as resp:
+                assert resp.status == 200
+            session_id = await shopper.start(team_gateway.url)
+            await shopper.sio.emit("user_uttered", {"message": "I want to talk to a human", "session_id": session_id})
+            keys = ("rest:named-1", f"socketio:{session_id.split('.')[0]}")  # the id, without its signature
+            await alice.state_where(lambda s: set(keys) <= {i["key"] for i in s["queue"]})
+            for key in keys:
+                await alice.send(type="claim", key=key)
+                assert (await alice.next("claimed"))["ok"]
+                await alice.send(type="reply", key=key, text="Hello, I'm looking at it now.")
+            async with http.post(rest, json={"sender": "named-1", "message": "thanks"}) as resp:
+                texts = [r.get("text") for r in await resp.json()]
+            assert "Alice Chen: Hello, I'm looking at it now." in texts, texts
+        async with asyncio.timeout(15):
+            while (await shopper.uttered.get()).get("text") != "Alice Chen: Hello, I'm looking at it now.":
+                pass
+    finally:
+        await shopper.sio.disconnect()
+        await alice.close()
 
 
 async def _closed_code(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> int | None:

@@ -41,6 +41,8 @@ async def test_slack_buyer_is_handed_to_an_agent_and_back(rasa_stack: RasaProces
             await alice.send(type="reply", key=key, text="So sorry! A replacement ships today.")
             await fake_slack.wait_for(lambda: any("A replacement ships today" in p.text
                                                   for p in fake_slack.posts(channel)[before:]))
+            relayed = [p.text for p in fake_slack.posts(channel)[before:] if "A replacement" in p.text]
+            assert relayed == ["Alice Chen: So sorry! A replacement ships today."]  # the shopper sees who wrote
 
             await alice.send(type="hand_back", key=key)
             await fake_slack.wait_for(lambda: any("back with the assistant" in p.text
