@@ -19,7 +19,6 @@ import signal
 import sys
 from typing import Sequence
 
-from aiohttp import web
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.log import setup_logging
@@ -37,14 +36,12 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
 
     from bot.app import CHANNELS_KEY
 
+    from bot.serving import serve
+
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
     try:
-        await site.start()
+        runner = await serve(app, settings.host, settings.port)
     except OSError as exc:
-        await runner.cleanup()
         raise RasaSetupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
                              "set GATEWAY_PORT to a free port") from exc
     base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}"

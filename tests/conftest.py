@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from bot.app import SERVICE_KEY, create_app
+from bot.serving import serve
 from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
@@ -97,9 +98,7 @@ class RunningGateway:
 
 async def start_gateway(settings: Settings) -> tuple[RunningGateway, web.AppRunner]:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
-    await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port).start()
+    runner = await serve(app, settings.host, settings.port, shutdown_timeout=2)  # exactly as `gateway` starts it
     return RunningGateway(settings, app), runner
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import serving
 from bot.config import Settings
 from channels.registry import ChannelContext
 from channels.slack.config import EVENTS_PATH, FILES_PATH, SlackConfig, load_slack_config
@@ -61,6 +62,7 @@ def setup(app: web.Application, ctx: ChannelContext) -> bool:
         app.router.add_post(EVENTS_PATH, runtime.handle_events)
     app.router.add_get(FILES_PATH + "/{file_id}", runtime.intake.files.handle)
     app.on_startup.append(runtime.on_startup)
+    serving.on_listening(app, runtime.on_listening)
     app.on_shutdown.append(runtime.on_shutdown)
     app.on_cleanup.append(runtime.on_cleanup)
     log.info(LogText.ENABLED, extra=runtime.describe())

@@ -6,8 +6,9 @@ the signature (bad or stale: 401), answers URL verification and skips the app's 
 then the gateway's gate and listeners run (channels/slack/intake.py).
 Socket Mode: Bolt's aiohttp Socket Mode handler connects out to Slack; same pipeline.
 
-Start-up: one shared HTTP session for the Web API and file relay, auth.test (who the app
-is), replay of deliveries kept before the last stop, then the Socket Mode connection.
+Start-up: one shared HTTP session for the Web API and file relay; once the port is bound
+(bot/serving.py): auth.test (who the app is), replay of deliveries kept before the last
+stop, then the Socket Mode connection.
 Shutdown: the socket is closed first (no new events), then the session.
 """
 
@@ -92,6 +93,9 @@ class SlackRuntime:
 
     async def on_startup(self, app: web.Application) -> None:
         await self.session.open()
+
+    async def on_listening(self, app: web.Application) -> None:
+        """Once the port is bound: who the app is, kept deliveries, then Socket Mode."""
         await self.identify()
         await self.intake.replay()
         if self.config.mode == "socket":

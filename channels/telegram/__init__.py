@@ -2,8 +2,8 @@
 
 `setup(app, ctx)` follows the contract in channels/registry.py. It composes one aiogram
 `Bot` (pointed at TELEGRAM_API_BASE), registers `TelegramOutput` as the "telegram" output,
-adds the webhook route (webhook mode) and `/telegram/files/{file_id}`, and hooks start-up
-(replay kept updates, then setWebhook or start long polling) and shut-down (stop polling
+adds the webhook route (webhook mode) and `/telegram/files/{file_id}`, and hooks the start, once
+the port is bound (replay kept updates, then setWebhook or start long polling), and shut-down (stop polling
 and intake, refuse further sends, close the bot session). See docs/telegram.md.
 """
 
@@ -17,6 +17,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
+from bot import serving
 from channels.registry import ChannelContext
 from channels.telegram.config import FILES_PATH, TelegramConfig, load_telegram_config
 from channels.telegram.convert import UpdateConverter
@@ -71,7 +72,8 @@ def setup(app: web.Application, ctx: ChannelContext) -> bool:
         app.router.add_post(config.webhook_path, telegram_input.webhook)
     app.router.add_get(FILES_PATH + "/{file_id}", files.fetch)
 
-    async def on_startup(app: web.Application) -> None:
+    async def on_listening(app: web.Application) -> None:
+        # Only once the port is bound: a webhook must never point at a gateway that failed to start.
         await telegram_input.start()
         log.info("Telegram channel started", extra={"mode": config.mode, "bot_id": config.bot_id})
 
@@ -83,7 +85,7 @@ def setup(app: web.Application, ctx: ChannelContext) -> bool:
         await bot.session.close()
         await state.close()
 
-    app.on_startup.append(on_startup)
+    serving.on_listening(app, on_listening)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return True

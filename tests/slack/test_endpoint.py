@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from slack_sdk.signature import Clock, SignatureVerifier
 
 from bot.app import CHANNELS_KEY, create_app
 from bot.config import ConfigError
+from bot.rasa_runtime import RasaProcesses
 from channels.slack.config import load_slack_config
 from tests.conftest import make_settings, start_gateway
-from tests.slack.conftest import BOT_TOKEN, SIGNING_SECRET, SlackGateway, dm, event_body, new_id, sign
+from tests.slack.conftest import (BOT_TOKEN, SIGNING_SECRET, FakeSlackApi, SlackGateway, dm, event_body, new_id, sign,
+                                  slack_env)
 
 # Slack's published example (docs "Verifying requests from Slack"; also slack_sdk's own tests).
 EXAMPLE_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -109,3 +112,16 @@ def test_wrong_settings_stop_the_start_with_every_problem_named_and_no_secret_sh
     config = load_slack_config({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET})
     assert config is not None and config.mode == "http" and config.api_base == "https://slack.com/api/"
     assert BOT_TOKEN not in repr(config) and SIGNING_SECRET not in repr(config)
+
+
+async def test_a_gateway_that_cannot_bind_does_not_start_on_slack(rasa_stack: RasaProcesses, tmp_path: Path,
+                                                                  fake_slack: FakeSlackApi) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = make_settings(tmp_path, rasa_stack.rasa_url, port=taken.getsockname()[1],
+                                 environ=slack_env(fake_slack))
+        with pytest.raises(OSError):
+            await start_gateway(settings)
+        await asyncio.sleep(0.5)
+        assert fake_slack.calls_of("auth.test", ok_only=False) == []  # nothing told Slack we are up

@@ -3,12 +3,18 @@ endpoint, answered by the real Rasa; what the shopper sees is what reached the f
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from pathlib import Path
+
 import aiohttp
 import pytest
 
 from bot.messages import Button, OutboundReply
+from bot.rasa_runtime import RasaProcesses
+from tests.conftest import make_settings, start_gateway
 from tests.telegram.conftest import WEBHOOK_SECRET, TelegramGateway
-from tests.telegram.fake_bot_api import SECRET_HEADER
+from tests.telegram.fake_bot_api import SECRET_HEADER, FakeBotAPI
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +167,20 @@ async def test_a_text_longer_than_the_gateways_limit_is_cut_like_every_channel_c
     tracker = await tg.gateway.service.rasa.tracker(f"telegram:{chat_id}")
     said = [e for e in tracker["events"] if e["event"] == "user"][-1]["text"]
     assert len(said) == tg.gateway.settings.max_text_length  # not 5026 characters into Rasa
+
+
+async def test_a_gateway_that_cannot_bind_never_points_the_webhook_at_itself(
+        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+    """Port taken: the start fails with a clear error and Telegram's webhook is left alone
+    (before, setWebhook ran first and pointed the bot at a gateway that was not there)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = make_settings(tmp_path, rasa_stack.rasa_url, port=port, public_url=f"http://127.0.0.1:{port}",
+                                 environ={"TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_BASE": fake.base_url,
+                                          "TELEGRAM_MODE": "webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET})
+        with pytest.raises(OSError):
+            await start_gateway(settings)
+        await asyncio.sleep(1.0)
+        assert fake.calls_of("setWebhook") == [] and fake.calls_of("deleteWebhook") == []
