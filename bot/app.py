@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
         metrics=Metrics(),
         transcripts=TranscriptStore(),
         max_pending=settings.max_pending_per_conversation,
+        max_pending_total=settings.max_pending_total,
         retry_initial_seconds=settings.rasa_retry_initial_seconds,
         retry_max_seconds=settings.rasa_retry_max_seconds,
         holding_after_seconds=settings.holding_after_seconds,

@@ -38,6 +38,8 @@ class Settings:
     holding_after_seconds: float = 2.0
     max_text_length: int = 4000
     max_pending_per_conversation: int = 50
+    max_pending_total: int = 5_000
+    webchat_new_sessions_per_minute: int = 30
     webchat_allowed_origins: tuple[str, ...] = ()
     console_allowed_origins: tuple[str, ...] = ()  # the agent console's own list (default: the gateway's own)
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (default: none)
@@ -186,6 +188,9 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         max_text_length=r.get("MAX_TEXT_LENGTH", d.max_text_length, _positive_int),
         max_pending_per_conversation=r.get("MAX_PENDING_PER_CONVERSATION", d.max_pending_per_conversation,
                                            _positive_int),
+        max_pending_total=r.get("MAX_PENDING_TOTAL", d.max_pending_total, _positive_int),
+        webchat_new_sessions_per_minute=r.get("WEBCHAT_NEW_SESSIONS_PER_MINUTE", d.webchat_new_sessions_per_minute,
+                                              _positive_int),
         webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),
         console_allowed_origins=r.get("CONSOLE_ALLOWED_ORIGINS", d.console_allowed_origins, _origins),
         trusted_proxies=r.get("TRUSTED_PROXIES", d.trusted_proxies, _networks),

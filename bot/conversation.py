@@ -108,6 +108,7 @@ class ConversationService:
         metrics: Metrics | None = None,
         transcripts: TranscriptStore | None = None,
         max_pending: int = 50,
+        max_pending_total: int = 5_000,
         retry_initial_seconds: float = 0.5,
         retry_max_seconds: float = 15.0,
         holding_after_seconds: float = 2.0,
@@ -122,6 +123,8 @@ class ConversationService:
         self._hooks: list[TurnHook] = []
         self._states: OrderedDict[str, _ConversationState] = OrderedDict()
         self._max_pending = max_pending
+        self._max_pending_total = max_pending_total
+        self._pending_total = 0  # messages in every queue, kept as they are added and answered
         self._retry_initial = retry_initial_seconds
         self._retry_max = retry_max_seconds
         self._holding_after = holding_after_seconds
@@ -220,6 +223,9 @@ class ConversationService:
             return Turn(message=earlier.message, replies=earlier.replies, held=earlier.held, duplicate=True)
         if len(state.queue) >= self._max_pending:
             raise QueueFull(f"{len(state.queue)} messages are still waiting for an answer")
+        if self._pending_total >= self._max_pending_total:
+            self.metrics.inc("messages_refused_total", reason="gateway_busy")
+            raise QueueFull("the gateway is holding as many messages as it may; try again shortly")
         state.language = follow_language(state.language, self._evidence(message), message.locale)
         message = replace(message, language=state.language.known)
         turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
@@ -227,6 +233,7 @@ class ConversationService:
         while len(state.recent) > self._remembered_ids:
             state.recent.popitem(last=False)
         state.queue.append(turn)
+        self._pending_total += 1
         if state.outage:
             turn.held.set()
         self.transcripts.add_inbound(message)
@@ -245,7 +252,7 @@ class ConversationService:
 
     @property
     def total_pending(self) -> int:
-        return sum(len(s.queue) for s in self._states.values())
+        return self._pending_total
 
     def _state(self, key: str) -> _ConversationState:
         state = self._states.get(key)
@@ -286,6 +293,7 @@ class ConversationService:
                 await self._retrying(turn, state, lambda: self._after_rasa(message, replies))
             for member in batch:
                 state.queue.remove(member)
+                self._pending_total -= 1
                 if not member.replies.done():
                     member.replies.set_result(replies if member is turn else [])
 

@@ -74,7 +74,10 @@ def rasa_stack(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPat
 def make_settings(tmp_path: Path, rasa_url: str, **overrides: Any) -> Settings:
     base = Settings(host="127.0.0.1", port=free_port(), rasa_url=rasa_url, data_dir=tmp_path / "data",
                     secret="test-secret-" + "x" * 32, rasa_retry_initial_seconds=0.2,
-                    rasa_retry_max_seconds=1.0, holding_after_seconds=0.5)
+                    rasa_retry_max_seconds=1.0, holding_after_seconds=0.5,
+                    # The evaluation opens hundreds of conversations from 127.0.0.1; the shipped
+                    # default is attacked in tests/e2e/test_attacks.py.
+                    webchat_new_sessions_per_minute=100_000)
     return replace(base, **overrides)
 
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.rasa_client import RasaError
+from bot.ratelimit import KeyedBuckets
 from bot.messages import InboundMessage, OutboundReply, safe_id
 from bot.security import parse_json, same_secret
 from bot.texts import gateway_text
@@ -74,6 +75,9 @@ class RestInput:
         self.service = service
         self.output = output
         self.settings = settings
+        # Per sender, as the web chat limits a conversation (not per address: a shop's backend
+        # may relay every shopper from one address).
+        self.sender_rate = KeyedBuckets(settings.webchat_rate_burst, settings.webchat_rate_per_second)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -112,6 +116,10 @@ class RestInput:
                 {"error": "text_too_long",
                  "message": f"message is {len(text)} characters; the limit is {self.settings.max_text_length}"},
                 status=413)
+        if not self.sender_rate.allow(sender):
+            self.service.metrics.inc("frames_rejected_total", reason="rate_limited")
+            return web.json_response({"error": "rate_limited", "message": "too many messages from this sender; "
+                                      "wait a moment and send again"}, status=429, headers={"Retry-After": "2"})
         metadata = body.get("metadata")
         locale = _declared_locale(metadata)
         message_id = body.get("message_id")

@@ -15,8 +15,8 @@ from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.i18n import language_of_locale
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
-from bot.ratelimit import TokenBucket
-from bot.security import origin_allowed, parse_json
+from bot.ratelimit import KeyedBuckets, TokenBucket
+from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
 from channels.base import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
@@ -28,7 +28,10 @@ CHANNEL = "webchat"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_ID_LENGTH = 100
 MAX_PAYLOAD_LENGTH = 1000
-FLOOD_CLOSE_AFTER = 50
+FLOOD_CLOSE_AFTER = 50  # refused frames (invalid or over a limit) before the socket is closed
+# A shopper's own mistakes: answered, but not counted as flooding.
+SHOPPER_ERRORS = frozenset({"text_too_long", "empty_text", "queue_full", "invalid_customer", "invalid_attachment"})
+HELLO_BURST, HELLO_PER_SECOND = 3, 0.1  # per socket: a hello resends the whole history
 
 
 class WebchatOutput(OutputChannel):
@@ -86,6 +89,11 @@ class WebchatInput:
         self.settings = settings
         self.customers = CustomerTokenVerifier(settings.shop_customer_secret) if settings.shop_customer_secret else None
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        # Shared by every socket of one conversation (twenty tabs with one token get one tab's rate)
+        # and by every new conversation from one address.
+        self.conversation_rate = KeyedBuckets(settings.webchat_rate_burst, settings.webchat_rate_per_second)
+        per_minute = settings.webchat_new_sessions_per_minute  # new conversations per client address
+        self.new_sessions = KeyedBuckets(per_minute, per_minute / 60.0)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not origin_allowed(request, self.settings.webchat_allowed_origins):
@@ -121,6 +129,8 @@ class _Connection:
         self.context: dict[str, str] = {}
         settings = owner.settings
         self.bucket = TokenBucket(settings.webchat_rate_burst, settings.webchat_rate_per_second)
+        self.hellos = TokenBucket(HELLO_BURST, HELLO_PER_SECOND)
+        self.address = client_address(request, settings.trusted_proxies)
         self.refusals = 0
 
     @property
@@ -134,7 +144,10 @@ class _Connection:
         """An error frame: `message` for the shopper, in the conversation's language;
         `detail` for the client's developer."""
         self.owner.service.metrics.inc("frames_rejected_total", reason=code)
-        log.info("frame refused", extra={"code": code, "conversation": self.conversation_id})
+        if code not in SHOPPER_ERRORS:
+            self.refusals += 1  # counts toward the flood close
+        # Debug only: a flood must not become a flood of log lines (the metric counts them).
+        log.debug("frame refused", extra={"code": code, "conversation": self.conversation_id})
         await self.ws.send_json({"type": "error", "code": code, "message": error_text(code, self.language, **values),
                                  "detail": detail, "id": frame_id})
 
@@ -171,6 +184,9 @@ class _Connection:
             await self.error("invalid_frame", f"unknown frame type {kind[:40]!r}")
 
     async def on_hello(self, frame: dict[str, Any]) -> None:
+        if not self.hellos.allow():
+            await self.error("rate_limited", "too many hello frames on this socket")
+            return
         locale = frame.get("locale")
         self.locale = locale[:20] if isinstance(locale, str) and locale else None
         customer_token = frame.get("customer")
@@ -185,6 +201,9 @@ class _Connection:
         resumed_id = self.owner.signer.verify(frame.get("token"))
         if resumed_id is not None:
             conversation_id, token = resumed_id, frame["token"]
+        elif not self.owner.new_sessions.allow(self.address):
+            await self.error("rate_limited", "too many new conversations from this address; try again shortly")
+            return
         else:
             conversation_id, token = self.owner.signer.issue()
         self.detach()
@@ -206,8 +225,7 @@ class _Connection:
         if self.conversation_id is None:
             await self.error("hello_required", "send a hello frame first", frame_id)
             return
-        if not self.bucket.allow():
-            self.refusals += 1
+        if not self.bucket.allow() or not self.owner.conversation_rate.allow(self.conversation_id):
             await self.error("rate_limited", "too many messages; wait a moment and send again", frame_id)
             return
         text, payload = frame.get("text"), frame.get("payload")

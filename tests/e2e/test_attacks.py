@@ -3,6 +3,7 @@ test is an attack that worked before it was closed."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,98 @@ async def test_logs_mask_e_mails_phones_and_failed_usernames(gateway: RunningGat
     for secret in ("jane.doe", "example.com", "13800138000", "1111222", "Tr0ub4dor"):
         assert secret not in written, secret  # ... without who sent them
     assert "ja***@ex***.com" in written and "861****00" in written and "139****22" in written
+
+
+async def _hello(http: aiohttp.ClientSession, ws_url: str, token: str | None = None) -> dict[str, Any]:
+    ws = await http.ws_connect(ws_url)
+    await ws.send_json({"type": "hello", "token": token, "locale": "en"})
+    frame: dict[str, Any] = await ws.receive_json(timeout=10)
+    await ws.close()
+    return frame
+
+
+async def test_floods_of_invalid_frames_close_the_socket_without_a_log_line_each(
+        gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    chat = await ChatClient.connect(gateway.ws_url)
+    try:
+        for _ in range(60):
+            await chat.ws.send_str("{not json")
+        while (msg := await chat.ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+            pass
+        assert chat.ws.close_code == 1008  # before, invalid frames never counted toward the close
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO and "frame refused" in r.getMessage()]
+    finally:
+        await chat.close()
+
+
+async def test_twenty_tabs_of_one_conversation_share_its_rate(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_rate_burst=5, webchat_rate_per_second=0.2)
+    running, runner = await start_gateway(settings)
+    first = await ChatClient.connect(running.ws_url)
+    tabs = [first] + [await ChatClient.connect(running.ws_url, token=first.token) for _ in range(19)]
+    try:
+        for n, tab in enumerate(tabs):
+            await tab.say("thanks", message_id=f"tab-{n}")
+        outcomes = [(await tab.next_frame("ack", "error"))["type"] for tab in tabs]
+        assert outcomes.count("ack") <= 6 and outcomes.count("error") >= 14, outcomes
+    finally:
+        for tab in tabs:
+            await tab.close()
+        await runner.cleanup()
+
+
+async def test_one_address_cannot_open_conversations_without_end_but_can_resume(rasa_stack: RasaProcesses,
+                                                                               tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_new_sessions_per_minute=30)  # the default
+    running, runner = await start_gateway(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            frames = [await _hello(http, running.ws_url) for _ in range(40)]
+            sessions = [f for f in frames if f["type"] == "session"]
+            refused = [f for f in frames if f["type"] == "error"]
+            assert len(sessions) in (30, 31) and {f["code"] for f in refused} == {"rate_limited"}
+            assert "wait a moment" in refused[0]["message"]  # shopper text, in the page's language
+            again = await _hello(http, running.ws_url, token=sessions[0]["token"])
+            assert again["type"] == "session" and again["resumed"]  # a returning shopper is not limited
+            # One socket cannot dodge the limit with many hellos either (each resends the history).
+            ws = await http.ws_connect(running.ws_url)
+            for _ in range(6):
+                await ws.send_json({"type": "hello", "token": sessions[1]["token"]})
+            kinds = []
+            for _ in range(6):
+                frame = await ws.receive_json(timeout=10)
+                while frame["type"] == "history":
+                    frame = await ws.receive_json(timeout=10)
+                kinds.append(frame["type"])
+            assert kinds.count("session") == 3 and kinds.count("error") == 3, kinds
+            await ws.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_rest_sender_is_rate_limited_and_the_gateway_caps_what_it_holds(rasa_stack: RasaProcesses,
+                                                                                tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_rate_burst=3, webchat_rate_per_second=0.2,
+                             max_pending_total=4)
+    running, runner = await start_gateway(settings)
+    url = f"{running.url}/webhooks/rest/webhook"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def send(sender: str, n: int) -> tuple[int, Any]:
+                async with http.post(url, json={"sender": sender, "message": "thanks", "message_id": f"{sender}-{n}"}
+                                     ) as resp:
+                    return resp.status, await resp.json()
+
+            one = await asyncio.gather(*(send("flooder", n) for n in range(8)))
+            limited = [b for s, b in one if s == 429]
+            assert len(limited) >= 4 and any(b["error"] == "rate_limited" for b in limited)
+            many = await asyncio.gather(*(send(f"crowd-{n}", 0) for n in range(30)))
+            statuses = [s for s, _ in many]
+            assert statuses.count(429) > 0 and all(b["error"] == "queue_full" for s, b in many if s == 429)
+            assert all(b and b[0]["text"] for s, b in many if s == 200)  # what was taken was answered
+            assert running.service.total_pending == 0  # nothing left counted once all are answered
+            status, body = await send("afterwards", 0)
+            assert status == 200 and body
+    finally:
+        await runner.cleanup()
