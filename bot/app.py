@@ -13,6 +13,7 @@ from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.inbox import Inbox, MemoryInbox, RedisInbox
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient
+from bot.serving import GUARD_KEY, ConnectionGuard
 from bot.transcript import TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
@@ -69,8 +70,11 @@ def security_headers(settings: Settings) -> Callable[..., Awaitable[web.StreamRe
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, security_headers(settings)],
+    guard = ConnectionGuard(settings.max_connections_per_address, settings.header_timeout_seconds,
+                            settings.trusted_proxies)
+    app = web.Application(middlewares=[guard.middleware, error_middleware, security_headers(settings)],
                           client_max_size=MAX_REQUEST_BYTES)
+    app[GUARD_KEY] = guard
     rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
     service = ConversationService(
         rasa,

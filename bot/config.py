@@ -40,6 +40,8 @@ class Settings:
     max_pending_per_conversation: int = 50
     max_pending_total: int = 5_000
     webchat_new_sessions_per_minute: int = 30
+    max_connections_per_address: int = 256
+    header_timeout_seconds: float = 10.0
     webchat_allowed_origins: tuple[str, ...] = ()
     console_allowed_origins: tuple[str, ...] = ()  # the agent console's own list (default: the gateway's own)
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (default: none)
@@ -189,6 +191,9 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         max_pending_per_conversation=r.get("MAX_PENDING_PER_CONVERSATION", d.max_pending_per_conversation,
                                            _positive_int),
         max_pending_total=r.get("MAX_PENDING_TOTAL", d.max_pending_total, _positive_int),
+        max_connections_per_address=r.get("MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address,
+                                          _positive_int),
+        header_timeout_seconds=r.get("HEADER_TIMEOUT_SECONDS", d.header_timeout_seconds, _positive_float),
         webchat_new_sessions_per_minute=r.get("WEBCHAT_NEW_SESSIONS_PER_MINUTE", d.webchat_new_sessions_per_minute,
                                               _positive_int),
         webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),

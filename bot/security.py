@@ -19,7 +19,8 @@ MAX_JSON_DEPTH = 64
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-def _trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+def is_trusted(address: str | None, proxies: Sequence[Network]) -> bool:
+    """Is `address` one of the shop's reverse proxies (TRUSTED_PROXIES)?"""
     if not address or not proxies:
         return False
     try:
@@ -34,11 +35,11 @@ def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
     nearest X-Forwarded-For hop that is not itself a trusted proxy. A header from anyone else
     is ignored, so a client cannot pick its own address."""
     address = request.remote or "?"
-    if not _trusted(address, proxies):
+    if not is_trusted(address, proxies):
         return address
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, proxies):
+        if not is_trusted(hop, proxies):
             return hop[:64]
     return address
 
@@ -47,7 +48,7 @@ def came_over_https(request: web.Request, proxies: Sequence[Network]) -> bool:
     """TLS on our socket, or a trusted proxy saying its client used https."""
     if request.secure:
         return True
-    if not _trusted(request.remote, proxies):
+    if not is_trusted(request.remote, proxies):
         return False
     return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 

@@ -4,12 +4,13 @@ docs/webchat-protocol.md. Input role: `WebchatInput.handle`; output role: `Webch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
-from typing import Any, Sequence
+from typing import Any, AsyncIterator, Sequence
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
@@ -151,8 +152,23 @@ class _Connection:
         await self.ws.send_json({"type": "error", "code": code, "message": error_text(code, self.language, **values),
                                  "detail": detail, "id": frame_id})
 
-    async def run(self) -> None:
+    async def _frames(self) -> AsyncIterator[WSMessage]:
+        """The socket's messages; the first (the hello) must come within HEADER_TIMEOUT_SECONDS,
+        so idle sockets do not pile up."""
+        try:
+            first = await self.ws.receive(timeout=self.owner.settings.header_timeout_seconds)
+        except asyncio.TimeoutError:
+            log.debug("websocket closed: nothing sent after connecting")
+            await self.ws.close(code=1008, message=b"send a hello first")
+            return
+        if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        yield first
         async for msg in self.ws:
+            yield msg
+
+    async def run(self) -> None:
+        async for msg in self._frames():
             if msg.type == WSMsgType.TEXT:
                 await self.on_text(msg.data)
             elif msg.type == WSMsgType.BINARY:

@@ -255,3 +255,52 @@ async def test_a_rest_sender_is_rate_limited_and_the_gateway_caps_what_it_holds(
             assert status == 200 and body
     finally:
         await runner.cleanup()
+
+
+async def _open_raw(port: int, first_bytes: bytes = b"") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if first_bytes:
+        writer.write(first_bytes)
+        await writer.drain()
+    return reader, writer
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """Did the gateway close (or reset) the connection within `timeout` without answering?"""
+    try:
+        return await asyncio.wait_for(reader.read(), timeout) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_idle_and_half_sent_connections_cannot_lock_everyone_out(rasa_stack: RasaProcesses,
+                                                                        tmp_path: Path) -> None:
+    """300 connections that send nothing, or half a request, from one address: past the cap
+    they are refused at once, the rest are closed when their headers do not come, and the
+    gateway answers again. Before, they stayed open for an hour (aiohttp's keep-alive)."""
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, max_connections_per_address=100,
+                             header_timeout_seconds=1.5)
+    running, runner = await start_gateway(settings)
+    port = settings.port
+    opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for n in range(300):
+            opened.append(await _open_raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" if n % 2 else b""))
+        over_cap = await asyncio.gather(*(_closed_by_server(r, 0.5) for r, _ in opened[100:]))
+        assert all(over_cap)  # refused straight away
+        held = await asyncio.gather(*(_closed_by_server(r, 5) for r, _ in opened[:100]))
+        assert all(held)  # no headers in time: closed
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{running.url}/healthz") as resp:
+                assert resp.status == 200
+        # A web chat socket that never says hello is closed too.
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(running.ws_url)
+            msg = await ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008
+    finally:
+        for _, writer in opened:
+            writer.close()
+        await runner.cleanup()
