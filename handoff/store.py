@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 
@@ -23,6 +25,12 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 ACTIVE = ("queued", "assigned")
+# A finished handoff (record and transcript) is kept this long for the shop's reports and a
+# returning shopper's history, then deleted; at most this many in memory, and at most this
+# many transcript lines per conversation.
+FINISHED_RETENTION_SECONDS = 30 * 24 * 3600
+MAX_FINISHED_IN_MEMORY = 10_000
+MAX_LOG_ENTRIES = 2_000
 
 
 @dataclass
@@ -93,15 +101,30 @@ class HandoffStore(ABC):
 
 
 class MemoryHandoffStore(HandoffStore):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, Handoff] = {}
         self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()  # key -> when, oldest first
+        self._clock = clock
+
+    def _forget_old(self) -> None:
+        oldest = self._clock() - FINISHED_RETENTION_SECONDS
+        while self._finished:
+            key, when = next(iter(self._finished.items()))
+            if when >= oldest and len(self._finished) <= MAX_FINISHED_IN_MEMORY:
+                break
+            del self._finished[key]
+            record = self._records.get(key)
+            if record is not None and not record.active:
+                del self._records[key]
+                self._logs.pop(key, None)
 
     async def create(self, handoff: Handoff) -> Handoff:
         existing = self._records.get(handoff.key)
         if existing is not None and existing.active:
             return existing
         self._records[handoff.key] = handoff
+        self._finished.pop(handoff.key, None)
         return handoff
 
     async def get(self, key: str) -> Handoff | None:
@@ -137,10 +160,16 @@ class MemoryHandoffStore(HandoffStore):
             return False
         record.status = status
         await self.update(key, **fields)
+        self._finished[key] = self._clock()
+        self._finished.move_to_end(key)
+        self._forget_old()
         return True
 
     async def append_log(self, key: str, entry: dict[str, Any]) -> None:
-        self._logs.setdefault(key, []).append(entry)
+        entries = self._logs.setdefault(key, [])
+        entries.append(entry)
+        if len(entries) > MAX_LOG_ENTRIES:
+            del entries[: len(entries) - MAX_LOG_ENTRIES]
 
     async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
         self._logs[key] = list(entries)
@@ -232,6 +261,10 @@ class RedisHandoffStore(HandoffStore):
             args += [name, json.dumps(value)]
         created = await self._create(keys=[self._rec(handoff.key), self._active_key], args=args)
         if created:
+            async with self._redis.pipeline(transaction=False) as pipe:  # kept again while it is open
+                pipe.persist(self._rec(handoff.key))
+                pipe.persist(self._log(handoff.key))
+                await pipe.execute()
             return handoff
         existing = await self.get(handoff.key)
         assert existing is not None
@@ -276,11 +309,18 @@ class RedisHandoffStore(HandoffStore):
         done = await self._finish(keys=[self._rec(key), self._active_key], args=[json.dumps(status), key])
         if done:
             await self.update(key, **fields)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.expire(self._rec(key), FINISHED_RETENTION_SECONDS)
+                pipe.expire(self._log(key), FINISHED_RETENTION_SECONDS)
+                await pipe.execute()
         return bool(done)
 
     @_unavailable_when_redis_is_down
     async def append_log(self, key: str, entry: dict[str, Any]) -> None:
-        await self._redis.rpush(self._log(key), json.dumps(entry, ensure_ascii=False))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self._log(key), json.dumps(entry, ensure_ascii=False))
+            pipe.ltrim(self._log(key), -MAX_LOG_ENTRIES, -1)
+            await pipe.execute()
 
     @_unavailable_when_redis_is_down
     async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:

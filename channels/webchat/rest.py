@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict, deque
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
+from bot.messages import InboundMessage, OutboundReply, safe_id
+from bot.outbox import Outbox
 from bot.rasa_client import RasaError
 from bot.ratelimit import KeyedBuckets
-from bot.messages import InboundMessage, OutboundReply, safe_id
 from bot.security import parse_json, same_secret
 from bot.texts import gateway_text
 from channels.base import OutputChannel
@@ -33,7 +33,6 @@ log = logging.getLogger("gateway.rest")
 
 CHANNEL = "rest"
 MAX_SENDER_LENGTH = 128
-MAX_OUTBOX = 200
 
 
 class RestOutput(OutputChannel):
@@ -42,17 +41,16 @@ class RestOutput(OutputChannel):
     name = CHANNEL
 
     def __init__(self) -> None:
-        self._outbox: dict[str, deque[OutboundReply]] = defaultdict(lambda: deque(maxlen=MAX_OUTBOX))
+        self._outbox: Outbox[OutboundReply] = Outbox()
 
     async def send_text(self, conversation_id: str, text: str) -> None:
-        self._outbox[conversation_id].append(OutboundReply(text=text))
+        self._outbox.put(conversation_id, OutboundReply(text=text))
 
     async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
-        self._outbox[conversation_id].append(self.signed(reply))  # Rasa's format has no author field
+        self._outbox.put(conversation_id, self.signed(reply))  # Rasa's format has no author field
 
     def collect(self, conversation_id: str) -> list[OutboundReply]:
-        box = self._outbox.pop(conversation_id, None)
-        return list(box) if box else []
+        return self._outbox.take(conversation_id)
 
 
 def _declared_locale(metadata: Any) -> str | None:

@@ -14,7 +14,7 @@ language comes from `customData.language` (rasa-webchat) or a `locale` in
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from typing import Any, Sequence
 
 import socketio  # type: ignore[import-untyped]
@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.i18n import language_of_locale
 from bot.messages import Button, InboundMessage
+from bot.outbox import Outbox
 from bot.ratelimit import TokenBucket
 from bot.texts import error_text
 from channels.base import OutputChannel
@@ -31,7 +32,6 @@ from channels.webchat.session import SessionSigner
 log = logging.getLogger("gateway.socketio")
 
 CHANNEL = "socketio"
-MAX_OUTBOX = 200
 
 
 def declared_locale(data: Any) -> str | None:
@@ -53,16 +53,16 @@ class SocketIOOutput(OutputChannel):
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self.sio = sio
         self.attached: dict[str, set[str]] = defaultdict(set)
-        self._outbox: dict[str, deque[dict[str, Any]]] = defaultdict(lambda: deque(maxlen=MAX_OUTBOX))
+        self._outbox: Outbox[dict[str, Any]] = Outbox()
 
     async def _emit(self, conversation_id: str, data: dict[str, Any]) -> None:
         if self.attached.get(conversation_id):
             await self.sio.emit("bot_uttered", data, room=conversation_id)
         else:
-            self._outbox[conversation_id].append(data)  # delivered at the next session_request
+            self._outbox.put(conversation_id, data)  # delivered at the next session_request
 
     async def flush(self, conversation_id: str) -> None:
-        for data in self._outbox.pop(conversation_id, ()):
+        for data in self._outbox.take(conversation_id):
             await self.sio.emit("bot_uttered", data, room=conversation_id)
 
     async def send_text(self, conversation_id: str, text: str) -> None:

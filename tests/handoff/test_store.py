@@ -9,7 +9,8 @@ from typing import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 
-from handoff.store import Handoff, HandoffStore, MemoryHandoffStore, RedisHandoffStore
+from handoff.store import (FINISHED_RETENTION_SECONDS, MAX_LOG_ENTRIES, Handoff, HandoffStore, MemoryHandoffStore,
+                           RedisHandoffStore)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -64,3 +65,29 @@ async def test_log_keeps_order_and_unicode(store: HandoffStore) -> None:
     for text in ["我要退货", "second", "<b>third</b>"]:
         await store.append_log("l", {"role": "shopper", "text": text, "ts": 1.0})
     assert [e["text"] for e in await store.log("l")] == ["我要退货", "second", "<b>third</b>"]
+
+
+async def test_finished_handoffs_expire_and_transcripts_are_bounded(store: HandoffStore) -> None:
+    """A store that is never cleaned grows for ever: finished handoffs are kept for the
+    retention period only, and one conversation's transcript keeps its newest lines."""
+    await store.create(new("old"))
+    for n in range(MAX_LOG_ENTRIES + 20):
+        await store.append_log("old", {"role": "shopper", "text": f"line {n}"})
+    kept = await store.log("old")
+    assert len(kept) == MAX_LOG_ENTRIES and kept[-1]["text"] == f"line {MAX_LOG_ENTRIES + 19}"
+    assert await store.finish("old", "resolved")
+    if isinstance(store, RedisHandoffStore):
+        ttl = await store._redis.ttl(store._rec("old"))
+        assert 0 < ttl <= FINISHED_RETENTION_SECONDS  # Redis deletes it when the time comes
+        await store.create(new("old", created=5.0))
+        assert await store._redis.ttl(store._rec("old")) == -1  # open again: kept
+    else:
+        clock = [time.time()]
+        memory = MemoryHandoffStore(clock=lambda: clock[0])
+        await memory.create(new("gone"))
+        await memory.finish("gone", "resolved")
+        clock[0] += FINISHED_RETENTION_SECONDS + 1
+        await memory.create(new("new"))
+        await memory.finish("new", "resolved")
+        assert await memory.get("gone") is None and await memory.log("gone") == []
+        assert await memory.get("new") is not None
