@@ -3,12 +3,19 @@
 Errors are typed so the conversation service can decide what to do:
 `RasaUnavailable` (connection refused, timeout, 5xx: retry later) versus
 `RasaRejected` (4xx or a malformed answer: retrying will not help).
+
+A turn whose request was sent but whose answer never came (timeout, dropped connection,
+5xx) may have run in Rasa. Its retry first reads the tracker: if the message is there, the
+turn is not sent again; its replies are read from the tracker's bot events (once the turn
+has finished). Only a message Rasa never saw is resent. The action server keys the cases
+it creates by the same message id, so even a resend cannot create a second case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any, Sequence
 
 from urllib.parse import quote
@@ -32,6 +39,10 @@ def _segment(value: str) -> str:
     return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class RasaError(Exception):
     """Base class for problems talking to Rasa."""
 
@@ -40,8 +51,16 @@ class RasaUnavailable(RasaError, DependencyUnavailable):
     """Rasa could not be reached or failed on its side; the same request may work later."""
 
 
+class RasaNotReached(RasaUnavailable):
+    """The request never reached Rasa (connection refused): sending it again is safe."""
+
+
 class RasaRejected(RasaError):
     """Rasa refused the request or answered something that is not a reply list."""
+
+
+MAX_UNSETTLED = 10_000
+REPLY_FIELDS = ("buttons", "image", "custom", "attachment")
 
 
 class RasaClient:
@@ -52,6 +71,8 @@ class RasaClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=min(5.0, timeout_seconds))
         self._token = token
         self._session: aiohttp.ClientSession | None = None
+        # Turns sent whose answer was lost: (conversation key, message id).
+        self._unsettled: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def start(self) -> None:
         if self._session is None:
@@ -73,12 +94,59 @@ class RasaClient:
         return {"token": self._token} if self._token else {}
 
     async def send_message(self, message: InboundMessage) -> list[OutboundReply]:
-        """Run one turn through Rasa's REST channel and return its replies."""
-        body = await self._request("POST", REST_WEBHOOK, json=message.rasa_request())
+        """Run one turn through Rasa's REST channel and return its replies; a retried turn
+        that already ran is answered from the tracker instead of running again."""
+        turn = (message.conversation_key, message.message_id)
+        if turn in self._unsettled:
+            earlier = await self._replies_of_earlier_run(message)
+            if earlier is not None:
+                self._unsettled.pop(turn, None)
+                log.info("retried turn had already run in Rasa; replies taken from its tracker",
+                         extra={"conversation": message.conversation_key, "message_id": message.message_id})
+                return earlier
+        try:
+            body = await self._request("POST", REST_WEBHOOK, json=message.rasa_request())
+        except RasaNotReached:
+            raise
+        except RasaUnavailable:
+            self._unsettled[turn] = None  # it may have run: check before sending it again
+            while len(self._unsettled) > MAX_UNSETTLED:
+                self._unsettled.popitem(last=False)
+            raise
+        self._unsettled.pop(turn, None)
+        return self._parse(body)
+
+    @staticmethod
+    def _parse(body: Any) -> list[OutboundReply]:
         try:
             return parse_rasa_replies(body)
         except MessageFormatError as exc:
             raise RasaRejected(f"unexpected reply from Rasa: {exc}") from exc
+
+    async def _replies_of_earlier_run(self, message: InboundMessage) -> list[OutboundReply] | None:
+        """The replies Rasa gave when it ran `message` before, read from the tracker; None if
+        Rasa never saw it. Raises `RasaUnavailable` while that run is still going."""
+        tracker = await self.tracker(message.conversation_key)
+        events = [e for e in tracker.get("events") or [] if isinstance(e, dict)]
+        start = None
+        for index, event in enumerate(events):
+            if event.get("event") == "user" and _mapping(event.get("metadata")).get("message_id") == message.message_id:
+                start = index
+        if start is None:
+            return None
+        said: list[dict[str, Any]] = []
+        for event in events[start + 1:]:
+            if event.get("event") == "user":
+                break
+            if event.get("event") == "action" and event.get("name") == "action_listen":
+                return self._parse(said)
+            if event.get("event") == "bot":
+                data = _mapping(event.get("data"))
+                said.append({"text": event.get("text"), **{k: data[k] for k in REPLY_FIELDS if data.get(k)}})
+        else:
+            if not tracker.get("paused"):
+                raise RasaUnavailable("Rasa is still running the earlier attempt of this turn")
+        return self._parse(said)
 
     async def append_events(self, conversation_key: str, events: Sequence[dict[str, Any]]) -> None:
         """Append events (e.g. `pause`/`resume`, slot sets) to a conversation's tracker."""
@@ -124,5 +192,7 @@ class RasaClient:
                     raise RasaRejected(f"Rasa answered invalid JSON to {method} {path}") from exc
         except asyncio.TimeoutError as exc:
             raise RasaUnavailable(f"Rasa did not answer {method} {path} in time") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise RasaNotReached(f"cannot reach Rasa at {self.base_url}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise RasaUnavailable(f"cannot reach Rasa at {self.base_url}: {exc}") from exc

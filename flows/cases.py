@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS case_history (
 CREATE INDEX IF NOT EXISTS cases_order ON cases (order_number, created_at);
 CREATE INDEX IF NOT EXISTS cases_customer ON cases (customer_id, created_at);
 CREATE INDEX IF NOT EXISTS cases_conversation ON cases (conversation_id, created_at);
+CREATE TABLE IF NOT EXISTS case_turns (
+    conversation_id TEXT NOT NULL, turn_id TEXT NOT NULL, kind TEXT NOT NULL,
+    case_id TEXT NOT NULL REFERENCES cases(id) ON DELETE CASCADE, PRIMARY KEY (conversation_id, turn_id, kind));
 """
 
 
@@ -99,14 +102,26 @@ class CaseStore:
     def create_sync(self, kind: str, statuses: Sequence[str | tuple[str, str]], *, order_number: str | None = None,
                     customer_id: str | None = None, conversation_id: str | None = None,
                     language: str | None = None, details: Mapping[str, Any] | None = None,
-                    case_id: str | None = None, at: float | None = None, demo: bool = False) -> Case:
+                    case_id: str | None = None, at: float | None = None, demo: bool = False,
+                    turn_id: str | None = None) -> Case:
+        """A new case; or, when the same shopper message (`turn_id` in `conversation_id`)
+        already made a case of this kind (the gateway retried a turn Rasa had run), that one."""
         if kind not in PREFIXES:
             raise ValueError(f"unknown case kind {kind!r}")
         if not statuses:
             raise ValueError("a case needs a first status")
         now = time.time() if at is None else at
         changes = [(s, "") if isinstance(s, str) else s for s in statuses]
+        turn = (conversation_id, turn_id, kind) if conversation_id and turn_id else None
         with connect(self.path) as conn:
+            if turn is not None:
+                conn.execute("BEGIN IMMEDIATE")  # one writer at a time: two runs of one turn cannot both create
+                made = conn.execute("SELECT case_id FROM case_turns WHERE conversation_id = ? AND turn_id = ? "
+                                    "AND kind = ?", turn).fetchone()
+                if made is not None:
+                    row = conn.execute("SELECT * FROM cases WHERE id = ?", (made["case_id"],)).fetchone()
+                    if row is not None:
+                        return self._load(conn, row)
             for _ in range(20):
                 cid = case_id or f"{PREFIXES[kind]}-{secrets.randbelow(800000) + 100000:06d}"
                 try:
@@ -122,6 +137,8 @@ class CaseStore:
                 raise RuntimeError("could not allocate a case id")
             for seq, (status, note) in enumerate(changes):
                 conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)", (cid, seq, status, now, note))
+            if turn is not None:
+                conn.execute("INSERT OR REPLACE INTO case_turns VALUES (?, ?, ?, ?)", (*turn, cid))
             row = conn.execute("SELECT * FROM cases WHERE id = ?", (cid,)).fetchone()
             return self._load(conn, row)
 

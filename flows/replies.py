@@ -74,6 +74,7 @@ class Context:
     conversation_id: str | None = None
     last_case_id: str | None = None
     pending_photo: str | None = None  # a photo sent before any flow asked for one
+    turn_id: str | None = None  # the gateway's id of the shopper's message: a retried turn makes no second case
 
 
 @dataclass

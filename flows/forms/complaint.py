@@ -131,7 +131,7 @@ class ComplaintForm(FormLogic):
             statuses.append(("escalated", assessment.handoff_reason))
         case = await self.app.cases.create("complaint", statuses, order_number=order_number,
                                            customer_id=ctx.customer_id, conversation_id=ctx.conversation_id,
-                                           language=lang, details=details)
+                                           language=lang, details=details, turn_id=ctx.turn_id)
         updates.update(last_case_id=case.id, last_outcome="complaint")
         cat = cp.categories.get(category) or next(iter(cp.categories.values()))
         queue = self.t.get(f"queue.{assessment.queue}", lang, assessment.queue)

@@ -110,7 +110,7 @@ class ExchangeForm(FormLogic):
             return [Reply(self.t("error.lost_track", lang), self.app.menu_buttons(lang))], updates
         decision = await self._decide(order, item)
         common = {"order_number": order.number, "customer_id": ctx.customer_id or order.customer_id,
-                  "conversation_id": ctx.conversation_id, "language": lang}
+                  "conversation_id": ctx.conversation_id, "language": lang, "turn_id": ctx.turn_id}
         if not decision.ok:
             updates.update(last_outcome="refused", last_case_id=None)
             text = self.t(f"exchange.refused.{decision.why}", lang, item=item.title(lang), order=order.number,

@@ -186,7 +186,7 @@ class ReturnForm(FormLogic):
                                    "category": item.category, "reason": d.reason, "decision": d.why,
                                    "days_since_delivery": d.days, "photo": values.get("photo_url")}
         common = {"order_number": order.number, "customer_id": ctx.customer_id or order.customer_id,
-                  "conversation_id": ctx.conversation_id, "language": lang}
+                  "conversation_id": ctx.conversation_id, "language": lang, "turn_id": ctx.turn_id}
         urgent = values.get("urgent") == "yes"
         if d.outcome == REFUSED:
             case = await self.app.cases.create("return", ["submitted", ("refused", d.why)], details=details, **common)

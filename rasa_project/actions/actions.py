@@ -80,7 +80,13 @@ def context(tracker: Tracker) -> Context:
     customer = tracker.get_slot("customer_id")
     return Context(lang=language(tracker), customer_id=customer if isinstance(customer, str) else None,
                    conversation_id=tracker.sender_id, last_case_id=tracker.get_slot("last_case_id"),
-                   pending_photo=tracker.get_slot("pending_photo"))
+                   pending_photo=tracker.get_slot("pending_photo"),
+                   turn_id=_turn_id(tracker))
+
+
+def _turn_id(tracker: Tracker) -> Optional[Text]:
+    turn = _metadata(tracker).get("message_id")
+    return turn[:200] if isinstance(turn, str) and turn else None
 
 
 def inbound(tracker: Tracker) -> Inbound:
