@@ -14,7 +14,7 @@ from bot.inbox import Inbox, MemoryInbox, RedisInbox
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard
-from bot.transcript import TranscriptStore
+from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
 from flows.cases import cases_for_conversation
@@ -76,10 +76,22 @@ def create_app(settings: Settings) -> web.Application:
                           client_max_size=MAX_REQUEST_BYTES)
     app[GUARD_KEY] = guard
     rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
+    deduper: Deduper
+    inbox: Inbox
+    redis_client = None
+    journal = None
+    if settings.redis_url:
+        import redis.asyncio as redis_asyncio
+
+        redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
+        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
+        journal = RedisTranscriptJournal(redis_client, max_entries=500)
+    else:
+        deduper, inbox = MemoryDeduper(), MemoryInbox()
     service = ConversationService(
         rasa,
         metrics=Metrics(),
-        transcripts=TranscriptStore(),
+        transcripts=TranscriptStore(max_entries=500, journal=journal),
         max_pending=settings.max_pending_per_conversation,
         max_pending_total=settings.max_pending_total,
         retry_initial_seconds=settings.rasa_retry_initial_seconds,
@@ -90,21 +102,11 @@ def create_app(settings: Settings) -> web.Application:
     app[RASA_KEY] = rasa
     app[SERVICE_KEY] = service
     secret = ensure_secret(settings)
-    setup_webchat(app, service, settings, secret)
-
-    deduper: Deduper
-    inbox: Inbox
-    redis_client = None
-    if settings.redis_url:
-        import redis.asyncio as redis_asyncio
-
-        redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
-        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
-    else:
-        deduper, inbox = MemoryDeduper(), MemoryInbox()
+    setup_webchat(app, service, settings, secret, inbox)
     setup_handoff(app, service, settings, secret, redis_client, cases=cases_for_conversation)
     async def start_rasa_client(app: web.Application) -> None:
         await rasa.start()  # before any channel's start-up hook replays kept deliveries
+        await service.transcripts.start()  # the history kept in Redis, before anything is added
 
     app.on_startup.append(start_rasa_client)
     ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox,
@@ -125,6 +127,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         await service.close()
+        await service.transcripts.close()
         await rasa.close()
         if redis_client is not None:
             await redis_client.aclose()

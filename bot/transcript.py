@@ -1,16 +1,26 @@
 """What was said in each conversation, shopper and bot, oldest first.
 
 The web chat replays it when a shopper reloads the page; the handoff module shows it to
-the agent. In-memory and bounded: the newest `max_entries` per conversation, the most
-recently active `max_conversations` conversations.
+the agent. Read from memory, bounded: the newest `max_entries` per conversation, the most
+recently active `max_conversations` conversations. With REDIS_URL every entry is also
+written to Redis (a list per conversation, kept `JOURNAL_DAYS`), in the background and in
+order, and loaded back at start: a crash or restart keeps the history.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+import logging
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("gateway.transcript")
+
+JOURNAL_DAYS = 30
 
 from bot.messages import InboundMessage, OutboundReply
 
@@ -35,11 +45,101 @@ class TranscriptEntry:
         return entry
 
 
+class RedisTranscriptJournal:
+    """The transcript's copy in Redis: appended by one writer task, read once at start."""
+
+    def __init__(self, redis: Any, max_entries: int, prefix: str = "gateway:transcript:") -> None:
+        self.redis = redis
+        self.max_entries = max_entries
+        self.prefix = prefix
+        # Bounded: during a long Redis outage the newest entries past this stay in memory only.
+        self._queue: asyncio.Queue[tuple[str, TranscriptEntry]] = asyncio.Queue(maxsize=50_000)
+        self._writer: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(self, key: str, entry: TranscriptEntry) -> None:
+        try:
+            self._queue.put_nowait((key, entry))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("Redis has been away too long; transcript entries kept in memory only",
+                          extra={"dropped": self.dropped})
+
+    async def load(self) -> dict[str, list[TranscriptEntry]]:
+        found: dict[str, list[TranscriptEntry]] = {}
+        async for raw_key in self.redis.scan_iter(match=self.prefix + "*", count=500):
+            name = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            entries = []
+            for raw in await self.redis.lrange(name, 0, -1):
+                try:
+                    data = json.loads(raw)
+                    entries.append(TranscriptEntry(**{**data, "buttons": tuple(data.get("buttons") or ())}))
+                except (ValueError, TypeError):
+                    continue
+            if entries:
+                found[name[len(self.prefix):]] = entries
+        return found
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_forever(), name="transcript-journal")
+
+    async def _write_forever(self) -> None:
+        while True:
+            key, entry = await self._queue.get()
+            name = self.prefix + key
+            while True:
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        pipe.rpush(name, json.dumps(dataclasses.asdict(entry), ensure_ascii=False))
+                        pipe.ltrim(name, -self.max_entries, -1)
+                        pipe.expire(name, JOURNAL_DAYS * 86400)
+                        await pipe.execute()
+                    break
+                except Exception as exc:  # Redis away: keep the entry, try again shortly
+                    log.warning("transcript not written to Redis yet; retrying", extra={"error": repr(exc)})
+                    await asyncio.sleep(1.0)
+
+    async def close(self, flush_seconds: float = 2.0) -> None:
+        if self._writer is None:
+            return
+        deadline = time.monotonic() + flush_seconds
+        while not self._queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
 class TranscriptStore:
-    def __init__(self, max_entries: int = 500, max_conversations: int = 10_000) -> None:
+    def __init__(self, max_entries: int = 500, max_conversations: int = 10_000,
+                 journal: RedisTranscriptJournal | None = None) -> None:
         self._max_entries = max_entries
         self._max_conversations = max_conversations
         self._by_key: OrderedDict[str, deque[TranscriptEntry]] = OrderedDict()
+        self.journal = journal
+
+    async def start(self) -> None:
+        """Load what the journal kept (oldest conversations first), then start writing to it."""
+        if self.journal is None:
+            return
+        try:
+            kept = await self.journal.load()
+        except Exception as exc:  # Redis away at start: start anyway; new entries wait for it
+            log.error("kept transcripts could not be loaded from Redis", extra={"error": repr(exc)})
+            kept = {}
+        for key, entries in sorted(kept.items(), key=lambda kv: kv[1][-1].ts):
+            self._entries(key).extend(entries)
+        log.info("transcripts loaded", extra={"conversations": len(kept)})
+        self.journal.start()
+
+    async def close(self) -> None:
+        if self.journal is not None:
+            await self.journal.close()
+
+    def _append(self, key: str, entry: TranscriptEntry) -> None:
+        self._entries(key).append(entry)
+        if self.journal is not None:
+            self.journal.record(key, entry)
 
     def _entries(self, key: str) -> deque[TranscriptEntry]:
         entries = self._by_key.get(key)
@@ -52,14 +152,17 @@ class TranscriptStore:
         return entries
 
     def add_inbound(self, message: InboundMessage) -> None:
-        self._entries(message.conversation_key).append(
-            TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp,
-                            message_id=message.message_id))
+        entries = self._entries(message.conversation_key)
+        if any(e.role == "shopper" and e.message_id == message.message_id for e in list(entries)[-20:]):
+            return  # replayed after a restart: it is in the history already
+        self._append(message.conversation_key,
+                     TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp,
+                                     message_id=message.message_id))
 
     def add_reply(self, key: str, reply: OutboundReply) -> None:
         if reply.text is None and reply.image is None and not reply.buttons:
             return  # custom payloads are signals, not something the shopper saw
-        self._entries(key).append(TranscriptEntry(
+        self._append(key, TranscriptEntry(
             role="agent" if reply.author else "bot", text=reply.text,
             buttons=tuple(b.to_dict() for b in reply.buttons), image=reply.image, author=reply.author))
 

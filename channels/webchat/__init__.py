@@ -11,7 +11,9 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from bot.config import Settings
+from bot import serving
 from bot.conversation import ConversationService
+from bot.inbox import Inbox
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
 from channels.webchat.socketio import SocketIOInput
@@ -26,7 +28,7 @@ WEBCHAT_KEY = web.AppKey("webchat", WebchatInput)
 
 
 def setup_webchat(app: web.Application, service: ConversationService, settings: Settings,
-                  secret: str) -> WebchatInput:
+                  secret: str, inbox: Inbox) -> WebchatInput:
     signer = SessionSigner(secret)
 
     webchat_output = WebchatOutput()
@@ -37,7 +39,7 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
                                           max_bytes=int(settings.upload_max_mb * 1024 * 1024),
                                           per_minute=settings.upload_rate_per_minute,
                                           retention_seconds=settings.upload_retention_days * 86400))
-    webchat = WebchatInput(service, webchat_output, signer, settings, uploads)
+    webchat = WebchatInput(service, webchat_output, signer, settings, uploads, inbox)
     app[WEBCHAT_KEY] = webchat
 
     rest_output = RestOutput()
@@ -62,6 +64,7 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
 
     async def close_sockets(app: web.Application) -> None:
         await webchat.close_all()
+        await webchat.stop_tracking()
 
     async def expire_uploads(app: web.Application) -> AsyncIterator[None]:
         async def loop() -> None:
@@ -76,6 +79,10 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    async def replay_kept(app: web.Application) -> None:
+        await webchat.replay_kept()
+
+    serving.on_listening(app, replay_kept)
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(expire_uploads)
     return webchat

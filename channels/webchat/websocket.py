@@ -5,6 +5,7 @@ docs/webchat-protocol.md. Input role: `WebchatInput.handle`; output role: `Webch
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -13,7 +14,8 @@ from typing import Any, AsyncIterator, Sequence
 from aiohttp import WSMessage, WSMsgType, web
 
 from bot.config import Settings
-from bot.conversation import ConversationService, QueueFull
+from bot.conversation import ConversationService, QueueFull, Turn
+from bot.inbox import Inbox
 from bot.i18n import language_of_locale
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import KeyedBuckets, TokenBucket
@@ -80,9 +82,30 @@ class WebchatOutput(OutputChannel):
         await self._broadcast(conversation_id, {"type": "typing", "on": on})
 
 
+def _record(message: InboundMessage) -> dict[str, Any]:
+    """What the inbox keeps of an acknowledged message, to answer it after a restart."""
+    return {"conversation_id": message.conversation_id, "text": message.text, "payload": message.payload,
+            "message_id": message.message_id, "locale": message.locale, "context": dict(message.context),
+            "attachments": [a.to_dict() for a in message.attachments], "timestamp": message.timestamp}
+
+
+def _from_record(record: dict[str, Any]) -> InboundMessage:
+    conversation_id = str(record["conversation_id"])
+    return InboundMessage(
+        channel=CHANNEL, conversation_id=conversation_id, sender_id=conversation_id, text=str(record.get("text") or ""),
+        payload=record.get("payload"), message_id=str(record["message_id"]), locale=record.get("locale"),
+        context=dict(record.get("context") or {}), timestamp=float(record.get("timestamp") or time.time()),
+        attachments=tuple(Attachment(**a) for a in record.get("attachments") or ()))
+
+
 class WebchatInput:
+    """Input role of the web chat. An acknowledged message is kept in the inbox (Redis with
+    REDIS_URL) until it is answered, and answered after a restart if the gateway died first."""
+
     def __init__(self, service: ConversationService, output: WebchatOutput, signer: SessionSigner,
-                 settings: Settings, uploads: Uploads) -> None:
+                 settings: Settings, uploads: Uploads, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self._answering: set[asyncio.Task[None]] = set()
         self.uploads = uploads
         self.service = service
         self.output = output
@@ -112,6 +135,51 @@ class WebchatInput:
         finally:
             connection.detach()
         return ws
+
+    @staticmethod
+    def event_id(message: InboundMessage) -> str:
+        return json.dumps([message.conversation_id, message.message_id])  # opaque inbox key, never parsed
+
+    def track(self, turn: Turn, event_id: str) -> None:
+        """Forget the kept message once its turn is answered."""
+        async def forget_when_answered() -> None:
+            try:
+                await asyncio.shield(turn.replies)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+            try:
+                await self.inbox.done(CHANNEL, event_id)
+            except Exception as exc:  # replayed after the next start; the transcript shows it once
+                log.warning("answered web chat message not removed from the inbox", extra={"error": repr(exc)})
+        task = asyncio.create_task(forget_when_answered(), name="webchat-inbox-done")
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def replay_kept(self) -> None:
+        """Answer what was acknowledged before the last stop but not answered: the shopper
+        finds the answer in the history when they come back."""
+        try:
+            kept = await self.inbox.pending(CHANNEL)
+        except Exception as exc:
+            log.error("cannot read kept web chat messages", extra={"error": repr(exc)})
+            return
+        for event_id, record in kept:
+            try:
+                message = _from_record(record)
+                turn = self.service.submit(message)
+            except (KeyError, TypeError, ValueError, QueueFull) as exc:
+                log.error("kept web chat message could not be replayed", extra={"error": repr(exc)})
+                continue
+            self.track(turn, event_id)
+        if kept:
+            log.info("kept web chat messages replayed", extra={"count": len(kept)})
+
+    async def stop_tracking(self) -> None:
+        for task in list(self._answering):
+            task.cancel()
+        await asyncio.gather(*self._answering, return_exceptions=True)
 
     async def close_all(self) -> None:
         for ws in list(self.sockets):
@@ -269,10 +337,17 @@ class _Connection:
             attachments=tuple(attachments),
         )
         try:
-            self.owner.service.submit(message)
+            turn = self.owner.service.submit(message)
         except QueueFull as exc:
             await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
             return
+        if not turn.duplicate:  # a resend of an acknowledged message is kept already
+            event_id = self.owner.event_id(message)
+            try:
+                await self.owner.inbox.put(CHANNEL, event_id, _record(message))  # before the ack promises it
+                self.owner.track(turn, event_id)
+            except Exception as exc:  # Redis away: it is being answered, but would not survive a crash
+                log.error("web chat message could not be kept; answering it anyway", extra={"error": repr(exc)})
         await self.ws.send_json({"type": "ack", "id": frame_id})
 
     async def _attachments(self, raw: object) -> list[Attachment] | None:
