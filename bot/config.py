@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
+from bot.files import write_private
+
 T = TypeVar("T")
 
 
@@ -236,9 +238,6 @@ def ensure_secret(settings: Settings) -> str:
         stored = path.read_text(encoding="utf-8").strip()
         if len(stored) >= 32:
             return stored
-    path.parent.mkdir(parents=True, exist_ok=True)
     generated = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(generated)
+    write_private(path, generated)
     return generated

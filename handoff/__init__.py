@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import yaml
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from bot.config import ConfigError, Settings
 from bot.conversation import ConversationService
+from bot.files import write_private
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.config import load_handoff_settings
 from handoff.console import Console, ConsoleHub, STATIC_DIR
@@ -51,9 +51,7 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
         # Written to a file only its owner can read (not to logs or stdout); only the hash is
         # kept in the agents file.
         secret_file = handoff_settings.agents_file.with_name("demo-agent-password.txt")
-        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(new_password + "\n")
+        write_private(secret_file, new_password + "\n")
         print(f"Agent console: created agent 'demo'; its password is in {secret_file} "
               f"(add agents with ./aftersales agent add)", flush=True)
     try:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from bot.files import write_private
 
 ITERATIONS = 200_000
 
@@ -67,15 +68,10 @@ def load_agents(path: Path) -> dict[str, Agent]:
 
 
 def save_agents(path: Path, agents: dict[str, Agent]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"agents": {a.username: {"name": a.name, "password_hash": a.password_hash} for a in agents.values()}}
-    # Written beside and renamed over: a running gateway reloading it never reads half a file.
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("# Agents of the console. Add one with: ./aftersales agent add USERNAME \"Display Name\"\n")
-        yaml.safe_dump(body, handle, allow_unicode=True, sort_keys=True)
-    os.replace(temporary, path)
+    # Whole or not at all: a running gateway reloading it never reads half a file.
+    write_private(path, "# Agents of the console. Add one with: ./aftersales agent add USERNAME \"Display Name\"\n"
+                  + yaml.safe_dump(body, allow_unicode=True, sort_keys=True))
 
 
 def write_agents_file(path: Path, agents: dict[str, tuple[str, str]]) -> None:

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.files import write_private
 from bot.security import same_secret
 from handoff.agents import Agent
 
@@ -77,12 +77,7 @@ class FileRevocations(Revocations):
             await asyncio.to_thread(self._write, dict(self._revoked))
 
     def _write(self, revoked: dict[str, int]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(revoked, handle)
-        os.replace(temporary, self.path)
+        write_private(self.path, json.dumps(revoked))
 
     async def contains(self, session_id: str) -> bool:
         return session_id in self._revoked
