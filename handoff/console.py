@@ -9,7 +9,7 @@ import logging
 import os
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
@@ -163,7 +163,7 @@ class Console:
         response.del_cookie(COOKIE, path="/console")
         raise response
 
-    async def _end_sockets(self, ended: Any) -> None:
+    async def _end_sockets(self, ended: Callable[[ConsoleSession], bool]) -> None:
         """Close, with SESSION_ENDED, every console socket whose session `ended(session)`."""
         for ws, session in list(self.socket_sessions.items()):
             if ended(session):
@@ -173,11 +173,9 @@ class Console:
     async def end_invalid_sessions(self) -> None:
         """Close sockets of removed agents, changed passwords, expired cookies, and sessions
         signed out on another gateway."""
-        for ws, session in list(self.socket_sessions.items()):
-            if not self.sessions.still_valid(session, self.agents) or \
-                    await self.sessions.revocations.contains(session.session_id):
-                self.socket_sessions.pop(ws, None)
-                await ws.close(code=SESSION_ENDED, message=b"session ended")
+        signed_out = {s.session_id for s in list(self.socket_sessions.values())
+                      if await self.sessions.revocations.contains(s.session_id)}
+        await self._end_sockets(lambda s: s.session_id in signed_out or not self.sessions.still_valid(s, self.agents))
 
     async def watch_agents_file(self, path: Path) -> None:
         """Reload the agents file when `./aftersales agent add|remove` changes it (`add` of an

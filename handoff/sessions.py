@@ -130,10 +130,7 @@ class ConsoleSessions:
         session = self._parse(token)
         if session is None or not same_secret(token.rsplit("|", 1)[1], self._sign(token.rsplit("|", 1)[0])):
             return None
-        agent = agents.get(session.username)
-        if agent is None or session.expires < time.time() or not same_secret(session.stamp, self._stamp(agent)):
-            return None
-        return session
+        return session if self.still_valid(session, agents) else None
 
     async def verify(self, token: str | None, agents: dict[str, Agent]) -> ConsoleSession | None:
         session = self.read(token, agents)
@@ -142,6 +139,6 @@ class ConsoleSessions:
         return session
 
     def still_valid(self, session: ConsoleSession, agents: dict[str, Agent]) -> bool:
-        """Without the revocation list: is the agent still there, with the same password?"""
+        """Without the revocation list: unexpired, and the agent still there with the same password?"""
         agent = agents.get(session.username)
         return agent is not None and same_secret(session.stamp, self._stamp(agent)) and session.expires >= time.time()
