@@ -85,13 +85,13 @@ def create_app(settings: Settings) -> web.Application:
 
         redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
         deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
-        journal = RedisTranscriptJournal(redis_client, max_entries=500)
+        journal = RedisTranscriptJournal(redis_client)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
     service = ConversationService(
         rasa,
         metrics=Metrics(),
-        transcripts=TranscriptStore(max_entries=500, journal=journal),
+        transcripts=TranscriptStore(journal=journal),
         max_pending=settings.max_pending_per_conversation,
         max_pending_total=settings.max_pending_total,
         retry_initial_seconds=settings.rasa_retry_initial_seconds,

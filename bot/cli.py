@@ -19,7 +19,6 @@ import signal
 import sys
 from typing import Sequence
 
-
 from bot.config import ConfigError, Settings, load_settings
 from bot.log import setup_logging
 from bot.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
@@ -35,7 +34,6 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     from bot.app import create_app  # imported here so `setup` does not load aiohttp apps
 
     from bot.app import CHANNELS_KEY
-
     from bot.serving import serve
 
     app = create_app(settings)

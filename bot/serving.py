@@ -48,7 +48,6 @@ class ConnectionGuard:
         self.trusted = tuple(trusted)
         self.open: Counter[str] = Counter()
         self.answered: weakref.WeakSet[Any] = weakref.WeakSet()  # transports that delivered a request
-        self.refused = 0
 
     @web.middleware
     async def middleware(self, request: web.Request,
@@ -73,7 +72,6 @@ class _GuardedConnection(asyncio.Protocol):
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         guard = self.guard
         if not is_trusted(address, guard.trusted) and guard.open[address] >= guard.max_per_address:
-            guard.refused += 1
             log.warning("connection refused: too many from one address", extra={"remote": address})
             transport.abort() if isinstance(transport, asyncio.Transport) else transport.close()
             return

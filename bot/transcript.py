@@ -21,6 +21,7 @@ from typing import Any
 log = logging.getLogger("gateway.transcript")
 
 JOURNAL_DAYS = 30
+MAX_ENTRIES = 500  # per conversation, in memory and in the journal
 
 from bot.messages import InboundMessage, OutboundReply
 
@@ -48,7 +49,7 @@ class TranscriptEntry:
 class RedisTranscriptJournal:
     """The transcript's copy in Redis: appended by one writer task, read once at start."""
 
-    def __init__(self, redis: Any, max_entries: int, prefix: str = "gateway:transcript:") -> None:
+    def __init__(self, redis: Any, max_entries: int = MAX_ENTRIES, prefix: str = "gateway:transcript:") -> None:
         self.redis = redis
         self.max_entries = max_entries
         self.prefix = prefix
@@ -111,7 +112,7 @@ class RedisTranscriptJournal:
 
 
 class TranscriptStore:
-    def __init__(self, max_entries: int = 500, max_conversations: int = 10_000,
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_conversations: int = 10_000,
                  journal: RedisTranscriptJournal | None = None) -> None:
         self._max_entries = max_entries
         self._max_conversations = max_conversations

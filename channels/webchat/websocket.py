@@ -144,9 +144,7 @@ class WebchatInput:
         """Forget the kept message once its turn is answered."""
         async def forget_when_answered() -> None:
             try:
-                await asyncio.shield(turn.replies)
-            except asyncio.CancelledError:
-                raise
+                await asyncio.shield(turn.replies)  # cancelled (shutdown): stays kept, replayed next start
             except Exception:
                 pass
             try:
@@ -197,7 +195,6 @@ class _Connection:
         self.locale: str | None = None
         self.context: dict[str, str] = {}
         settings = owner.settings
-        self.bucket = TokenBucket(settings.webchat_rate_burst, settings.webchat_rate_per_second)
         self.hellos = TokenBucket(HELLO_BURST, HELLO_PER_SECOND)
         self.address = client_address(request, settings.trusted_proxies)
         self.refusals = 0
@@ -309,7 +306,7 @@ class _Connection:
         if self.conversation_id is None:
             await self.error("hello_required", "send a hello frame first", frame_id)
             return
-        if not self.bucket.allow() or not self.owner.conversation_rate.allow(self.conversation_id):
+        if not self.owner.conversation_rate.allow(self.conversation_id):  # one rate for all its sockets
             await self.error("rate_limited", "too many messages; wait a moment and send again", frame_id)
             return
         text, payload = frame.get("text"), frame.get("payload")
