@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 log = logging.getLogger("gateway.transcript")
@@ -154,7 +155,7 @@ class TranscriptStore:
 
     def add_inbound(self, message: InboundMessage) -> None:
         entries = self._entries(message.conversation_key)
-        if any(e.role == "shopper" and e.message_id == message.message_id for e in list(entries)[-20:]):
+        if any(e.role == "shopper" and e.message_id == message.message_id for e in islice(reversed(entries), 20)):
             return  # replayed after a restart: it is in the history already
         self._append(message.conversation_key,
                      TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp,
