@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.config import Settings, ensure_secret
+from bot.config import Settings, ensure_data_keys, ensure_secret
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.inbox import Inbox, MemoryInbox, RedisInbox
@@ -17,7 +17,7 @@ from bot.serving import GUARD_KEY, ConnectionGuard
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
-from flows.cases import cases_for_conversation
+from flows.cases import console_cases
 from handoff import setup_handoff
 
 log = logging.getLogger("gateway.app")
@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> web.Application:
                           client_max_size=MAX_REQUEST_BYTES)
     app[GUARD_KEY] = guard
     rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
+    keys = ensure_data_keys(settings)  # seals what is kept at rest; the action server has the same
     deduper: Deduper
     inbox: Inbox
     redis_client = None
@@ -84,8 +85,8 @@ def create_app(settings: Settings) -> web.Application:
         import redis.asyncio as redis_asyncio
 
         redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
-        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client)
-        journal = RedisTranscriptJournal(redis_client)
+        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client, keys)
+        journal = RedisTranscriptJournal(redis_client, keys)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
     service = ConversationService(
@@ -102,8 +103,8 @@ def create_app(settings: Settings) -> web.Application:
     app[RASA_KEY] = rasa
     app[SERVICE_KEY] = service
     secret = ensure_secret(settings)
-    setup_webchat(app, service, settings, secret, inbox)
-    setup_handoff(app, service, settings, secret, redis_client, cases=cases_for_conversation)
+    setup_webchat(app, service, settings, secret, keys, inbox)
+    setup_handoff(app, service, settings, secret, keys, redis_client, cases=console_cases(keys))
     async def start_rasa_client(app: web.Application) -> None:
         await rasa.start()  # before any channel's start-up hook replays kept deliveries
         await service.transcripts.start()  # the history kept in Redis, before anything is added

@@ -19,9 +19,10 @@ import signal
 import sys
 from typing import Sequence
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, ensure_data_keys, load_settings
 from bot.log import setup_logging
 from bot.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
+from bot.sealing import SealingError
 
 log = logging.getLogger("gateway.cli")
 
@@ -97,8 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Rasa's HTTP API reads every tracker and replaces models: never open. A token for
         # this run, shared by the Rasa server we start and the gateway (both on loopback).
         settings = dataclasses.replace(settings, rasa_token=secrets.token_urlsafe(32))
+    keys = ensure_data_keys(settings)  # generated into DATA_DIR/data-key on first start
+    settings = dataclasses.replace(settings, data_keys=keys.export())
     rasa = RasaProcesses(venv=venv, model=model, rasa_port=rasa_port, actions_port=args.actions_port,
-                         auth_token=settings.rasa_token)
+                         auth_token=settings.rasa_token, data_keys=keys.export())
     _say(f"Starting the Rasa action server (:{args.actions_port}) and Rasa server (:{rasa_port}); "
          "the gateway answers with a holding message until Rasa is ready (about 20-40 s).")
     rasa.start()
@@ -171,7 +174,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        shown = "(set)" if f.name in ("secret", "rasa_token", "rest_auth_token") and value else value
+        shown = "(set)" if f.name in ("secret", "rasa_token", "rest_auth_token", "data_keys") and value else value
         _say(f"{f.name:32} {shown}")
     return 0
 
@@ -204,5 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # an optional channel's settings, validated when the app is built
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SealingError as exc:  # a data key missing from DATA_KEYS, an unreadable key file
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

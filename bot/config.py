@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
 from bot.files import write_private
+from bot.sealing import KEY_FILE_NAME, DataKeys, DataKeyError, resolve_data_keys
 
 T = TypeVar("T")
 
@@ -59,6 +60,8 @@ class Settings:
     shop_customer_secret: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
     data_dir: Path = Path("var")
+    # Keys that seal the data kept at rest (base64url, newest first); default: DATA_DIR/data-key
+    data_keys: str = field(default="", repr=False)
     log_level: str = "INFO"
     log_format: str = "json"
     redis_url: str = ""
@@ -102,14 +105,14 @@ class _Reader:
         self.env = env
         self.problems: list[str] = []
 
-    def get(self, name: str, default: T, parse: Callable[[str], T], rule: str = "") -> T:
+    def get(self, name: str, default: T, parse: Callable[[str], T], rule: str = "", secret: bool = False) -> T:
         raw = self.env.get(name)
         if raw is None or raw == "":
             return default
         try:
             return parse(raw)
         except ValueError as exc:
-            self.problems.append(f"{name}={raw!r}: {rule or exc}")
+            self.problems.append(f"{name}{'' if secret else '=' + repr(raw)}: {rule or exc}")
             return default
 
 
@@ -172,6 +175,14 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _data_keys(raw: str) -> str:
+    try:
+        DataKeys.parse(raw)
+    except DataKeyError as exc:
+        raise ValueError(str(exc).removeprefix("DATA_KEYS: ")) from None
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Build `Settings` from `env` (default: `os.environ`) over an optional `.env` file."""
     merged: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
@@ -213,6 +224,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         shop_customer_secret=r.get("SHOP_CUSTOMER_SECRET", d.shop_customer_secret, _secret),
         secret=r.get("GATEWAY_SECRET", d.secret, _secret),
         data_dir=r.get("DATA_DIR", d.data_dir, Path),
+        data_keys=r.get("DATA_KEYS", d.data_keys, _data_keys, secret=True),
         log_level=r.get("LOG_LEVEL", d.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper()),
         log_format=r.get("LOG_FORMAT", d.log_format, _choice("json", "text")),
         redis_url=r.get("REDIS_URL", d.redis_url, str),
@@ -241,3 +253,12 @@ def ensure_secret(settings: Settings) -> str:
     generated = secrets.token_hex(32)
     write_private(path, generated)
     return generated
+
+
+def ensure_data_keys(settings: Settings) -> DataKeys:
+    """The keys that seal what the gateway and the flows keep at rest.
+
+    `DATA_KEYS` when set; otherwise one key generated on first use and kept in
+    `DATA_DIR/data-key` (0600). `./aftersales run` hands the result to the action server.
+    """
+    return resolve_data_keys(settings.data_keys, settings.data_dir / KEY_FILE_NAME)

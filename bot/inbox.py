@@ -3,13 +3,19 @@ gateway has not finished answering yet. Written before acknowledging, removed on
 shopper got the answer, replayed at start-up: an acknowledged message is never lost
 when the process dies. In memory by default (survives nothing); in Redis when REDIS_URL
 is set. If Redis is down, `put` raises and the adapter refuses the delivery (non-2xx) so
-the platform retries it later instead of the gateway losing it."""
+the platform retries it later instead of the gateway losing it. In Redis each kept
+delivery is sealed (`bot/sealing.py`, bound to its channel and event id)."""
 
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from typing import Any
+
+from bot.sealing import DataKeys, SealingError
+
+log = logging.getLogger("gateway.inbox")
 
 
 class Inbox(ABC):
@@ -43,14 +49,15 @@ class MemoryInbox(Inbox):
 class RedisInbox(Inbox):
     """One hash per channel (event id -> JSON) plus a list that keeps arrival order."""
 
-    def __init__(self, redis: Any, prefix: str = "gateway:inbox:") -> None:
+    def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:inbox:") -> None:
         self._redis = redis
+        self._keys = keys
         self._prefix = prefix
 
     async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
         key = self._prefix + channel
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, event_id, json.dumps(payload))
+            pipe.hset(key, event_id, self._keys.seal_text(json.dumps(payload), f"inbox:{channel}:{event_id}"))
             pipe.rpush(key + ":order", event_id)
             await pipe.execute()
 
@@ -65,5 +72,19 @@ class RedisInbox(Inbox):
         key = self._prefix + channel
         order = [e.decode() if isinstance(e, bytes) else e for e in await self._redis.lrange(key + ":order", 0, -1)]
         raw = await self._redis.hgetall(key)
-        items = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
-        return [(event_id, json.loads(items[event_id])) for event_id in order if event_id in items]
+        items = {_text(k): _text(v) for k, v in raw.items()}
+        found = []
+        for event_id in order:
+            if event_id not in items:
+                continue
+            try:
+                found.append((event_id, json.loads(self._keys.open_text(items[event_id],
+                                                                        f"inbox:{channel}:{event_id}"))))
+            except SealingError as exc:
+                log.error("a kept delivery cannot be opened", extra={"channel": channel, "event": event_id,
+                                                                     "error": str(exc)})
+        return found
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else raw

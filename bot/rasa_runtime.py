@@ -225,6 +225,10 @@ class RasaProcesses:
     actions_port: int = 5055
     host: str = "127.0.0.1"
     auth_token: str = ""
+    # The gateway's data keys (`DataKeys.export()`), so that the action server's flows seal
+    # and open cases with the same keys (its cwd is rasa_project/, so a relative DATA_DIR
+    # would name another key file). Empty: the action server inherits the environment's.
+    data_keys: str = field(default="", repr=False)
     log_dir: Path = field(default_factory=lambda: cache_dir() / "logs")
     actions: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -233,10 +237,17 @@ class RasaProcesses:
     def rasa_url(self) -> str:
         return f"http://{self.host}:{self.rasa_port}"
 
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment of the Rasa server ("rasa") or the action server ("actions")."""
+        extra = {"ACTION_ENDPOINT_URL": f"http://{self.host}:{self.actions_port}/webhook"}
+        if self.data_keys and name == "actions":  # only the action server runs the flows
+            extra["DATA_KEYS"] = self.data_keys
+        return rasa_env(self.venv, extra)
+
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_dir / f"{name}-{self.rasa_port}.log", "ab")
-        env = rasa_env(self.venv, {"ACTION_ENDPOINT_URL": f"http://{self.host}:{self.actions_port}/webhook"})
+        env = self.env_for(name)
         proc = subprocess.Popen([str(self.venv / "bin" / "rasa"), *args], cwd=RASA_PROJECT, env=env,
                                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()

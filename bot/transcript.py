@@ -4,7 +4,8 @@ The web chat replays it when a shopper reloads the page; the handoff module show
 the agent. Read from memory, bounded: the newest `max_entries` per conversation, the most
 recently active `max_conversations` conversations. With REDIS_URL every entry is also
 written to Redis (a list per conversation, kept `JOURNAL_DAYS`), in the background and in
-order, and loaded back at start: a crash or restart keeps the history.
+order, and loaded back at start: a crash or restart keeps the history. Each entry is
+sealed there (`bot/sealing.py`, bound to its conversation).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
+
+from bot.sealing import DataKeys, SealingError
 
 log = logging.getLogger("gateway.transcript")
 
@@ -47,11 +50,17 @@ class TranscriptEntry:
         return entry
 
 
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+
+
 class RedisTranscriptJournal:
     """The transcript's copy in Redis: appended by one writer task, read once at start."""
 
-    def __init__(self, redis: Any, max_entries: int = MAX_ENTRIES, prefix: str = "gateway:transcript:") -> None:
+    def __init__(self, redis: Any, keys: DataKeys, max_entries: int = MAX_ENTRIES,
+                 prefix: str = "gateway:transcript:") -> None:
         self.redis = redis
+        self.keys = keys
         self.max_entries = max_entries
         self.prefix = prefix
         # Bounded: during a long Redis outage the newest entries past this stay in memory only.
@@ -68,19 +77,36 @@ class RedisTranscriptJournal:
                 log.error("Redis has been away too long; transcript entries kept in memory only",
                           extra={"dropped": self.dropped})
 
+    @staticmethod
+    def _context(key: str) -> str:
+        return f"transcript:{key}"
+
+    def _seal(self, key: str, entry: TranscriptEntry) -> str:
+        return self.keys.seal_text(json.dumps(dataclasses.asdict(entry), ensure_ascii=False), self._context(key))
+
+    def _open(self, key: str, raw: bytes | str) -> TranscriptEntry:
+        data = json.loads(self.keys.open_text(_text(raw), self._context(key)))
+        return TranscriptEntry(**{**data, "buttons": tuple(data.get("buttons") or ())})
+
+    async def read(self, key: str) -> list[TranscriptEntry]:
+        """One conversation's kept entries, oldest first (unreadable ones are left out and logged)."""
+        entries = []
+        for raw in await self.redis.lrange(self.prefix + key, 0, -1):
+            try:
+                entries.append(self._open(key, raw))
+            except SealingError as exc:
+                log.error("a transcript entry cannot be opened", extra={"conversation": key, "error": str(exc)})
+            except (ValueError, TypeError):
+                continue
+        return entries
+
     async def load(self) -> dict[str, list[TranscriptEntry]]:
         found: dict[str, list[TranscriptEntry]] = {}
         async for raw_key in self.redis.scan_iter(match=self.prefix + "*", count=500):
-            name = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-            entries = []
-            for raw in await self.redis.lrange(name, 0, -1):
-                try:
-                    data = json.loads(raw)
-                    entries.append(TranscriptEntry(**{**data, "buttons": tuple(data.get("buttons") or ())}))
-                except (ValueError, TypeError):
-                    continue
+            key = _text(raw_key)[len(self.prefix):]
+            entries = await self.read(key)
             if entries:
-                found[name[len(self.prefix):]] = entries
+                found[key] = entries
         return found
 
     def start(self) -> None:
@@ -93,7 +119,7 @@ class RedisTranscriptJournal:
             while True:
                 try:
                     async with self.redis.pipeline(transaction=True) as pipe:
-                        pipe.rpush(name, json.dumps(dataclasses.asdict(entry), ensure_ascii=False))
+                        pipe.rpush(name, self._seal(key, entry))
                         pipe.ltrim(name, -self.max_entries, -1)
                         pipe.expire(name, JOURNAL_DAYS * 86400)
                         await pipe.execute()

@@ -3,6 +3,12 @@ stored durably in SQLite with their full status history.
 
 Case ids are what shoppers quote: a kind prefix and six digits, e.g. `RT-482913`.
 Every status change is a row in `case_history`; `Case.history` lists them oldest first.
+
+What the shopper told us is sealed at rest (`bot/sealing.py`): the `details` JSON and each
+history note, bound to their case (and the note to its place in the history). The columns
+used to find cases (id, kind, status, order number, customer id, conversation id,
+language, times) stay in clear. The keys are `DATA_KEYS` (`./aftersales run` passes the
+gateway's to the action server), else the `data-key` file beside the database.
 """
 
 from __future__ import annotations
@@ -10,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+from bot.sealing import KEY_FILE_NAME, DataKeys, resolve_data_keys
 from flows.db import connect, db_path, enable_wal
 
 PREFIXES = {"return": "RT", "exchange": "EX", "complaint": "TK", "replacement": "RP", "compensation": "CP"}
@@ -81,23 +89,52 @@ class Case:
         return {"id": self.id, "kind": self.kind, "status": self.status, "summary": self.summary()}
 
 
+def flows_data_keys(database: Path) -> DataKeys:
+    """The keys the flows seal with: `DATA_KEYS`, else the `data-key` file beside `database`
+    (generated there on first use; by default that is the gateway's own `var/data-key`)."""
+    return resolve_data_keys(os.environ.get("DATA_KEYS", ""), database.parent / KEY_FILE_NAME)
+
+
+def _details_context(case_id: str) -> str:
+    return f"case:{case_id}:details"
+
+
+def _note_context(case_id: str, seq: int) -> str:
+    return f"case:{case_id}:note:{seq}"
+
+
 class CaseStore:
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, keys: DataKeys | None = None) -> None:
         self.path = path or db_path()
+        self.keys = keys or flows_data_keys(self.path)
         enable_wal(self.path)
         with connect(self.path) as conn:
             conn.executescript(_SCHEMA)
 
     # -- sync (worker threads) -----------------------------------------------------------
 
-    @staticmethod
-    def _load(conn: sqlite3.Connection, row: sqlite3.Row) -> Case:
-        history = tuple(StatusChange(r["status"], r["at"], r["note"]) for r in conn.execute(
-            "SELECT status, at, note FROM case_history WHERE case_id = ? ORDER BY seq", (row["id"],)))
+    def _seal_details(self, case_id: str, details: Mapping[str, Any]) -> str:
+        return self.keys.seal_text(json.dumps(dict(details), ensure_ascii=False, default=str),
+                                   _details_context(case_id))
+
+    def _open_details(self, row: sqlite3.Row) -> dict[str, Any]:
+        details = json.loads(self.keys.open_text(row["details"], _details_context(row["id"])))
+        return details if isinstance(details, dict) else {}
+
+    def _add_history(self, conn: sqlite3.Connection, case_id: str, seq: int, status: str, at: float,
+                     note: str) -> None:
+        conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)",
+                     (case_id, seq, status, at, self.keys.seal_text(note, _note_context(case_id, seq))))
+
+    def _load(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Case:
+        history = tuple(
+            StatusChange(r["status"], r["at"], self.keys.open_text(r["note"], _note_context(row["id"], r["seq"])))
+            for r in conn.execute("SELECT seq, status, at, note FROM case_history WHERE case_id = ? ORDER BY seq",
+                                  (row["id"],)))
         return Case(id=row["id"], kind=row["kind"], status=row["status"], order_number=row["order_number"],
                     customer_id=row["customer_id"], conversation_id=row["conversation_id"],
                     language=row["language"], created_at=row["created_at"], updated_at=row["updated_at"],
-                    details=json.loads(row["details"]), history=history)
+                    details=self._open_details(row), history=history)
 
     def create_sync(self, kind: str, statuses: Sequence[str | tuple[str, str]], *, order_number: str | None = None,
                     customer_id: str | None = None, conversation_id: str | None = None,
@@ -127,8 +164,7 @@ class CaseStore:
                 try:
                     conn.execute("INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (cid, kind, changes[-1][0], order_number, customer_id, conversation_id, language,
-                                  now, now, json.dumps(dict(details or {}), ensure_ascii=False, default=str),
-                                  int(demo)))
+                                  now, now, self._seal_details(cid, details or {}), int(demo)))
                     break
                 except sqlite3.IntegrityError:
                     if case_id:
@@ -136,7 +172,7 @@ class CaseStore:
             else:  # pragma: no cover - 20 collisions in 800k ids
                 raise RuntimeError("could not allocate a case id")
             for seq, (status, note) in enumerate(changes):
-                conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)", (cid, seq, status, now, note))
+                self._add_history(conn, cid, seq, status, now, note)
             if turn is not None:
                 conn.execute("INSERT OR REPLACE INTO case_turns VALUES (?, ?, ?, ?)", (*turn, cid))
             row = conn.execute("SELECT * FROM cases WHERE id = ?", (cid,)).fetchone()
@@ -161,7 +197,7 @@ class CaseStore:
                 raise KeyError(case_id)
             seq = conn.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM case_history WHERE case_id = ?",
                                (case_id,)).fetchone()[0]
-            conn.execute("INSERT INTO case_history VALUES (?, ?, ?, ?, ?)", (case_id, seq, status, now, note))
+            self._add_history(conn, case_id, seq, status, now, note)
             conn.execute("UPDATE cases SET status = ?, updated_at = ? WHERE id = ?", (status, now, case_id))
             return self._load(conn, conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone())
 
@@ -171,10 +207,10 @@ class CaseStore:
             row = conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
             if row is None:
                 raise KeyError(case_id)
-            details = json.loads(row["details"])
+            details = self._open_details(row)
             details["evidence"] = [*details.get("evidence", []), *[u for u in urls if u]][-20:]
             conn.execute("UPDATE cases SET details = ?, updated_at = ? WHERE id = ?",
-                         (json.dumps(details, ensure_ascii=False, default=str), time.time(), case_id))
+                         (self._seal_details(case_id, details), time.time(), case_id))
             return self._load(conn, conn.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone())
 
     def count_complaints_sync(self, since: float, customer_id: str | None, order_number: str | None,
@@ -236,17 +272,21 @@ class CaseStore:
         return await asyncio.to_thread(self.count_complaints_sync, since, customer_id, order_number, conversation_id)
 
 
-_console_store: CaseStore | None = None
-
-
-def _console_cases(key: str) -> list[dict[str, Any]]:
-    global _console_store
-    if _console_store is None:
-        _console_store = CaseStore()
-    return [c.to_console() for c in _console_store._query("conversation_id = ?", (key,), 20)]
-
-
-async def cases_for_conversation(key: str) -> list[dict[str, Any]]:
+def console_cases(keys: DataKeys | None = None) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
     """For the agent console (`handoff.CasesProvider`): what the flows recorded for a
-    conversation key ("webchat:..."), newest first. Never blocks the event loop."""
-    return await asyncio.to_thread(_console_cases, key)
+    conversation key ("webchat:..."), newest first, opened with `keys` (default: the flows'
+    own, `flows_data_keys`). The store is made on first use; never blocks the event loop."""
+    stores: list[CaseStore] = []
+
+    def read(key: str) -> list[dict[str, Any]]:
+        if not stores:
+            stores.append(CaseStore(keys=keys))
+        return [c.to_console() for c in stores[0]._query("conversation_id = ?", (key,), 20)]
+
+    async def cases_of(key: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(read, key)
+
+    return cases_of
+
+
+cases_for_conversation = console_cases()

@@ -17,6 +17,7 @@ from aiohttp import web
 from bot.config import ConfigError, Settings
 from bot.conversation import ConversationService
 from bot.files import write_private
+from bot.sealing import DataKeys
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.config import load_handoff_settings
 from handoff.console import Console, ConsoleHub, STATIC_DIR
@@ -44,7 +45,7 @@ def _canned(path: Any) -> list[dict[str, str]]:
 
 
 def setup_handoff(app: web.Application, service: ConversationService, settings: Settings, secret: str,
-                  redis_client: Any = None, cases: CasesProvider = _no_cases) -> HandoffService:
+                  keys: DataKeys, redis_client: Any = None, cases: CasesProvider = _no_cases) -> HandoffService:
     handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
     new_password = ensure_agents_file(handoff_settings.agents_file)
     if new_password is not None:
@@ -58,7 +59,8 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
         agents = load_agents(handoff_settings.agents_file)
     except AgentsFileError as exc:
         raise ConfigError([str(exc)]) from exc
-    store: HandoffStore = RedisHandoffStore(redis_client) if redis_client is not None else MemoryHandoffStore()
+    store: HandoffStore = (RedisHandoffStore(redis_client, keys) if redis_client is not None
+                           else MemoryHandoffStore())
     handoff = HandoffService(service, store, handoff_settings, agents, cases=cases)
     hub = ConsoleHub(handoff)
     handoff.listener = hub

@@ -4,6 +4,10 @@
 One record per conversation key (the latest handoff of that conversation) plus its log:
 the transcript snapshot taken at handoff, then every shopper message, agent reply,
 internal note and system line, in order.
+
+In Redis, what the shopper said is sealed (`bot/sealing.py`): every log entry and the
+record's `last_text` and `detail`, each bound to its conversation; the fields the Lua
+scripts compare (`status`, `agent`) and the queue's times stay in clear.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -20,6 +25,9 @@ from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 from redis import exceptions as redis_errors
 
 from bot.errors import DependencyUnavailable
+from bot.sealing import DataKeys, SealingError, is_sealed_text
+
+log = logging.getLogger("gateway.handoff")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -60,6 +68,7 @@ class Handoff:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Handoff)}
+SEALED_FIELDS = ("last_text", "detail")  # the record's fields that hold what the shopper said
 
 
 class HandoffStore(ABC):
@@ -232,8 +241,9 @@ class RedisHandoffStore(HandoffStore):
     """A hash per conversation (`handoff:<key>`, JSON-encoded fields), a sorted set of
     active handoffs by creation time, and a list per conversation for the log."""
 
-    def __init__(self, redis: Any, prefix: str = "gateway:handoff:") -> None:
+    def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:handoff:") -> None:
         self._redis = redis
+        self._keys = keys
         self._prefix = prefix
         self._active_key = prefix + "active"
         self._claim = redis.register_script(_CLAIM)
@@ -247,18 +257,43 @@ class RedisHandoffStore(HandoffStore):
     def _log(self, key: str) -> str:
         return f"{self._prefix}log:{key}"
 
-    @staticmethod
-    def _decode(raw: dict[Any, Any]) -> Handoff | None:
+    def _encode(self, key: str, name: str, value: Any) -> str:
+        if name in SEALED_FIELDS:
+            value = self._keys.seal_text(json.dumps(value, ensure_ascii=False), f"handoff:{key}:{name}")
+        return json.dumps(value)
+
+    def _decode(self, key: str, raw: dict[Any, Any]) -> Handoff | None:
         if not raw:
             return None
         values = {(k.decode() if isinstance(k, bytes) else k): json.loads(v) for k, v in raw.items()}
+        for name in SEALED_FIELDS:
+            value = values.get(name)
+            if isinstance(value, str) and is_sealed_text(value):  # else written before sealing: as it is
+                try:
+                    values[name] = json.loads(self._keys.open_text(value, f"handoff:{key}:{name}"))
+                except SealingError as exc:
+                    log.error("a handoff field cannot be opened", extra={"conversation": key, "field": name,
+                                                                         "error": str(exc)})
+                    values.pop(name)
         return Handoff(**{k: v for k, v in values.items() if k in _FIELDS})
+
+    def _seal_entry(self, key: str, entry: dict[str, Any]) -> str:
+        return self._keys.seal_text(json.dumps(entry, ensure_ascii=False), f"handoff-log:{key}")
+
+    def _open_entry(self, key: str, raw: bytes | str) -> dict[str, Any] | None:
+        try:
+            entry = json.loads(self._keys.open_text(raw.decode() if isinstance(raw, bytes) else raw,
+                                                    f"handoff-log:{key}"))
+        except SealingError as exc:
+            log.error("a handoff log entry cannot be opened", extra={"conversation": key, "error": str(exc)})
+            return None
+        return entry if isinstance(entry, dict) else None
 
     @_unavailable_when_redis_is_down
     async def create(self, handoff: Handoff) -> Handoff:
         args: list[Any] = [handoff.created_at, handoff.key]
         for name, value in dataclasses.asdict(handoff).items():
-            args += [name, json.dumps(value)]
+            args += [name, self._encode(handoff.key, name, value)]
         created = await self._create(keys=[self._rec(handoff.key), self._active_key], args=args)
         if created:
             async with self._redis.pipeline(transaction=False) as pipe:  # kept again while it is open
@@ -272,7 +307,7 @@ class RedisHandoffStore(HandoffStore):
 
     @_unavailable_when_redis_is_down
     async def get(self, key: str) -> Handoff | None:
-        return self._decode(await self._redis.hgetall(self._rec(key)))
+        return self._decode(key, await self._redis.hgetall(self._rec(key)))
 
     @_unavailable_when_redis_is_down
     async def active(self) -> list[Handoff]:
@@ -283,7 +318,7 @@ class RedisHandoffStore(HandoffStore):
             for key in keys:
                 pipe.hgetall(self._rec(key))
             raws = await pipe.execute()
-        records = [self._decode(raw) for raw in raws]
+        records = [self._decode(key, raw) for key, raw in zip(keys, raws)]
         return [r for r in records if r is not None and r.active]
 
     @_unavailable_when_redis_is_down
@@ -302,7 +337,7 @@ class RedisHandoffStore(HandoffStore):
     @_unavailable_when_redis_is_down
     async def update(self, key: str, **fields: Any) -> None:
         if fields:
-            await self._redis.hset(self._rec(key), mapping={k: json.dumps(v) for k, v in fields.items()})
+            await self._redis.hset(self._rec(key), mapping={k: self._encode(key, k, v) for k, v in fields.items()})
 
     @_unavailable_when_redis_is_down
     async def finish(self, key: str, status: str, **fields: Any) -> bool:
@@ -318,7 +353,7 @@ class RedisHandoffStore(HandoffStore):
     @_unavailable_when_redis_is_down
     async def append_log(self, key: str, entry: dict[str, Any]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(self._log(key), json.dumps(entry, ensure_ascii=False))
+            pipe.rpush(self._log(key), self._seal_entry(key, entry))
             pipe.ltrim(self._log(key), -MAX_LOG_ENTRIES, -1)
             await pipe.execute()
 
@@ -327,9 +362,11 @@ class RedisHandoffStore(HandoffStore):
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._log(key))
             if entries:
-                pipe.rpush(self._log(key), *(json.dumps(e, ensure_ascii=False) for e in entries))
+                pipe.rpush(self._log(key), *(self._seal_entry(key, e) for e in entries))
             await pipe.execute()
 
     @_unavailable_when_redis_is_down
     async def log(self, key: str) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in await self._redis.lrange(self._log(key), 0, -1)]
+        entries = [self._open_entry(key, item) for item in await self._redis.lrange(self._log(key), 0, -1)]
+        return [e for e in entries if e is not None]
+

@@ -22,11 +22,15 @@ from bot.serving import serve
 from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
+from bot.sealing import DataKeys
 
 # The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
 # any fixture starts the action server, which inherits the environment; tests read the
 # cases the flows made from it.
 os.environ.setdefault("FLOWS_DB_PATH", str(Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3"))
+# One data key for the run, shared by the action server (inherited) and the gateways
+# (`make_settings`), so both seal and open the cases with the same key.
+os.environ.setdefault("DATA_KEYS", DataKeys.generate().export())
 
 
 # Figures printed at the end of the run (also without `-s`, e.g. in CI): the Rasa evaluation
@@ -73,7 +77,8 @@ def rasa_stack(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPat
 
 def make_settings(tmp_path: Path, rasa_url: str, **overrides: Any) -> Settings:
     base = Settings(host="127.0.0.1", port=free_port(), rasa_url=rasa_url, data_dir=tmp_path / "data",
-                    secret="test-secret-" + "x" * 32, rasa_retry_initial_seconds=0.2,
+                    secret="test-secret-" + "x" * 32, data_keys=os.environ["DATA_KEYS"],
+                    rasa_retry_initial_seconds=0.2,
                     rasa_retry_max_seconds=1.0, holding_after_seconds=0.5,
                     # The evaluation opens hundreds of conversations from 127.0.0.1; the shipped
                     # default is attacked in tests/e2e/test_attacks.py.

@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot import serving
 from bot.conversation import ConversationService
 from bot.inbox import Inbox
+from bot.sealing import DataKeys
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
 from channels.webchat.socketio import SocketIOInput
@@ -28,12 +29,12 @@ WEBCHAT_KEY = web.AppKey("webchat", WebchatInput)
 
 
 def setup_webchat(app: web.Application, service: ConversationService, settings: Settings,
-                  secret: str, inbox: Inbox) -> WebchatInput:
+                  secret: str, keys: DataKeys, inbox: Inbox) -> WebchatInput:
     signer = SessionSigner(secret)
 
     webchat_output = WebchatOutput()
     service.register_output("webchat", webchat_output)
-    uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url,
+    uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url, keys=keys,
                       language_of=lambda conversation_id: service.language_of(f"webchat:{conversation_id}"),
                       limits=UploadLimits(max_files=settings.upload_max_files,
                                           max_bytes=int(settings.upload_max_mb * 1024 * 1024),

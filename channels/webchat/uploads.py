@@ -10,6 +10,11 @@ flows and agents can open it while nobody can enumerate other shoppers' files.
 A conversation may store at most `UPLOAD_MAX_FILES` files and `UPLOAD_MAX_MB` megabytes,
 at `UPLOAD_RATE_PER_MINUTE` after a burst of as many; files older than
 `UPLOAD_RETENTION_DAYS` are deleted (at start, then hourly).
+
+On disk each file is sealed (`bot/sealing.py`, bound to its id) and so is its original name
+in `<id>.json`; the conversation, kind, type and size stay in clear for the quota count.
+Serving opens the file in memory (at most 5 MB). Files stored before sealing are served as
+they are.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from aiohttp import BodyPartReader, web
 from bot.i18n import language_of_locale
 from bot.messages import Attachment
 from bot.ratelimit import TokenBucket
+from bot.sealing import DataKeys, SealingError
 from bot.security import same_secret
 from bot.texts import error_body
 from channels.webchat.session import SessionSigner
@@ -73,9 +79,10 @@ def _refuse(code: str, language: str | None, status: int) -> web.Response:
 
 
 class Uploads:
-    def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "",
-                 language_of: Callable[[str], str] = lambda conversation_id: "en",
+    def __init__(self, directory: Path, signer: SessionSigner, secret: str, public_url: str = "", *,
+                 keys: DataKeys, language_of: Callable[[str], str] = lambda conversation_id: "en",
                  limits: UploadLimits = UploadLimits()) -> None:
+        self.keys = keys
         self.language_of = language_of  # conversation id -> its language, for the error texts
         self.limits = limits
         self._usage: OrderedDict[str, _Usage] | None = None  # built from the files on disk on first use
@@ -97,11 +104,23 @@ class Uploads:
         return f"{base}/webchat/files/{file_id}?sig={self._sig(file_id)}"
 
     def _meta(self, file_id: str) -> dict[str, object] | None:
+        """The file's meta, its name opened; None when there is none or it cannot be opened."""
         try:
             meta = json.loads(self._paths(file_id)[1].read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return meta if isinstance(meta, dict) else None
+        if not isinstance(meta, dict):
+            return None
+        try:
+            meta["name"] = self.keys.open_text(str(meta.get("name") or ""), f"upload:{file_id}:name")
+        except SealingError as exc:
+            log.error("an upload's meta cannot be opened", extra={"file": file_id, "error": str(exc)})
+            return None
+        return meta
+
+    def read_sync(self, file_id: str) -> bytes:
+        """The file's bytes, opened (`SealingError` if they cannot be)."""
+        return self.keys.open_bytes(self._paths(file_id)[0].read_bytes(), f"upload:{file_id}")
 
     async def attachment(self, request: web.Request, conversation_id: str, file_id: object) -> Attachment | None:
         """The attachment for an id this conversation uploaded, else None."""
@@ -223,8 +242,9 @@ class Uploads:
     def _store(self, file_id: str, data: bytes, meta: dict[str, object]) -> None:
         file_path, meta_path = self._paths(file_id)
         self.directory.mkdir(parents=True, exist_ok=True)
-        file_path.write_bytes(data)
-        meta_path.write_text(json.dumps(meta), encoding="utf-8")
+        file_path.write_bytes(self.keys.seal_bytes(data, f"upload:{file_id}"))
+        sealed = {**meta, "name": self.keys.seal_text(str(meta.get("name") or ""), f"upload:{file_id}:name")}
+        meta_path.write_text(json.dumps(sealed), encoding="utf-8")
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
@@ -234,6 +254,13 @@ class Uploads:
         meta = await asyncio.to_thread(self._meta, file_id)
         if meta is None:
             raise web.HTTPNotFound()
-        return web.FileResponse(self._paths(file_id)[0], headers={
+        try:
+            body = await asyncio.to_thread(self.read_sync, file_id)
+        except OSError:
+            raise web.HTTPNotFound() from None
+        except SealingError as exc:
+            log.error("an upload cannot be opened", extra={"file": file_id, "error": str(exc)})
+            raise web.HTTPNotFound() from None
+        return web.Response(body=body, headers={
             "Content-Type": str(meta["mime_type"]), "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "inline", "Cache-Control": "private, max-age=3600"})

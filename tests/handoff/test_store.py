@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 
+from bot.sealing import DataKeys
 from handoff.store import (FINISHED_RETENTION_SECONDS, MAX_LOG_ENTRIES, Handoff, HandoffStore, MemoryHandoffStore,
                            RedisHandoffStore)
 
@@ -19,7 +20,7 @@ async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator
         yield MemoryHandoffStore()
         return
     client = redis_asyncio.from_url(redis_url)
-    yield RedisHandoffStore(client, prefix=f"test:{time.time_ns()}:")
+    yield RedisHandoffStore(client, DataKeys.generate(), prefix=f"test:{time.time_ns()}:")
     await client.aclose()
 
 

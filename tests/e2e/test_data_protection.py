@@ -1,0 +1,192 @@
+"""Data protection (hardening item 22): what the gateway and the flows keep at rest is
+sealed (a raw read of the SQLite file, the Redis values and the files on disk finds none of
+the shopper's words; a wrong key opens nothing; a value moved to another record does not
+open)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import AsyncIterator
+
+import aiohttp
+import pytest
+import redis.asyncio as redis_asyncio
+
+from bot.config import Settings, ensure_data_keys
+from bot.sealing import DataKeys, TamperedError, UnknownKeyError
+from bot.transcript import RedisTranscriptJournal, TranscriptEntry
+from channels.webchat import WEBCHAT_KEY
+from flows.cases import CaseStore
+from handoff.store import Handoff, RedisHandoffStore
+from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = "漏液 all over my sofa, call 13800138000"
+NOTE = "shopper says the courier threw it"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082")
+MARK = b"shopper-private-pixels"
+NO_RASA = "http://127.0.0.1:9"  # uploads and the purge need no Rasa
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def raw_rows(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def cli(*args: str, env: dict[str, str], stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=REPO, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60, stdin=stdin)
+
+
+async def upload(gateway: RunningGateway, token: str, data: bytes, name: str) -> dict[str, str]:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=name, content_type="image/png")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{gateway.url}/webchat/upload", data=form,
+                                headers={"X-Webchat-Token": token}) as resp:
+            assert resp.status == 200, await resp.text()
+            stored: dict[str, str] = await resp.json()
+            return stored
+
+
+# -- cases (SQLite) --------------------------------------------------------------------------------
+
+
+def test_case_details_and_notes_are_sealed_in_the_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "flows.sqlite3"
+    keys = DataKeys.generate()
+    store = CaseStore(path, keys)
+    case = store.create_sync("complaint", [("open", NOTE)], customer_id="C77", conversation_id="webchat:c77",
+                             details={"description": WORDS})
+    store.set_status_sync(case.id, "in_progress", "the shopper sent 漏液 photos")
+    other = store.create_sync("return", ["requested"], details={"reason": "size"})
+
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("flows.sqlite3*"))  # the file and its WAL
+    for secret in (WORDS, NOTE, "漏液", "13800138000"):
+        assert secret.encode() not in raw
+    (details,) = raw_rows(path, "SELECT details FROM cases WHERE id = ?", case.id)[0]
+    assert str(details).startswith("sealed:v1:" + keys.current_kid)
+    # The lookup columns stay in clear
+    assert raw_rows(path, "SELECT customer_id, conversation_id, status FROM cases WHERE id = ?", case.id) == [
+        ("C77", "webchat:c77", "in_progress")]
+
+    again = CaseStore(path, keys).get_sync(case.id)
+    assert again is not None and again.details["description"] == WORDS
+    assert [h.note for h in again.history] == [NOTE, "the shopper sent 漏液 photos"]
+
+    with pytest.raises(UnknownKeyError):
+        CaseStore(path, DataKeys.generate()).get_sync(case.id)
+    # A sealed value moved to another case does not open there
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE cases SET details = ? WHERE id = ?", (details, other.id))
+    with pytest.raises(TamperedError):
+        store.get_sync(other.id)
+
+
+# -- Redis: transcripts and handoffs ---------------------------------------------------------------
+
+
+async def test_transcripts_and_handoffs_are_sealed_in_redis(redis_client: redis_asyncio.Redis) -> None:
+    keys, prefix = DataKeys.generate(), f"test:{uuid.uuid4().hex}:"
+    journal = RedisTranscriptJournal(redis_client, keys, prefix=prefix + "transcript:")
+    journal.start()
+    journal.record("webchat:a", TranscriptEntry(role="shopper", text=WORDS, message_id="m1"))
+    journal.record("webchat:b", TranscriptEntry(role="shopper", text="hello", message_id="m2"))
+    await journal.close()
+    handoffs = RedisHandoffStore(redis_client, keys, prefix=prefix + "handoff:")
+    await handoffs.create(Handoff(key="webchat:a", channel="webchat", conversation_id="a", reason="complaint",
+                                  language="zh", created_at=1.0, first_response_due=2.0, last_text=WORDS,
+                                  detail={"summary": WORDS}))
+    await handoffs.append_log("webchat:a", {"role": "shopper", "text": WORDS})
+    assert await handoffs.claim("webchat:a", "alice") == (True, "alice")  # the Lua scripts still compare
+
+    raw_values: list[bytes] = []
+    async for name in redis_client.scan_iter(match=prefix + "*"):
+        kind = await redis_client.type(name)
+        if kind == b"list":
+            raw_values += await redis_client.lrange(name, 0, -1)
+        elif kind == b"hash":
+            raw_values += (await redis_client.hgetall(name)).values()
+    assert raw_values and not any(WORDS.encode() in v or "漏液".encode() in v for v in raw_values)
+
+    kept = await journal.load()
+    assert kept["webchat:a"][0].text == WORDS
+    record = await handoffs.get("webchat:a")
+    assert record is not None and (record.last_text, record.detail, record.status, record.agent) == (
+        WORDS, {"summary": WORDS}, "assigned", "alice")
+    assert await handoffs.log("webchat:a") == [{"role": "shopper", "text": WORDS}]
+
+    # Another key opens nothing (and says so in the log instead of failing the start)
+    stranger = RedisTranscriptJournal(redis_client, DataKeys.generate(), prefix=prefix + "transcript:")
+    assert await stranger.load() == {}
+    # An entry moved to another conversation does not open there
+    await redis_client.rpush(prefix + "transcript:webchat:b", (await redis_client.lrange(
+        prefix + "transcript:webchat:a", 0, 0))[0])
+    assert [e.text for e in await journal.read("webchat:b")] == ["hello"]
+
+
+# -- uploads, through the running gateway ----------------------------------------------------------
+
+
+async def test_uploads_are_sealed_on_disk_and_served_open(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, NO_RASA)
+    gateway, runner = await start_gateway(settings)
+    chat = await ChatClient.connect(gateway.ws_url)
+    try:
+        stored = await upload(gateway, chat.token or "", PNG + MARK, "broken-lotion-张伟.png")
+        directory = settings.data_dir / "uploads"
+        on_disk = (directory / stored["id"]).read_bytes()
+        assert MARK not in on_disk and PNG not in on_disk and on_disk.startswith(b"SLD1")
+        meta = (directory / f"{stored['id']}.json").read_text(encoding="utf-8")
+        assert "broken-lotion" not in meta and "张伟" not in meta and "\\u5f20" not in meta
+        async with aiohttp.ClientSession() as session, session.get(stored["url"]) as resp:
+            assert resp.status == 200 and await resp.read() == PNG + MARK
+            assert resp.headers["Content-Type"] == "image/png"
+        # The quota still counts the sealed files, and expiry still deletes them
+        uploads = gateway.app[WEBCHAT_KEY].uploads
+        uploads._usage = None  # counted again from disk, as after a restart
+        assert (await uploads._usage_of(chat.conversation_id or "")).files == 1
+        assert await uploads.expire(now=time.time() + 31 * 86400) == 1
+        assert not list(directory.iterdir())
+    finally:
+        await chat.close()
+        await runner.cleanup()
+
+
+# -- the keys --------------------------------------------------------------------------------------
+
+
+def test_data_keys_are_validated_and_never_echoed(tmp_path: Path) -> None:
+    from bot.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"DATA_KEYS": "c2hvcnQ"}, dotenv=None)
+    assert "DATA_KEYS" in str(caught.value) and "c2hvcnQ" not in str(caught.value)
+    keys = DataKeys.generate()
+    settings = load_settings({"DATA_KEYS": keys.export()}, dotenv=None)
+    assert keys.export() not in repr(settings) and keys.export() not in repr(keys)
+
+
+def test_run_hands_the_gateways_data_keys_to_the_action_server(tmp_path: Path) -> None:
+    from bot.rasa_runtime import RasaProcesses
+
+    keys = ensure_data_keys(make_settings(tmp_path, NO_RASA, data_keys=""))  # generated, as `run` does
+    procs = RasaProcesses(venv=tmp_path / "venv", model=tmp_path / "model.tar.gz", data_keys=keys.export())
+    assert procs.env_for("actions")["DATA_KEYS"] == keys.export()
+    assert keys.export() not in repr(procs)
