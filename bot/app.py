@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Awaitable, Callable
 
@@ -13,11 +14,11 @@ from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.inbox import Inbox, MemoryInbox, RedisInbox
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient
-from bot.serving import GUARD_KEY, ConnectionGuard
+from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
-from flows.cases import console_cases
+from flows.cases import CaseStore, console_cases
 from handoff import setup_handoff
 
 log = logging.getLogger("gateway.app")
@@ -28,6 +29,7 @@ RASA_KEY = web.AppKey("rasa_client", RasaClient)
 CHANNELS_KEY = web.AppKey("optional_channels", list)
 
 MAX_REQUEST_BYTES = 256 * 1024
+PURGE_CASES_EVERY_SECONDS = 3600.0
 
 
 @web.middleware
@@ -134,4 +136,13 @@ def create_app(settings: Settings) -> web.Application:
             await redis_client.aclose()
 
     app.on_cleanup.append(on_cleanup)
+    stores: list[CaseStore] = []
+
+    async def purge_cases() -> None:
+        """The flows' cases past `CASE_RETENTION_DAYS` (the store is opened on first use)."""
+        if not stores:
+            stores.append(await asyncio.to_thread(CaseStore, None, keys))
+        await stores[0].purge(settings.case_retention_days * 86400)
+
+    periodically(app, "purge-cases", PURGE_CASES_EVERY_SECONDS, purge_cases)
     return app

@@ -56,6 +56,10 @@ class Settings:
     upload_max_mb: float = 25.0  # per conversation
     upload_rate_per_minute: float = 6.0  # per conversation, after a burst of as many
     upload_retention_days: float = 30.0  # uploads older than this are deleted
+    # Cases (with their history) are deleted this long after their last change: three years,
+    # the E-Commerce Law's minimum for transaction records (art. 31) and the limitation
+    # period for a quality claim (Civil Code art. 188), which outlast any warranty.
+    case_retention_days: float = 1095.0
     rest_auth_token: str = ""
     shop_customer_secret: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -216,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Pa
         upload_max_mb=r.get("UPLOAD_MAX_MB", d.upload_max_mb, _positive_float),
         upload_rate_per_minute=r.get("UPLOAD_RATE_PER_MINUTE", d.upload_rate_per_minute, _positive_float),
         upload_retention_days=r.get("UPLOAD_RETENTION_DAYS", d.upload_retention_days, _positive_float),
+        case_retention_days=r.get("CASE_RETENTION_DAYS", d.case_retention_days, _positive_float),
         webchat_rate_burst=r.get("WEBCHAT_RATE_BURST", d.webchat_rate_burst, _positive_int),
         webchat_rate_per_second=r.get("WEBCHAT_RATE_PER_SECOND", d.webchat_rate_per_second, _positive_float),
         webchat_heartbeat_seconds=r.get("WEBCHAT_HEARTBEAT_SECONDS", d.webchat_heartbeat_seconds,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import weakref
 from collections import Counter
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -37,6 +37,27 @@ LISTENING_KEY = web.AppKey("on_listening", list)
 def on_listening(app: web.Application, hook: ListeningHook) -> None:
     """Run `hook(app)` once the gateway's port is bound (in registration order)."""
     app.setdefault(LISTENING_KEY, []).append(hook)
+
+
+def periodically(app: web.Application, name: str, every_seconds: float,
+                 job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` at start, then every `every_seconds`, in a task cancelled at shutdown; a
+    failure is logged and the next run comes as planned (housekeeping: expiry, retention)."""
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await job()
+                except Exception:
+                    log.exception("housekeeping failed", extra={"job": name})
+                await asyncio.sleep(every_seconds)
+
+        task = asyncio.create_task(loop(), name=name)
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(context)
 
 
 class ConnectionGuard:

@@ -8,7 +8,8 @@ What the shopper told us is sealed at rest (`bot/sealing.py`): the `details` JSO
 history note, bound to their case (and the note to its place in the history). The columns
 used to find cases (id, kind, status, order number, customer id, conversation id,
 language, times) stay in clear. The keys are `DATA_KEYS` (`./aftersales run` passes the
-gateway's to the action server), else the `data-key` file beside the database.
+gateway's to the action server), else the `data-key` file beside the database. Cases are
+deleted `CASE_RETENTION_DAYS` after their last change (`purge`); demo cases never are.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
@@ -27,6 +29,8 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from bot.sealing import KEY_FILE_NAME, DataKeys, resolve_data_keys
 from flows.db import connect, db_path, enable_wal
+
+log = logging.getLogger("flows.cases")
 
 PREFIXES = {"return": "RT", "exchange": "EX", "complaint": "TK", "replacement": "RP", "compensation": "CP"}
 KINDS = tuple(PREFIXES)
@@ -244,6 +248,26 @@ class CaseStore:
                 self.set_status_sync(c["id"], status, note, at=(now - dt.timedelta(days=days_ago)).timestamp())
         return len(demo_data.CASES)
 
+    # -- retention --------------------------------------------------------------------------
+
+    def purge_sync(self, older_than: float) -> int:
+        """Delete the cases (history and turns with them) last changed before `older_than`;
+        demo cases stay (they are re-seeded). How many went."""
+        with connect(self.path) as conn:
+            ids = [r["id"] for r in conn.execute("SELECT id FROM cases WHERE demo = 0 AND updated_at < ?",
+                                                 (older_than,))]
+        return self.erase_sync(ids)
+
+    def erase_sync(self, case_ids: Sequence[str]) -> int:
+        """Delete these cases with their history and turns; how many there were."""
+        removed = 0
+        with connect(self.path) as conn:
+            for case_id in case_ids:
+                conn.execute("DELETE FROM case_history WHERE case_id = ?", (case_id,))
+                conn.execute("DELETE FROM case_turns WHERE case_id = ?", (case_id,))
+                removed += conn.execute("DELETE FROM cases WHERE id = ?", (case_id,)).rowcount
+        return removed
+
     # -- async API (never blocks the event loop) ------------------------------------------
 
     async def create(self, kind: str, statuses: Sequence[str | tuple[str, str]], **kwargs: Any) -> Case:
@@ -270,6 +294,12 @@ class CaseStore:
     async def count_complaints(self, since: float, *, customer_id: str | None = None,
                                order_number: str | None = None, conversation_id: str | None = None) -> int:
         return await asyncio.to_thread(self.count_complaints_sync, since, customer_id, order_number, conversation_id)
+
+    async def purge(self, retention_seconds: float, now: float | None = None) -> int:
+        removed = await asyncio.to_thread(self.purge_sync, (time.time() if now is None else now) - retention_seconds)
+        if removed:
+            log.info("cases past their retention deleted", extra={"count": removed})
+        return removed
 
 
 def console_cases(keys: DataKeys | None = None) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:

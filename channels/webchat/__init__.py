@@ -3,10 +3,8 @@ socket.io contracts so tools and widgets written for Rasa work unchanged."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -67,23 +65,10 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
         await webchat.close_all()
         await webchat.stop_tracking()
 
-    async def expire_uploads(app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                try:
-                    await uploads.expire()
-                except Exception:
-                    log.exception("expiring uploads failed")
-                await asyncio.sleep(EXPIRE_EVERY_SECONDS)
-        task = asyncio.create_task(loop(), name="expire-uploads")
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
     async def replay_kept(app: web.Application) -> None:
         await webchat.replay_kept()
 
     serving.on_listening(app, replay_kept)
     app.on_shutdown.append(close_sockets)
-    app.cleanup_ctx.append(expire_uploads)
+    serving.periodically(app, "expire-uploads", EXPIRE_EVERY_SECONDS, uploads.expire)
     return webchat

@@ -1,7 +1,7 @@
 """Data protection (hardening item 22): what the gateway and the flows keep at rest is
 sealed (a raw read of the SQLite file, the Redis values and the files on disk finds none of
 the shopper's words; a wrong key opens nothing; a value moved to another record does not
-open)."""
+open); cases past their retention go."""
 
 from __future__ import annotations
 
@@ -190,3 +190,27 @@ def test_run_hands_the_gateways_data_keys_to_the_action_server(tmp_path: Path) -
     procs = RasaProcesses(venv=tmp_path / "venv", model=tmp_path / "model.tar.gz", data_keys=keys.export())
     assert procs.env_for("actions")["DATA_KEYS"] == keys.export()
     assert keys.export() not in repr(procs)
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+async def test_the_gateway_deletes_cases_past_their_retention_but_not_demo_cases(tmp_path: Path) -> None:
+    store = CaseStore(Path(os.environ["FLOWS_DB_PATH"]))
+    now = time.time()
+    old = store.create_sync("complaint", [("open", NOTE)], details={"description": WORDS},
+                            conversation_id=f"webchat:{uuid.uuid4().hex}", turn_id="t1", at=now - 40 * 86400)
+    recent = store.create_sync("return", ["requested"], at=now - 5 * 86400)
+    demo = store.create_sync("exchange", ["requested"], at=now - 400 * 86400, demo=True)
+    gateway, runner = await start_gateway(make_settings(tmp_path, NO_RASA, case_retention_days=30.0))
+    try:
+        async with asyncio.timeout(10):
+            while await store.get(old.id) is not None:  # the purge runs at start, in the background
+                await asyncio.sleep(0.1)
+        assert await store.get(recent.id) is not None and await store.get(demo.id) is not None
+        path = Path(os.environ["FLOWS_DB_PATH"])
+        assert raw_rows(path, "SELECT COUNT(*) FROM case_history WHERE case_id = ?", old.id) == [(0,)]
+        assert raw_rows(path, "SELECT COUNT(*) FROM case_turns WHERE case_id = ?", old.id) == [(0,)]
+    finally:
+        await runner.cleanup()
+        store.erase_sync([recent.id, demo.id])
