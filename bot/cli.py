@@ -6,6 +6,7 @@
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
   agent         manage console agents (add USER "Name" | remove USER | list)
+  shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from typing import Sequence
 
 from bot.config import ConfigError, Settings, ensure_data_keys, load_settings
@@ -170,6 +172,55 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shopper(args: argparse.Namespace) -> int:
+    """Export or erase what the gateway and the flows keep of one shopper (bot/privacy.py)."""
+    from pathlib import Path
+
+    from bot.privacy import NO_REDIS, NOT_REACHED, RefError, Stores, parse_ref
+
+    try:
+        ref = parse_ref(args.ref)
+    except RefError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings_or_exit()
+    stores = Stores(settings, ensure_data_keys(settings))
+
+    async def run() -> int:
+        async with stores:
+            data = await stores.collect(ref)
+            _say(f"{ref}: {len(data.cases)} case(s), {len(data.conversations)} conversation(s) "
+                 f"({', '.join(data.conversations) or 'none known'}), {len(data.uploads)} upload(s)"
+                 + (f", {len(data.transcripts)} transcript(s) and {len(data.handoffs)} handoff(s) in Redis"
+                    if stores.redis is not None else ""))
+            if args.action == "export":
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(ref))
+                out = Path(args.out) if args.out else Path(f"export-{safe}-{time.strftime('%Y%m%d-%H%M%S')}")
+                try:
+                    written = await stores.export(data, out)
+                except FileExistsError as exc:
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 1
+                _say(f"Exported to {out}/ ({len(written)} file(s): shopper.json and the uploads, opened)")
+            else:
+                if not args.yes:
+                    if not sys.stdin.isatty():
+                        print("error: erasing cannot be undone; add --yes to confirm", file=sys.stderr)
+                        return 2
+                    answer = input(f"Delete everything listed above for {ref}? Type 'erase' to confirm: ")
+                    if answer.strip() != "erase":
+                        _say("Nothing deleted.")
+                        return 1
+                for line in await stores.erase(data):
+                    _say(f"  {line}")
+            if stores.redis is None:
+                _say(NO_REDIS)
+            _say(NOT_REACHED)
+            return 0
+
+    return asyncio.run(run())
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     for f in dataclasses.fields(settings):
@@ -198,6 +249,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent.add_argument("name", nargs="?")
     agent.add_argument("--password", help="otherwise asked for (or generated and printed)")
     agent.set_defaults(func=cmd_agent)
+    shopper = sub.add_parser("shopper", help="a shopper's data: export REF [--out DIR] | erase REF [--yes]; "
+                                             "REF is webchat:<id>, telegram:<chat>, slack:<...>, rest:<sender> "
+                                             "or customer:<id>")
+    shopper.add_argument("action", choices=["export", "erase"])
+    shopper.add_argument("ref")
+    shopper.add_argument("--out", help="export: the directory to write (default ./export-<ref>-<time>)")
+    shopper.add_argument("--yes", action="store_true", help="erase: do not ask")
+    shopper.set_defaults(func=cmd_shopper)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

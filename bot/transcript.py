@@ -109,6 +109,14 @@ class RedisTranscriptJournal:
                 found[key] = entries
         return found
 
+    async def erase(self, key: str) -> int:
+        """Forget one conversation's kept entries; how many there were."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.llen(self.prefix + key)
+            pipe.delete(self.prefix + key)
+            count, _ = await pipe.execute()
+        return int(count)
+
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="transcript-journal")
 

@@ -248,7 +248,7 @@ class CaseStore:
                 self.set_status_sync(c["id"], status, note, at=(now - dt.timedelta(days=days_ago)).timestamp())
         return len(demo_data.CASES)
 
-    # -- retention --------------------------------------------------------------------------
+    # -- retention, a shopper's requests ----------------------------------------------------
 
     def purge_sync(self, older_than: float) -> int:
         """Delete the cases (history and turns with them) last changed before `older_than`;
@@ -257,6 +257,23 @@ class CaseStore:
             ids = [r["id"] for r in conn.execute("SELECT id FROM cases WHERE demo = 0 AND updated_at < ?",
                                                  (older_than,))]
         return self.erase_sync(ids)
+
+    def of_shopper_sync(self, customer_id: str | None = None,
+                        conversation_ids: Sequence[str] = ()) -> list[Case]:
+        """Every case of this customer or made in these conversations, oldest first."""
+        clauses, args = [], []
+        if customer_id:
+            clauses.append("customer_id = ?")
+            args.append(customer_id)
+        if conversation_ids:
+            clauses.append(f"conversation_id IN ({', '.join('?' * len(conversation_ids))})")
+            args.extend(conversation_ids)
+        if not clauses:
+            return []
+        with connect(self.path) as conn:
+            rows = conn.execute(f"SELECT * FROM cases WHERE {' OR '.join(clauses)} ORDER BY created_at, id",
+                                args).fetchall()
+            return [self._load(conn, r) for r in rows]
 
     def erase_sync(self, case_ids: Sequence[str]) -> int:
         """Delete these cases with their history and turns; how many there were."""

@@ -370,3 +370,13 @@ class RedisHandoffStore(HandoffStore):
         entries = [self._open_entry(key, item) for item in await self._redis.lrange(self._log(key), 0, -1)]
         return [e for e in entries if e is not None]
 
+    # -- a shopper's erasure (the CLI) ------------------------------------------------------
+
+    async def erase(self, key: str) -> bool:
+        """Forget the conversation's handoff: record, log, place in the queue. Whether there was one."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._rec(key), self._log(key))
+            pipe.zrem(self._active_key, key)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+

@@ -246,6 +246,31 @@ class Uploads:
         sealed = {**meta, "name": self.keys.seal_text(str(meta.get("name") or ""), f"upload:{file_id}:name")}
         meta_path.write_text(json.dumps(sealed), encoding="utf-8")
 
+    # -- a shopper's requests (the CLI; worker threads) ----------------------------------------
+
+    def files_of_sync(self, conversation_id: str) -> list[tuple[str, dict[str, object]]]:
+        """(id, meta with the name opened) of every file this web chat conversation stored."""
+        found: list[tuple[str, dict[str, object]]] = []
+        if not self.directory.is_dir():
+            return found
+        for meta_path in sorted(self.directory.glob("*.json")):
+            file_id = meta_path.stem
+            if not _ID.match(file_id):
+                continue
+            meta = self._meta(file_id)
+            if meta is not None and meta.get("conversation_id") == conversation_id:
+                found.append((file_id, meta))
+        return found
+
+    def erase_sync(self, conversation_id: str) -> int:
+        """Delete every file this conversation stored; how many."""
+        files = self.files_of_sync(conversation_id)
+        for file_id, _ in files:
+            file_path, meta_path = self._paths(file_id)
+            file_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+        return len(files)
+
     async def serve(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
         sig = request.query.get("sig", "")

@@ -1,7 +1,8 @@
 """Data protection (hardening item 22): what the gateway and the flows keep at rest is
 sealed (a raw read of the SQLite file, the Redis values and the files on disk finds none of
 the shopper's words; a wrong key opens nothing; a value moved to another record does not
-open); cases past their retention go."""
+open); cases past their retention go; a shopper's data can be exported and erased with the
+real CLI."""
 
 from __future__ import annotations
 
@@ -214,3 +215,86 @@ async def test_the_gateway_deletes_cases_past_their_retention_but_not_demo_cases
     finally:
         await runner.cleanup()
         store.erase_sync([recent.id, demo.id])
+
+
+# -- the CLI: a shopper's export and erasure -------------------------------------------------------
+
+
+async def upload_as_a_new_shopper(settings: Settings, data: bytes, name: str) -> tuple[dict[str, str], str]:
+    """A gateway with `settings` is started, a web chat shopper uploads a file, it stops
+    again: the stored file's answer and the conversation key."""
+    gateway, runner = await start_gateway(settings)
+    chat = await ChatClient.connect(gateway.ws_url)
+    try:
+        return await upload(gateway, chat.token or "", data, name), f"webchat:{chat.conversation_id}"
+    finally:
+        await chat.close()
+        await runner.cleanup()
+
+
+async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: str,
+                                                     redis_client: redis_asyncio.Redis) -> None:
+    settings = make_settings(tmp_path, NO_RASA)
+    db = tmp_path / "flows.sqlite3"
+    env = {"DATA_DIR": str(settings.data_dir), "FLOWS_DB_PATH": str(db), "DATA_KEYS": settings.data_keys,
+           "REDIS_URL": redis_url, "GATEWAY_SECRET": settings.secret}
+    stored, key = await upload_as_a_new_shopper(settings, PNG + MARK, "receipt.png")
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    keys = DataKeys.parse(settings.data_keys)
+    cases = CaseStore(db, keys)
+    case = cases.create_sync("complaint", [("open", NOTE)], customer_id=customer, conversation_id=key,
+                             details={"description": WORDS}, turn_id="m1")
+    untouched = cases.create_sync("return", ["requested"], customer_id="someone-else", details={"x": "y"})
+    journal = RedisTranscriptJournal(redis_client, keys)
+    journal.start()
+    journal.record(key, TranscriptEntry(role="shopper", text=WORDS, message_id="m1"))
+    await journal.close()
+    handoffs = RedisHandoffStore(redis_client, keys)
+    await handoffs.create(Handoff(key=key, channel="webchat", conversation_id=key.partition(":")[2],
+                                  reason="complaint", language="zh", created_at=time.time(),
+                                  first_response_due=time.time() + 1800, last_text=WORDS))
+    await handoffs.append_log(key, {"role": "shopper", "text": WORDS})
+
+    out = tmp_path / "export"
+    done = cli("shopper", "export", f"customer:{customer}", "--out", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Rasa's tracker" in done.stdout
+    document = json.loads((out / "shopper.json").read_text(encoding="utf-8"))
+    assert document["conversations"] == [key]
+    (exported,) = document["cases"]
+    assert exported["id"] == case.id and exported["details"]["description"] == WORDS
+    assert exported["history"][0]["note"] == NOTE
+    assert document["transcripts"][key][0]["text"] == WORDS
+    assert document["handoffs"][key]["record"]["last_text"] == WORDS
+    assert document["handoffs"][key]["log"] == [{"role": "shopper", "text": WORDS}]
+    (file,) = document["uploads"]
+    assert file["id"] == stored["id"] and file["name"] == "receipt.png"
+    assert (out / file["file"]).read_bytes() == PNG + MARK
+    assert (out / "shopper.json").stat().st_mode & 0o077 == 0
+
+    # A bad reference is refused before anything is touched; erase wants a confirmation
+    bad = cli("shopper", "erase", "webchat:../../etc", "--yes", env=env)
+    assert bad.returncode == 2 and "conversation id" in bad.stderr
+    assert cli("shopper", "export", "nobody", env=env).returncode == 2
+    refused = cli("shopper", "erase", f"customer:{customer}", env=env)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert cases.get_sync(case.id) is not None
+
+    erased = cli("shopper", "erase", f"customer:{customer}", "--yes", env=env)
+    assert erased.returncode == 0, erased.stderr
+    assert case.id in erased.stdout and "1 uploaded file(s) deleted" in erased.stdout
+    assert "Rasa's tracker" in erased.stdout
+    assert cases.get_sync(case.id) is None and cases.get_sync(untouched.id) is not None
+    for table, column in (("cases", "id"), ("case_history", "case_id"), ("case_turns", "case_id")):
+        assert raw_rows(db, f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", case.id) == [(0,)]
+    assert await redis_client.exists(f"gateway:transcript:{key}", f"gateway:handoff:rec:{key}",
+                                      f"gateway:handoff:log:{key}") == 0
+    assert await redis_client.zscore("gateway:handoff:active", key) is None
+    assert not list((settings.data_dir / "uploads").glob(f"{stored['id']}*"))
+
+
+def test_without_redis_the_cli_says_what_it_cannot_reach(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path / "data"), "FLOWS_DB_PATH": str(tmp_path / "flows.sqlite3"), "REDIS_URL": ""}
+    done = cli("shopper", "erase", "telegram:-100123", "--yes", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "REDIS_URL is not set" in done.stdout and "in its memory only" in done.stdout

@@ -1,0 +1,201 @@
+"""A shopper's access and deletion requests: the work behind
+`./aftersales shopper export|erase <ref>`.
+
+A reference names a conversation as the console shows it (`webchat:<id>`, `rest:<sender>`,
+`socketio:<id>`, `telegram:<chat id>`, `slack:<channel>[:<thread>]`) or a signed-in
+customer (`customer:<id>`, the id in the shop's customer token); a customer covers their
+cases and every conversation those cases were made in.
+
+What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`) and,
+with `REDIS_URL`, the kept transcript and the handoff record and log. Not reached, and said
+so in the output: a running gateway's in-memory copy of a transcript, and Rasa's tracker
+(kept in the Rasa server's memory); both go when those processes restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, ensure_secret
+from bot.sealing import DataKeys
+
+CHANNELS = ("webchat", "rest", "socketio", "telegram", "slack")
+_CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_.@+:\-]{1,200}$")
+_CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
+_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
+               "application/pdf": ".pdf"}
+
+NOT_REACHED = (
+    "Not reached from here: Rasa's tracker of these conversations (kept in the Rasa server's "
+    "memory; it goes when Rasa restarts, which `./aftersales run` does on every start) and the "
+    "running gateway's in-memory copy of their history (it goes when the gateway restarts).")
+NO_REDIS = (
+    "REDIS_URL is not set: the gateway kept these conversations' history and handoffs in its "
+    "memory only, which this command cannot reach; they go when the gateway restarts.")
+
+
+class RefError(ValueError):
+    """A shopper reference the commands do not understand; the message shows the forms."""
+
+
+@dataclass(frozen=True)
+class ShopperRef:
+    customer_id: str | None = None
+    conversation: str | None = None  # a conversation key, "<channel>:<id>"
+
+    def __str__(self) -> str:
+        return f"customer:{self.customer_id}" if self.customer_id else str(self.conversation)
+
+
+def parse_ref(text: str) -> ShopperRef:
+    channel, sep, rest = text.strip().partition(":")
+    forms = f"customer:<id> or <channel>:<conversation id> with channel one of {', '.join(CHANNELS)}"
+    if not sep or not rest:
+        raise RefError(f"{text!r} is not a shopper reference; give {forms}")
+    if channel == "customer":
+        if not _CUSTOMER_ID.match(rest):
+            raise RefError(f"{text!r}: a customer id is 1-128 letters, digits or _ . @ + -")
+        return ShopperRef(customer_id=rest)
+    if channel not in CHANNELS:
+        raise RefError(f"{text!r}: unknown channel {channel!r}; give {forms}")
+    if not _CONVERSATION_ID.match(rest) or ".." in rest or rest.startswith("."):
+        raise RefError(f"{text!r}: a conversation id is 1-200 letters, digits or _ . @ + : - (no '..')")
+    return ShopperRef(conversation=f"{channel}:{rest}")
+
+
+@dataclass
+class ShopperData:
+    """Everything the stores keep of one shopper, opened."""
+
+    ref: ShopperRef
+    conversations: list[str] = field(default_factory=list)
+    cases: list[Any] = field(default_factory=list)  # flows.cases.Case
+    transcripts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    handoffs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)  # (conversation, id, meta)
+    redis: bool = False
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "reference": str(self.ref),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "conversations": self.conversations,
+            "cases": [dataclasses.asdict(c) for c in self.cases],
+            "transcripts": self.transcripts if self.redis else None,
+            "handoffs": self.handoffs if self.redis else None,
+            "uploads": [{"conversation": conv, "id": file_id, "name": meta.get("name"), "kind": meta.get("kind"),
+                         "mime_type": meta.get("mime_type"), "size": meta.get("size"),
+                         "file": f"uploads/{file_id}{_EXTENSIONS.get(str(meta.get('mime_type')), '')}"}
+                        for conv, file_id, meta in self.uploads],
+            "not_included": NOT_REACHED if self.redis else f"{NO_REDIS} {NOT_REACHED}",
+        }
+
+
+class Stores:
+    """The stores the gateway and the flows keep a shopper's data in, opened with `keys`."""
+
+    def __init__(self, settings: Settings, keys: DataKeys) -> None:
+        from channels.webchat.session import SessionSigner
+        from channels.webchat.uploads import Uploads
+        from flows.cases import CaseStore
+
+        self.settings = settings
+        self.keys = keys
+        self.cases = CaseStore(keys=keys)
+        secret = ensure_secret(settings)
+        self.uploads = Uploads(settings.data_dir / "uploads", SessionSigner(secret), secret, keys=keys)
+        self.redis: Any = None
+
+    async def __aenter__(self) -> "Stores":
+        if self.settings.redis_url:
+            import redis.asyncio as redis_asyncio
+
+            self.redis = redis_asyncio.from_url(self.settings.redis_url)  # type: ignore[no-untyped-call]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def journal(self) -> Any:
+        from bot.transcript import RedisTranscriptJournal
+
+        return RedisTranscriptJournal(self.redis, self.keys)
+
+    def handoffs(self) -> Any:
+        from handoff.store import RedisHandoffStore
+
+        return RedisHandoffStore(self.redis, self.keys)
+
+    async def collect(self, ref: ShopperRef) -> ShopperData:
+        data = ShopperData(ref, redis=self.redis is not None)
+        conversations = [ref.conversation] if ref.conversation else []
+        cases = await asyncio.to_thread(self.cases.of_shopper_sync, ref.customer_id, conversations)
+        if ref.customer_id:  # their cases name their conversations; those may hold more cases
+            conversations = sorted({c.conversation_id for c in cases if c.conversation_id})
+            cases = await asyncio.to_thread(self.cases.of_shopper_sync, ref.customer_id, conversations)
+        data.conversations, data.cases = conversations, cases
+        for key in conversations:
+            if self.redis is not None:
+                entries = await self.journal().read(key)
+                if entries:
+                    data.transcripts[key] = [dataclasses.asdict(e) for e in entries]
+                store = self.handoffs()
+                record = await store.get(key)
+                if record is not None:
+                    data.handoffs[key] = {"record": dataclasses.asdict(record), "log": await store.log(key)}
+            channel, _, conversation_id = key.partition(":")
+            if channel == "webchat":
+                for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, conversation_id):
+                    data.uploads.append((key, file_id, meta))
+        return data
+
+    async def export(self, data: ShopperData, out: Path) -> list[Path]:
+        """Write the document and the opened files into `out` (made 0700, files 0600)."""
+        return await asyncio.to_thread(self._write_export, data, out)
+
+    def _write_export(self, data: ShopperData, out: Path) -> list[Path]:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"{out} exists and is not an empty directory")
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        written = []
+
+        def write(path: Path, body: bytes) -> None:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(body)
+            written.append(path)
+
+        document = data.document()
+        write(out / "shopper.json", json.dumps(document, ensure_ascii=False, indent=2, default=str).encode("utf-8"))
+        for item, (_, file_id, _) in zip(document["uploads"], data.uploads):
+            write(out / item["file"], self.uploads.read_sync(file_id))
+        return written
+
+    async def erase(self, data: ShopperData) -> list[str]:
+        """Delete what `collect` found; a line per thing removed."""
+        done = []
+        removed = await asyncio.to_thread(self.cases.erase_sync, [c.id for c in data.cases])
+        done.append(f"cases: {removed} deleted ({', '.join(c.id for c in data.cases) or 'none'}), "
+                    "with their history")
+        for key in data.conversations:
+            if self.redis is not None:
+                entries = await self.journal().erase(key)
+                had_handoff = await self.handoffs().erase(key)
+                done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
+                            f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}")
+            channel, _, conversation_id = key.partition(":")
+            if channel == "webchat":
+                files = await asyncio.to_thread(self.uploads.erase_sync, conversation_id)
+                done.append(f"{key}: {files} uploaded file(s) deleted")
+        return done
+
