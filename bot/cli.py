@@ -7,6 +7,7 @@
   check-config  validate the environment and print the effective settings
   agent         manage console agents (add USER "Name" | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
+  data          the keys that seal the data at rest (rekey: re-seal with the newest | new-key)
 """
 
 from __future__ import annotations
@@ -221,6 +222,40 @@ def cmd_shopper(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """`rekey`: re-seal everything kept at rest with the newest key. `new-key`: the DATA_KEYS
+    value for a rotation (a fresh key in front of the ones in use)."""
+    from bot.privacy import Stores
+    from bot.sealing import Resealed
+
+    settings = _settings_or_exit()
+    setup_logging(settings.log_level, settings.log_format)
+    keys = ensure_data_keys(settings)
+    if args.action == "new-key":
+        _say(f"DATA_KEYS={keys.with_new_key().export()}")
+        _say("Set it for the gateway (and the action server, if it runs apart), restart, run "
+             "`./aftersales data rekey`, then drop the old key(s) from the end.")
+        return 0
+    stores = Stores(settings, keys)
+
+    async def run() -> list[tuple[str, Resealed]]:
+        async with stores:
+            return await stores.reseal()
+
+    _say(f"Re-sealing with data key {keys.current_kid} (ring: {', '.join(keys.kids)})")
+    results = asyncio.run(run())
+    for what, done in results:
+        _say(f"  {what}: {done}")
+    if not settings.redis_url:
+        _say("  Redis: REDIS_URL is not set, nothing kept there")
+    if any(done.unreadable for _, done in results):
+        print("error: some values open with none of the keys in DATA_KEYS (listed in the log); "
+              "they were left as they are: keep the old key until they are found", file=sys.stderr)
+        return 1
+    _say("Everything opens with the newest key: the older keys can now be removed from DATA_KEYS.")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     for f in dataclasses.fields(settings):
@@ -257,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     shopper.add_argument("--out", help="export: the directory to write (default ./export-<ref>-<time>)")
     shopper.add_argument("--yes", action="store_true", help="erase: do not ask")
     shopper.set_defaults(func=cmd_shopper)
+    data = sub.add_parser("data", help="data keys: rekey (re-seal with the newest key) | new-key")
+    data.add_argument("action", choices=["rekey", "new-key"])
+    data.set_defaults(func=cmd_data)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -13,7 +13,9 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
-from bot.sealing import DataKeys, SealingError
+from redis.exceptions import WatchError
+
+from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.inbox")
 
@@ -84,6 +86,39 @@ class RedisInbox(Inbox):
                 log.error("a kept delivery cannot be opened", extra={"channel": channel, "event": event_id,
                                                                      "error": str(exc)})
         return found
+
+    async def reseal_all(self) -> Resealed:
+        """Seal every kept delivery with the newest key (a channel's hash with one that does
+        not open is left as it is and counted)."""
+        done = Resealed()
+        async for raw_name in self._redis.scan_iter(match=self._prefix + "*", count=500):
+            name = _text(raw_name)
+            if name.endswith(":order") or await self._redis.type(name) not in (b"hash", "hash"):
+                continue
+            try:
+                done.rewritten += await self._reseal_one(name, name[len(self._prefix):])
+            except SealingError as exc:
+                done.skip(name, exc)
+        return done
+
+    async def _reseal_one(self, name: str, channel: str) -> int:
+        while True:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(name)
+                    items = {_text(k): _text(v) for k, v in (await pipe.hgetall(name)).items()}
+                    stale = {}
+                    for event_id, value in items.items():
+                        if not self._keys.text_is_current(value):
+                            context = f"inbox:{channel}:{event_id}"
+                            stale[event_id] = self._keys.seal_text(self._keys.open_text(value, context), context)
+                    if stale:
+                        pipe.multi()
+                        pipe.hset(name, mapping=stale)
+                        await pipe.execute()
+                    return len(stale)
+            except WatchError:
+                continue
 
 
 def _text(raw: bytes | str) -> str:

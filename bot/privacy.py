@@ -1,5 +1,5 @@
-"""A shopper's access and deletion requests: the work behind
-`./aftersales shopper export|erase <ref>`.
+"""A shopper's access and deletion requests, and re-sealing with a new data key: the work
+behind `./aftersales shopper export|erase <ref>` and `./aftersales data rekey`.
 
 A reference names a conversation as the console shows it (`webchat:<id>`, `rest:<sender>`,
 `socketio:<id>`, `telegram:<chat id>`, `slack:<channel>[:<thread>]`) or a signed-in
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, ensure_secret
-from bot.sealing import DataKeys
+from bot.sealing import DataKeys, Resealed
 
 CHANNELS = ("webchat", "rest", "socketio", "telegram", "slack")
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_.@+:\-]{1,200}$")
@@ -199,3 +199,14 @@ class Stores:
                 done.append(f"{key}: {files} uploaded file(s) deleted")
         return done
 
+    async def reseal(self) -> list[tuple[str, Resealed]]:
+        """Seal everything kept at rest with the newest key; what happened, per store."""
+        from bot.inbox import RedisInbox
+
+        done = [("cases (values)", await asyncio.to_thread(self.cases.reseal_sync)),
+                ("uploads (files)", await asyncio.to_thread(self.uploads.reseal_sync))]
+        if self.redis is not None:
+            done += [("Redis transcripts (entries)", await self.journal().reseal_all()),
+                     ("Redis handoffs (values)", await self.handoffs().reseal_all()),
+                     ("Redis inbox (deliveries)", await RedisInbox(self.redis, self.keys).reseal_all())]
+        return done

@@ -126,6 +126,10 @@ class DataKeys:
         """The ring as `DATA_KEYS` takes it."""
         return ",".join(_b64encode(k) for k in self.keys)
 
+    def with_new_key(self) -> "DataKeys":
+        """This ring with a fresh key in front (the first step of a rotation)."""
+        return DataKeys((secrets.token_bytes(KEY_BYTES), *self.keys))
+
     @property
     def current_kid(self) -> str:
         return key_id(self.keys[0])
@@ -191,6 +195,23 @@ class DataKeys:
 
     def bytes_are_current(self, data: bytes) -> bool:
         return data.startswith(BYTES_MAGIC + bytes.fromhex(self.current_kid))
+
+
+@dataclass
+class Resealed:
+    """What one pass of `rekey` over a store did: values rewritten with the newest key, and
+    records left as they were because a value in them does not open with any key of the ring."""
+
+    rewritten: int = 0
+    unreadable: int = 0
+
+    def skip(self, what: str, error: SealingError) -> None:
+        self.unreadable += 1
+        log.error("left as it is: it does not open with the data keys", extra={"record": what, "error": str(error)})
+
+    def __str__(self) -> str:
+        return f"{self.rewritten} re-sealed" + (f", {self.unreadable} left unreadable (see the log)"
+                                                if self.unreadable else "")
 
 
 def resolve_data_keys(configured: str, key_file: Path) -> DataKeys:

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from bot.sealing import DataKeys, SealingError
+from redis.exceptions import WatchError
+
+from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.transcript")
 
@@ -116,6 +118,36 @@ class RedisTranscriptJournal:
             pipe.delete(self.prefix + key)
             count, _ = await pipe.execute()
         return int(count)
+
+    async def reseal_all(self) -> Resealed:
+        """Seal every kept entry with the newest key. A conversation the running gateway
+        appends to meanwhile is read again (WATCH), nothing is lost; one with an entry that
+        does not open is left as it is and counted."""
+        done = Resealed()
+        async for raw_key in self.redis.scan_iter(match=self.prefix + "*", count=500):
+            name = _text(raw_key)
+            try:
+                done.rewritten += await self._reseal_one(name, self._context(name[len(self.prefix):]))
+            except SealingError as exc:
+                done.skip(name, exc)
+        return done
+
+    async def _reseal_one(self, name: str, context: str) -> int:
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(name)
+                    raws = [_text(r) for r in await pipe.lrange(name, 0, -1)]
+                    stale = {i: self.keys.seal_text(self.keys.open_text(r, context), context)
+                             for i, r in enumerate(raws) if not self.keys.text_is_current(r)}
+                    if stale:
+                        pipe.multi()  # LSET keeps the list's expiry
+                        for i, sealed in stale.items():
+                            pipe.lset(name, i, sealed)
+                        await pipe.execute()
+                    return len(stale)
+            except WatchError:
+                continue
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="transcript-journal")

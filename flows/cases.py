@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from bot.sealing import KEY_FILE_NAME, DataKeys, resolve_data_keys
+from bot.sealing import KEY_FILE_NAME, DataKeys, Resealed, SealingError, resolve_data_keys
 from flows.db import connect, db_path, enable_wal
 
 log = logging.getLogger("flows.cases")
@@ -248,7 +248,7 @@ class CaseStore:
                 self.set_status_sync(c["id"], status, note, at=(now - dt.timedelta(days=days_ago)).timestamp())
         return len(demo_data.CASES)
 
-    # -- retention, a shopper's requests ----------------------------------------------------
+    # -- retention, a shopper's requests, key rotation --------------------------------------
 
     def purge_sync(self, older_than: float) -> int:
         """Delete the cases (history and turns with them) last changed before `older_than`;
@@ -284,6 +284,41 @@ class CaseStore:
                 conn.execute("DELETE FROM case_turns WHERE case_id = ?", (case_id,))
                 removed += conn.execute("DELETE FROM cases WHERE id = ?", (case_id,)).rowcount
         return removed
+
+    def reseal_sync(self) -> Resealed:
+        """Seal every details value and note with the newest key (and what was stored before
+        sealing existed). One transaction per case; a case with a value that does not open
+        is left as it is and counted."""
+        with connect(self.path) as conn:
+            ids = [r["id"] for r in conn.execute("SELECT id FROM cases")]
+        done = Resealed()
+        for case_id in ids:
+            try:
+                done.rewritten += self._reseal_case(case_id)
+            except SealingError as exc:
+                done.skip(f"case {case_id}", exc)
+        return done
+
+    def _reseal_case(self, case_id: str) -> int:
+        rewritten = 0
+        with connect(self.path) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT id, details FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None:
+                return 0
+            if not self.keys.text_is_current(row["details"]):
+                conn.execute("UPDATE cases SET details = ? WHERE id = ?",
+                             (self._seal_details(case_id, self._open_details(row)), case_id))
+                rewritten += 1
+            for r in conn.execute("SELECT seq, note FROM case_history WHERE case_id = ?", (case_id,)).fetchall():
+                if self.keys.text_is_current(r["note"]):
+                    continue
+                context = _note_context(case_id, r["seq"])
+                conn.execute("UPDATE case_history SET note = ? WHERE case_id = ? AND seq = ?",
+                             (self.keys.seal_text(self.keys.open_text(r["note"], context), context),
+                              case_id, r["seq"]))
+                rewritten += 1
+        return rewritten
 
     # -- async API (never blocks the event loop) ------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 from redis import exceptions as redis_errors
 
 from bot.errors import DependencyUnavailable
-from bot.sealing import DataKeys, SealingError, is_sealed_text
+from bot.sealing import DataKeys, Resealed, SealingError, is_sealed_text
 
 log = logging.getLogger("gateway.handoff")
 
@@ -370,7 +370,7 @@ class RedisHandoffStore(HandoffStore):
         entries = [self._open_entry(key, item) for item in await self._redis.lrange(self._log(key), 0, -1)]
         return [e for e in entries if e is not None]
 
-    # -- a shopper's erasure (the CLI) ------------------------------------------------------
+    # -- a shopper's erasure, key rotation (the CLI) ----------------------------------------
 
     async def erase(self, key: str) -> bool:
         """Forget the conversation's handoff: record, log, place in the queue. Whether there was one."""
@@ -380,3 +380,49 @@ class RedisHandoffStore(HandoffStore):
             deleted, _ = await pipe.execute()
         return bool(deleted)
 
+    async def reseal_all(self) -> Resealed:
+        """Seal every record's shopper fields and every log entry with the newest key. Keys the
+        running gateway changes meanwhile are read again; one with a value that does not open
+        is left as it is and counted."""
+        done = Resealed()
+        async for raw_name in self._redis.scan_iter(match=self._prefix + "*", count=500):
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            for kind in ("rec:", "log:"):
+                if name.startswith(self._prefix + kind):
+                    try:
+                        done.rewritten += await self._reseal_one(name, kind, name[len(self._prefix + kind):])
+                    except SealingError as exc:
+                        done.skip(name, exc)
+        return done
+
+    async def _reseal_one(self, name: str, kind: str, key: str) -> int:
+        while True:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(name)
+                    writes: list[tuple[str | int, str]] = []  # (list index or field, new value)
+                    if kind == "log:":
+                        context = f"handoff-log:{key}"
+                        raws = [r.decode() if isinstance(r, bytes) else r for r in await pipe.lrange(name, 0, -1)]
+                        writes = [(i, self._keys.seal_text(self._keys.open_text(r, context), context))
+                                  for i, r in enumerate(raws) if not self._keys.text_is_current(r)]
+                    else:
+                        for field_name, raw in zip(SEALED_FIELDS, await pipe.hmget(name, *SEALED_FIELDS)):
+                            value = json.loads(raw) if raw is not None else None
+                            if raw is None or (isinstance(value, str) and self._keys.text_is_current(value)):
+                                continue
+                            if isinstance(value, str) and is_sealed_text(value):
+                                value = json.loads(self._keys.open_text(value, f"handoff:{key}:{field_name}"))
+                            writes.append((field_name, self._encode(key, field_name, value)))
+                    if not writes:
+                        return 0
+                    pipe.multi()  # LSET and HSET keep the key's expiry
+                    for where, value in writes:
+                        if isinstance(where, int):
+                            pipe.lset(name, where, value)
+                        else:
+                            pipe.hset(name, where, value)
+                    await pipe.execute()
+                    return len(writes)
+            except redis_errors.WatchError:
+                continue

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -38,7 +39,7 @@ from aiohttp import BodyPartReader, web
 from bot.i18n import language_of_locale
 from bot.messages import Attachment
 from bot.ratelimit import TokenBucket
-from bot.sealing import DataKeys, SealingError
+from bot.sealing import DataKeys, Resealed, SealingError
 from bot.security import same_secret
 from bot.texts import error_body
 from channels.webchat.session import SessionSigner
@@ -246,7 +247,7 @@ class Uploads:
         sealed = {**meta, "name": self.keys.seal_text(str(meta.get("name") or ""), f"upload:{file_id}:name")}
         meta_path.write_text(json.dumps(sealed), encoding="utf-8")
 
-    # -- a shopper's requests (the CLI; worker threads) ----------------------------------------
+    # -- a shopper's requests, key rotation (the CLI; worker threads) --------------------------
 
     def files_of_sync(self, conversation_id: str) -> list[tuple[str, dict[str, object]]]:
         """(id, meta with the name opened) of every file this web chat conversation stored."""
@@ -270,6 +271,44 @@ class Uploads:
             file_path.unlink(missing_ok=True)
             meta_path.unlink(missing_ok=True)
         return len(files)
+
+    def reseal_sync(self) -> Resealed:
+        """Seal every file and name with the newest key (a file that does not open is left as
+        it is and counted). The meta's time is kept, so re-sealing does not extend a file's
+        retention."""
+        done = Resealed()
+        if not self.directory.is_dir():
+            return done
+        for meta_path in sorted(self.directory.glob("*.json")):
+            file_id = meta_path.stem
+            if not _ID.match(file_id) or not self._paths(file_id)[0].is_file():
+                continue
+            try:
+                done.rewritten += self._reseal_file(file_id)
+            except SealingError as exc:
+                done.skip(f"upload {file_id}", exc)
+            except (OSError, ValueError):
+                continue  # deleted meanwhile (expiry, an erasure)
+        return done
+
+    def _reseal_file(self, file_id: str) -> int:
+        file_path, meta_path = self._paths(file_id)
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = file_path.read_bytes()
+        if self.keys.bytes_are_current(data) and self.keys.text_is_current(str(raw.get("name") or "")):
+            return 0
+        stat = meta_path.stat()
+        name = self.keys.open_text(str(raw.get("name") or ""), f"upload:{file_id}:name")
+        sealed = self.keys.seal_bytes(self.keys.open_bytes(data, f"upload:{file_id}"), f"upload:{file_id}")
+        temporary = file_path.with_name(file_id + ".tmp")
+        temporary.write_bytes(sealed)
+        os.replace(temporary, file_path)
+        raw["name"] = self.keys.seal_text(name, f"upload:{file_id}:name")
+        temporary = meta_path.with_name(file_id + ".json.tmp")
+        temporary.write_text(json.dumps(raw), encoding="utf-8")
+        os.replace(temporary, meta_path)
+        os.utime(meta_path, (stat.st_atime, stat.st_mtime))
+        return 1
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]

@@ -2,7 +2,7 @@
 sealed (a raw read of the SQLite file, the Redis values and the files on disk finds none of
 the shopper's words; a wrong key opens nothing; a value moved to another record does not
 open); cases past their retention go; a shopper's data can be exported and erased with the
-real CLI."""
+real CLI; rotating the key re-seals everything."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from bot.config import Settings, ensure_data_keys
-from bot.sealing import DataKeys, TamperedError, UnknownKeyError
+from bot.sealing import DataKeys, Resealed, TamperedError, UnknownKeyError
 from bot.transcript import RedisTranscriptJournal, TranscriptEntry
 from channels.webchat import WEBCHAT_KEY
 from flows.cases import CaseStore
@@ -298,3 +298,98 @@ def test_without_redis_the_cli_says_what_it_cannot_reach(tmp_path: Path) -> None
     done = cli("shopper", "erase", "telegram:-100123", "--yes", env=env)
     assert done.returncode == 0, done.stderr
     assert "REDIS_URL is not set" in done.stdout and "in its memory only" in done.stdout
+
+
+# -- key rotation ----------------------------------------------------------------------------------
+
+
+def test_cases_written_before_sealing_stay_readable_and_rekey_seals_them(tmp_path: Path) -> None:
+    path = tmp_path / "flows.sqlite3"
+    keys = DataKeys.generate()
+    store = CaseStore(path, keys)
+    with sqlite3.connect(path) as conn:  # a row as the previous release wrote it
+        conn.execute("INSERT INTO cases VALUES ('TK-123456', 'complaint', 'open', NULL, 'C1', NULL, 'en', 1, 1, ?, 0)",
+                     (json.dumps({"description": WORDS}, ensure_ascii=False),))
+        conn.execute("INSERT INTO case_history VALUES ('TK-123456', 0, 'open', 1, ?)", (NOTE,))
+    legacy = store.get_sync("TK-123456")
+    assert legacy is not None and legacy.details["description"] == WORDS and legacy.history[0].note == NOTE
+    assert store.reseal_sync() == Resealed(rewritten=2)
+    assert raw_rows(path, "SELECT COUNT(*) FROM cases WHERE details LIKE '%漏液%'") == [(0,)]
+    assert raw_rows(path, "SELECT note LIKE 'sealed:v1:%' FROM case_history WHERE case_id = 'TK-123456'") == [(1,)]
+    assert store.reseal_sync() == Resealed()
+    resealed = store.get_sync("TK-123456")
+    assert resealed is not None and resealed.details == legacy.details and resealed.history == legacy.history
+
+
+@pytest.fixture
+async def own_redis(redis_url: str) -> AsyncIterator[tuple[str, redis_asyncio.Redis]]:
+    """A Redis database of its own (the one after the shared test database), for `rekey`,
+    which re-seals every gateway key it finds: nothing there may be sealed with another key."""
+    base, _, number = redis_url.rpartition("/")
+    url = f"{base}/{(int(number) - 1) % 16}"
+    client = redis_asyncio.from_url(url)
+    for pattern in ("gateway:transcript:*", "gateway:handoff:*", "gateway:inbox:*"):  # an earlier run's
+        async for name in client.scan_iter(match=pattern):
+            await client.delete(name)
+    yield url, client
+    await client.aclose()
+
+
+async def test_rotation_rekey_reseals_everything_then_the_old_key_can_go(
+        tmp_path: Path, own_redis: tuple[str, redis_asyncio.Redis]) -> None:
+    redis_url, redis_client = own_redis
+    settings = make_settings(tmp_path, NO_RASA, data_keys="", redis_url="")
+    db = tmp_path / "flows.sqlite3"
+    old = ensure_data_keys(settings)  # the embedded default: generated into DATA_DIR/data-key
+    key_file = settings.data_dir / "data-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert ensure_data_keys(settings) == old  # kept, not generated again
+    env = {"DATA_DIR": str(settings.data_dir), "FLOWS_DB_PATH": str(db), "REDIS_URL": redis_url,
+           "GATEWAY_SECRET": settings.secret, "DATA_KEYS": ""}
+    stored, key = await upload_as_a_new_shopper(settings, PNG + MARK, "old-key.png")  # sealed with the old key
+    case = CaseStore(db, old).create_sync("complaint", [("open", NOTE)], details={"description": WORDS},
+                                          conversation_id=key)
+    journal = RedisTranscriptJournal(redis_client, old)
+    journal.start()
+    journal.record(key, TranscriptEntry(role="shopper", text=WORDS))
+    await journal.close()
+    await RedisHandoffStore(redis_client, old).create(Handoff(
+        key=key, channel="webchat", conversation_id=key.partition(":")[2], reason="complaint", language="en",
+        created_at=time.time(), first_response_due=time.time() + 60, last_text=WORDS, detail={"d": WORDS}))
+    await RedisHandoffStore(redis_client, old).append_log(key, {"text": WORDS})
+    await redis_client.expire(f"gateway:transcript:{key}", 1000)
+
+    # 1. a new key in front of the old one (what `data new-key` prints)
+    new_key = cli("data", "new-key", env=env)
+    assert new_key.returncode == 0, new_key.stderr
+    ring = new_key.stdout.splitlines()[0].removeprefix("DATA_KEYS=")
+    assert DataKeys.parse(ring).keys[1:] == old.keys
+    new = DataKeys((DataKeys.parse(ring).keys[0],))
+    # 2. rekey with both; 3. the old key is dropped and everything still opens with the new one
+    rekey = cli("data", "rekey", env={**env, "DATA_KEYS": ring})
+    assert rekey.returncode == 0, rekey.stderr
+    assert "cases (values): 2 re-sealed" in rekey.stdout and "uploads (files): 1 re-sealed" in rekey.stdout
+    assert "Redis transcripts (entries): 1 re-sealed" in rekey.stdout
+    assert "Redis handoffs (values): 3 re-sealed" in rekey.stdout  # last_text, detail, one log entry
+    resealed = CaseStore(db, new).get_sync(case.id)
+    assert resealed is not None and resealed.details["description"] == WORDS
+    assert resealed.history[0].note == NOTE
+    assert [e.text for e in await RedisTranscriptJournal(redis_client, new).read(key)] == [WORDS]
+    assert 0 < await redis_client.ttl(f"gateway:transcript:{key}") <= 1000  # its expiry is kept
+    handoff = await RedisHandoffStore(redis_client, new).get(key)
+    assert handoff is not None and (handoff.last_text, handoff.detail) == (WORDS, {"d": WORDS})
+    assert await RedisHandoffStore(redis_client, new).log(key) == [{"text": WORDS}]
+    uploads = tmp_path / "data" / "uploads"
+    assert new.open_bytes((uploads / stored["id"]).read_bytes(), f"upload:{stored['id']}") == PNG + MARK
+    with pytest.raises(UnknownKeyError):
+        old.open_bytes((uploads / stored["id"]).read_bytes(), f"upload:{stored['id']}")
+    # The gateway started with only the new key serves the file
+    gateway, runner = await start_gateway(make_settings(tmp_path, NO_RASA, data_keys=new.export()))
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                stored["url"].replace(f":{settings.port}", f":{gateway.settings.port}")) as resp:
+            assert resp.status == 200 and await resp.read() == PNG + MARK
+    finally:
+        await runner.cleanup()
+        await RedisHandoffStore(redis_client, new).erase(key)
+        await redis_client.delete(f"gateway:transcript:{key}")
