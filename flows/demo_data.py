@@ -87,11 +87,19 @@ PRODUCTS: list[dict[str, Any]] = [
                   {"sku": "GN-SCRF-CAM", "label": {"en": "Camel", "zh": "驼色"}, "attributes": {"colour": "camel"}, "stock": 5}]},
 ]
 
+# The phone and e-mail are what a shopper who is not signed in gives to prove an order is theirs.
 CUSTOMERS = {
-    "C1001": {"en": "Li Na", "zh": "李娜"},
-    "C1002": {"en": "Tom Chen", "zh": "陈涛"},
-    "C1003": {"en": "Wang Fang", "zh": "王芳"},
+    "C1001": {"en": "Li Na", "zh": "李娜", "phone": "+86 138 0013 5821", "email": "li.na@example.com"},
+    "C1002": {"en": "Tom Chen", "zh": "陈涛", "phone": "+86 139 1122 4407", "email": "tom.chen@example.com"},
+    "C1003": {"en": "Wang Fang", "zh": "王芳", "phone": "+86 137 0036 9163", "email": "wang.fang@example.com"},
 }
+
+
+def proof_of(order_number: str) -> tuple[str, str]:
+    """(the last four digits of the phone, the e-mail) on a demo order."""
+    order = next(o for o in ORDERS if o["number"] == order_number)
+    buyer = CUSTOMERS[order["customer_id"]]
+    return "".join(ch for ch in buyer["phone"] if ch.isdigit())[-4:], buyer["email"]
 
 # `opened` is what the shop already knows (None: the bot asks the shopper).
 # `tries` lists what to say to reach each branch; docs/flows.md shows it.
@@ -151,15 +159,16 @@ CASES: list[dict[str, Any]] = [
 def table() -> str:
     """The demo orders as a Markdown table (for docs/flows.md)."""
     names = {v["sku"]: (p["name"]["en"], v["label"]["en"], p["category"]) for p in PRODUCTS for v in p["variants"]}
-    rows = ["| order | customer | category | item(s) | delivered | opened? | try |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| order | customer | proof (phone ends / e-mail) | category | item(s) | delivered | opened? | try |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for o in ORDERS:
         items = "; ".join(f"{names[i['sku']][0]} ({names[i['sku']][1]})" for i in o["items"])
         category = ", ".join(sorted({names[i["sku"]][2] for i in o["items"]}))
         days = o["delivered_days_ago"]
         delivered = f"{days} days ago" if days is not None else "not yet (shipped)"
         opened = {True: "yes (known)", False: "no (known)"}.get(o["items"][0].get("opened"), "asked")
-        rows.append(f"| {o['number']} | {o['customer_id']} | {category} | {items} | {delivered} | {opened} | {o['tries']} |")
+        last4, email = proof_of(o["number"])
+        rows.append(f"| {o['number']} | {o['customer_id']} | {last4} / {email} | {category} | {items} | {delivered} | {opened} | {o['tries']} |")
     return "\n".join(rows)
 
 

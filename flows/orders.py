@@ -97,6 +97,10 @@ class Order:
     payment_method: Mapping[str, str]
     items: tuple[OrderItem, ...]
     currency: str = "CNY"
+    # What only the buyer knows, asked of a shopper the shop has not signed in before the
+    # bot shows or acts on the order (flows/ownership.py).
+    phone: str | None = None
+    email: str | None = None
 
     def item(self, sku: str) -> OrderItem | None:
         return next((i for i in self.items if i.sku == sku), None)
@@ -171,6 +175,13 @@ def item_from_json(raw: Mapping[str, Any], where: str = "item") -> OrderItem:
         raise OrderBackendError(f"{where}: malformed order item ({exc!r})") from None
 
 
+def _contact(raw: Mapping[str, Any], name: str) -> str | None:
+    """The buyer's phone or e-mail: `"phone"` at the top or in `"contact": {...}`."""
+    contact = raw.get("contact")
+    value = raw.get(name) or (contact.get(name) if isinstance(contact, Mapping) else None)
+    return str(value)[:200] if isinstance(value, (str, int)) and str(value).strip() else None
+
+
 def order_from_json(raw: Mapping[str, Any]) -> Order:
     """An order as the HTTP API returns it:
 
@@ -179,7 +190,8 @@ def order_from_json(raw: Mapping[str, Any]) -> Order:
      "items": [{"sku": "SH-OXF-BLK-42", "product_id": "SHOE-OXF", "category": "shoes",
                 "name": {"en": "Classic Oxford leather shoes", "zh": "经典牛津皮鞋"},
                 "variant": {"en": "Black, EU 42", "zh": "黑色 42码"}, "quantity": 1, "unit_price": "599.00",
-                "opened": null}]}
+                "opened": null}],
+     "phone": "+86 138 0013 5821", "email": "li.na@example.com"}
     """
     try:
         number = str(raw["number"])
@@ -191,6 +203,7 @@ def order_from_json(raw: Mapping[str, Any]) -> Order:
             status=str(raw.get("status") or ("delivered" if raw.get("delivered_at") else "processing")),
             payment_method=_texts(raw.get("payment_method"), "original payment method"),
             items=items, currency=str(raw.get("currency") or "CNY"),
+            phone=_contact(raw, "phone"), email=_contact(raw, "email"),
         )
     except (KeyError, TypeError) as exc:
         raise OrderBackendError(f"malformed order ({exc!r})") from None
@@ -214,6 +227,7 @@ def order_to_json(order: Order) -> dict[str, Any]:
         "placed_at": order.placed_on.isoformat(),
         "delivered_at": order.delivered_on.isoformat() if order.delivered_on else None,
         "status": order.status, "payment_method": dict(order.payment_method), "currency": order.currency,
+        "phone": order.phone, "email": order.email,
         "items": [{"sku": i.sku, "product_id": i.product_id, "category": i.category, "name": dict(i.name),
                    "variant": dict(i.variant_label), "quantity": i.quantity, "unit_price": str(i.unit_price),
                    "opened": i.opened, "aliases": list(i.aliases)} for i in order.items],
@@ -231,7 +245,7 @@ CREATE TABLE IF NOT EXISTS demo_variants (
     attributes TEXT NOT NULL, stock INTEGER NOT NULL, swappable INTEGER NOT NULL DEFAULT 1, price TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS demo_orders (
     number TEXT PRIMARY KEY, customer_id TEXT, placed_on TEXT NOT NULL, delivered_on TEXT, status TEXT NOT NULL,
-    payment_en TEXT NOT NULL, payment_zh TEXT NOT NULL, currency TEXT NOT NULL);
+    payment_en TEXT NOT NULL, payment_zh TEXT NOT NULL, currency TEXT NOT NULL, phone TEXT, email TEXT);
 CREATE TABLE IF NOT EXISTS demo_order_items (
     number TEXT NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL, quantity INTEGER NOT NULL,
     unit_price TEXT NOT NULL, opened INTEGER, PRIMARY KEY (number, line));
@@ -250,6 +264,10 @@ class SqliteOrderBackend(OrderBackend):
             columns = {r["name"] for r in conn.execute("PRAGMA table_info(demo_products)")}
             if "aliases" not in columns:  # a demo store made before products had aliases
                 conn.execute("ALTER TABLE demo_products ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'")
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(demo_orders)")}
+            for column in ("phone", "email"):  # a demo store made before orders had the buyer's contact
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE demo_orders ADD COLUMN {column} TEXT")
 
     # sync helpers (run in a worker thread)
 
@@ -273,7 +291,7 @@ class SqliteOrderBackend(OrderBackend):
                      placed_on=dt.date.fromisoformat(row["placed_on"]),
                      delivered_on=dt.date.fromisoformat(row["delivered_on"]) if row["delivered_on"] else None,
                      status=row["status"], payment_method={"en": row["payment_en"], "zh": row["payment_zh"]},
-                     items=items, currency=row["currency"])
+                     items=items, currency=row["currency"], phone=row["phone"], email=row["email"])
 
     def _recent_sync(self, customer_id: str, limit: int) -> list[Order]:
         with connect(self.path) as conn:
@@ -318,11 +336,13 @@ class SqliteOrderBackend(OrderBackend):
             for o in demo_data.ORDERS:
                 delivered = o.get("delivered_days_ago")
                 placed = today - dt.timedelta(days=(delivered if delivered is not None else 0) + o.get("shipping_days", 2))
-                conn.execute("INSERT INTO demo_orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                buyer = demo_data.CUSTOMERS[o["customer_id"]]
+                conn.execute("INSERT INTO demo_orders (number, customer_id, placed_on, delivered_on, status, "
+                             "payment_en, payment_zh, currency, phone, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (o["number"], o["customer_id"], placed.isoformat(),
                               (today - dt.timedelta(days=delivered)).isoformat() if delivered is not None else None,
                               o.get("status", "delivered" if delivered is not None else "shipped"),
-                              o["payment"]["en"], o["payment"]["zh"], "CNY"))
+                              o["payment"]["en"], o["payment"]["zh"], "CNY", buyer["phone"], buyer["email"]))
                 for line, item in enumerate(o["items"]):
                     opened = item.get("opened")
                     conn.execute("INSERT INTO demo_order_items VALUES (?, ?, ?, ?, ?, ?)",
