@@ -19,6 +19,7 @@ from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels.registry import ChannelContext, setup_optional_channels
 from channels.webchat import setup_webchat
 from flows.cases import CaseStore, console_cases
+from flows.ownership import ProofLedger
 from handoff import setup_handoff
 
 log = logging.getLogger("gateway.app")
@@ -139,10 +140,12 @@ def create_app(settings: Settings) -> web.Application:
     stores: list[CaseStore] = []
 
     async def purge_cases() -> None:
-        """The flows' cases past `CASE_RETENTION_DAYS` (the store is opened on first use)."""
+        """The flows' cases past `CASE_RETENTION_DAYS` (the store is opened on first use),
+        and wrong ownership answers past their window."""
         if not stores:
             stores.append(await asyncio.to_thread(CaseStore, None, keys))
         await stores[0].purge(settings.case_retention_days * 86400)
+        await asyncio.to_thread(lambda: ProofLedger(stores[0].path).expire_sync())
 
     periodically(app, "purge-cases", PURGE_CASES_EVERY_SECONDS, purge_cases)
     return app

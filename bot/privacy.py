@@ -193,6 +193,11 @@ class Stores:
                 had_handoff = await self.handoffs().erase(key)
                 done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
                             f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}")
+            from flows.ownership import ProofLedger
+
+            forgotten = await asyncio.to_thread(ProofLedger(self.cases.path).forget_sync, key)
+            if forgotten:
+                done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")
             channel, _, conversation_id = key.partition(":")
             if channel == "webchat":
                 files = await asyncio.to_thread(self.uploads.erase_sync, conversation_id)

@@ -75,6 +75,7 @@ class Context:
     last_case_id: str | None = None
     pending_photo: str | None = None  # a photo sent before any flow asked for one
     turn_id: str | None = None  # the gateway's id of the shopper's message: a retried turn makes no second case
+    verified_orders: tuple[str, ...] = ()  # orders this shopper proved are theirs (flows/ownership.py)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from flows.decisions import decide_exchange
 from flows.forms import FORMS, FormLogic
 from flows.knowledge import KnowledgeBase, load_knowledge
 from flows.orders import Order, OrderBackend, OrderBackendError, OrderItem, Variant, make_backend
+from flows.ownership import ProofLedger, Verdict, can_prove, find_proof
 from flows.policies import Policies, load_policies
 from flows.reading import Reader
 from flows.replies import NO_ORDER, NOTHING, Context, Inbound, Parsed, Reply, choice_payload, intent_payload, money
@@ -47,7 +48,8 @@ class AfterSales:
 
     def __init__(self, policies: Policies | None = None, kb: KnowledgeBase | None = None, texts: Texts | None = None,
                  orders: OrderBackend | None = None, cases: CaseStore | None = None,
-                 clock: Callable[[], dt.datetime] | None = None, reader: Reader | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, reader: Reader | None = None,
+                 ownership: ProofLedger | None = None) -> None:
         self.policies = policies or load_policies()
         self.kb = kb or load_knowledge(policies=self.policies)
         self.t = texts or load_texts()
@@ -55,6 +57,7 @@ class AfterSales:
         self._clock = clock  # () -> aware datetime; tests may freeze time
         self.orders = orders or make_backend(self.today())
         self.cases = cases or CaseStore()
+        self.ownership = ownership or ProofLedger(self.cases.path)
         self.forms: dict[str, FormLogic] = {cls.name: cls(self) for cls in FORMS}
         self.flow_slots: tuple[str, ...] = tuple(dict.fromkeys(
             s.name for form in self.forms.values() for s in form.SLOTS))
@@ -84,6 +87,48 @@ class AfterSales:
         except OrderBackendError:
             log.exception("order backend failed")
             return None
+
+    # -- whose order it is -------------------------------------------------------------------------
+
+    @staticmethod
+    def owns(order: Order, ctx: Context, proved: str | None = None) -> bool:
+        """Whether this shopper may see and act on `order`: signed in as its customer, or
+        proved it in this conversation (`proved`: the order the current flow just proved)."""
+        if ctx.customer_id and order.customer_id == ctx.customer_id:
+            return True
+        return order.number == proved or order.number in ctx.verified_orders
+
+    async def read_proof(self, order: Order, inbound: Inbound, ctx: Context, asked: bool) -> Parsed:
+        """The phone's last four digits or the e-mail on `order`, checked (flows/ownership.py).
+        Proved: the order number, and the conversation's proved orders grow by it."""
+        proof = find_proof(inbound.free_text, asked=asked)
+        if proof is None:
+            return NOTHING
+        lang = ctx.lang
+        if not can_prove(order):
+            return Parsed(hint=Reply(self.t("hint.order_proof_unavailable", lang), [self.human_button(lang)]))
+        check = await self.ownership.check(order, proof, ctx.conversation_id or "")
+        if check.verdict is Verdict.PROVED:
+            proved = [n for n in ctx.verified_orders if n != order.number][-19:] + [order.number]
+            log.info("order ownership proved", extra={"order": order.number})
+            return Parsed(order.number, derived={"verified_orders": proved})
+        log.info("order ownership not proved", extra={"order": order.number, "verdict": check.verdict.value})
+        if check.verdict is Verdict.WRONG:
+            return Parsed(hint=Reply(self.t("hint.order_proof_wrong", lang, left=check.attempts_left),
+                                     [self.human_button(lang)]))
+        return Parsed(hint=Reply(self.t(f"hint.order_proof_{check.verdict.value}", lang), [self.human_button(lang)]))
+
+    async def proof_question(self, order: Order, ctx: Context, case_id: str | None = None) -> list[Reply]:
+        """Ask for the proof, or say why none is taken here now."""
+        lang = ctx.lang
+        if not can_prove(order):
+            return [Reply(self.t("hint.order_proof_unavailable", lang), [self.human_button(lang)])]
+        blocked = await self.ownership.blocked(order.number, ctx.conversation_id or "")
+        if blocked is not None:
+            return [Reply(self.t(f"hint.order_proof_{blocked.value}", lang), [self.human_button(lang)])]
+        if case_id:
+            return [Reply(self.t("ask.order_proof.case", lang, ref=case_id))]
+        return [Reply(self.t("ask.order_proof", lang, order=order.number))]
 
     async def variants(self, item: OrderItem) -> list[Variant]:
         try:

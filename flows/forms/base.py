@@ -115,9 +115,11 @@ class FormLogic:
             control = inbound.intent in CONTROL_INTENTS and digresses(inbound, self.own_intent, 0.75)
             if not answered and (control or (hint is None and not inbound.has_files and self.rejects(requested, inbound))):
                 return StepResult(reject=True)  # "a person", "cancel", a question, another flow: Rasa's rules take it
-        # On resume the message was a question or small talk the rules already answered: not read again.
-        changed = mode != "resume" and await self._volunteered(inbound, state, ctx, result,
-                                                               skip=requested if mode == "answer" else None)
+        # On resume the message was a question or small talk the rules already answered: not read
+        # again. Nor is an answer to "is this order yours?": "it ends in 5821" describes nothing.
+        proof_answer = requested == "order_proof" and (answered or hint is not None)
+        changed = mode != "resume" and not proof_answer and await self._volunteered(
+            inbound, state, ctx, result, skip=requested if mode == "answer" else None)
         if mode == "answer" and requested in self.slot_names and not answered:
             about_this_form = changed or inbound.has_files
             if hint is not None:
@@ -184,6 +186,8 @@ class FormLogic:
 
     async def next_slot(self, state: dict[str, Any], ctx: Context, result: StepResult) -> str | None:
         for name in self.slot_names:
+            if name == "order_proof" and await self.proof_target(state, ctx) is None:
+                continue
             if not state.get(name):
                 return name
         return None
@@ -205,6 +209,26 @@ class FormLogic:
             return Parsed(parsed.value)  # the same order again: keep the item already chosen
         return parsed
 
+    async def proof_target(self, state: Mapping[str, Any], ctx: Context) -> Order | None:
+        """The order this shopper still has to prove is theirs before the flow goes on, if any."""
+        number = state.get("order_number")
+        if not number or number == NO_ORDER:
+            return None
+        order = await self.app.order(number)
+        if order is None or self.app.owns(order, ctx, state.get("order_proof")):
+            return None
+        return order
+
+    async def read_proof(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:
+        order = await self.proof_target(state, ctx)
+        return NOTHING if order is None else await self.app.read_proof(order, inbound, ctx, asked)
+
+    async def ask_proof(self, values: Mapping[str, Any], ctx: Context) -> list[Reply]:
+        order = await self.proof_target(values, ctx)
+        if order is None:
+            return [Reply(self.t("hint.order_proof", ctx.lang))]
+        return await self.app.proof_question(order, ctx)
+
     async def read_item(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:
         order = await self.app.order(state.get("order_number"))
         if order is None:
@@ -216,8 +240,8 @@ class FormLogic:
             return Parsed(hint=Reply(self.t("hint.item_sku", ctx.lang)))
         return parsed
 
-    async def order_and_item(self, state: dict[str, Any], result: StepResult) -> tuple[str | None, Order | None,
-                                                                                       OrderItem | None]:
+    async def order_and_item(self, state: dict[str, Any], ctx: Context,
+                             result: StepResult) -> tuple[str | None, Order | None, OrderItem | None]:
         """(slot to ask, order, item) for the order/item part of a form."""
         if not state.get("order_number") or state["order_number"] == NO_ORDER:
             return "order_number", None, None
@@ -225,6 +249,8 @@ class FormLogic:
         if order is None:
             result.updates["order_number"] = state["order_number"] = None
             return "order_number", None, None
+        if not self.app.owns(order, ctx, state.get("order_proof")):
+            return "order_proof", None, None  # nothing of the order is shown or decided before
         item = order.item(state["item_sku"]) if state.get("item_sku") else None
         if item is None:
             if len(order.items) == 1:
@@ -256,12 +282,16 @@ class FormLogic:
         """The order and item chosen so far, or the question that still has to get them."""
         if slot == "order_number":
             return await self.ask_order(key, ctx, allow_none=self.name == "complaint_form")
+        if slot == "order_proof":
+            return await self.ask_proof(values, ctx)
         if slot == "item_sku":
             return await self.ask_item(values, ctx)
         order = await self.app.order(values.get("order_number"))
         item = order.item(values.get("item_sku") or "") if order else None
         if order is None or item is None:
             return await self.ask_order(key, ctx)
+        if not self.app.owns(order, ctx, values.get("order_proof")):
+            return await self.ask_proof(values, ctx)
         return order, item
 
     async def read_photo(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:

@@ -24,6 +24,7 @@ class ComplaintForm(FormLogic):
     SLOTS = (
         Slot("complaint_category", "read_category"),
         Slot("order_number", "read_order"),
+        Slot("order_proof", "read_proof"),
         Slot("complaint_description", "read_description"),
         Slot("complaint_photo", "read_photo"),
         Slot("complaint_severity", "read_severity"),
@@ -93,6 +94,8 @@ class ComplaintForm(FormLogic):
                           [{"title": c.names[lang], "payload": choice_payload(k)} for k, c in cp.categories.items()])]
         if slot == "order_number":
             return await self.ask_order("complaint", ctx, allow_none=True)
+        if slot == "order_proof":
+            return await self.ask_proof(values, ctx)
         if slot == "complaint_description":
             return [Reply(self.t("ask.complaint_description", lang))]
         if slot == "complaint_photo":

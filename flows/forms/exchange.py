@@ -18,6 +18,7 @@ class ExchangeForm(FormLogic):
     name = "exchange_form"
     SLOTS = (
         Slot("order_number", "read_order", resets=("item_sku", "new_variant")),
+        Slot("order_proof", "read_proof"),
         Slot("item_sku", "read_item", resets=("new_variant",)),
         Slot("new_variant", "read_variant"),
     )
@@ -65,7 +66,7 @@ class ExchangeForm(FormLogic):
         return decide_exchange(self.app.policies, order, item, await self.app.variants(item), today=self.app.today())
 
     async def next_slot(self, state: dict[str, Any], ctx: Context, result: StepResult) -> str | None:
-        ask, order, item = await self.order_and_item(state, result)
+        ask, order, item = await self.order_and_item(state, ctx, result)
         if ask:
             return ask
         assert order is not None and item is not None

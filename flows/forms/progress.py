@@ -11,6 +11,7 @@ from bot.i18n import format_date, format_datetime
 from flows import parsing
 from flows.cases import Case
 from flows.forms.base import FormLogic, Slot
+from flows.orders import Order
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
 
 
@@ -19,7 +20,7 @@ FINISHED = frozenset({"refunded", "resolved", "closed", "refused"})
 
 class ProgressForm(FormLogic):
     name = "progress_form"
-    SLOTS = (Slot("case_reference", "read_reference"),)
+    SLOTS = (Slot("case_reference", "read_reference"), Slot("order_proof", "read_proof"))
 
     async def read_reference(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:
         text = inbound.choice or inbound.free_text
@@ -47,15 +48,46 @@ class ProgressForm(FormLogic):
                 return Parsed(hint=Reply(self.t("hint.case_unknown", lang, ref=ref)))
             if ctx.customer_id and case.customer_id and case.customer_id != ctx.customer_id:
                 return Parsed(hint=Reply(self.t("hint.case_not_yours", lang, ref=ref)))
+            if not self._made_here(case, ctx) and await self.app.order(case.order_number) is None:
+                # Nothing to prove it with (a complaint without an order, from another chat).
+                return Parsed(hint=Reply(self.t("hint.order_proof_unavailable", lang), [self.app.human_button(lang)]))
             return Parsed(case.id)
         order = await self.app.order(ref)
-        if order is None and not await self.app.cases.for_order(ref, 1):
+        if order is None:
+            if await self.app.cases.for_order(ref, 1):
+                return Parsed(hint=Reply(self.t("hint.order_proof_unavailable", lang), [self.app.human_button(lang)]))
             return Parsed(hint=Reply(self.t("hint.order_unknown", lang, number=ref)))
-        if order is not None and ctx.customer_id and order.customer_id and order.customer_id != ctx.customer_id:
+        if ctx.customer_id and order.customer_id and order.customer_id != ctx.customer_id:
             return Parsed(hint=Reply(self.t("hint.order_not_yours", lang, number=ref)))
         return Parsed(ref)
 
+    @staticmethod
+    def _made_here(case: Case, ctx: Context) -> bool:
+        """The case was opened in this conversation, or by this signed-in customer."""
+        return bool((ctx.conversation_id and case.conversation_id == ctx.conversation_id)
+                    or (ctx.customer_id and case.customer_id == ctx.customer_id))
+
+    async def proof_target(self, state: Mapping[str, Any], ctx: Context) -> Order | None:
+        """The order behind the case or order asked about, while this shopper has not proved it."""
+        ref = state.get("case_reference") or ""
+        number: str | None = ref
+        if parsing.find_case_id(ref):
+            case = await self.app.cases.get(ref)
+            if case is None or self._made_here(case, ctx):
+                return None
+            number = case.order_number
+        order = await self.app.order(number)
+        if order is None or self.app.owns(order, ctx, state.get("order_proof")):
+            return None
+        return order
+
     async def ask(self, slot: str, values: Mapping[str, Any], ctx: Context) -> list[Reply]:
+        if slot == "order_proof":
+            order = await self.proof_target(values, ctx)
+            ref = values.get("case_reference") or ""
+            if order is None:
+                return [Reply(self.t("hint.order_proof", ctx.lang))]
+            return await self.app.proof_question(order, ctx, case_id=ref if parsing.find_case_id(ref) else None)
         buttons = []
         last = values.get("last_case_id")
         if last:

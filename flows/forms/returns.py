@@ -25,6 +25,7 @@ class ReturnForm(FormLogic):
     name = "return_form"
     SLOTS = (
         Slot("order_number", "read_order", resets=("item_sku", "item_opened", "resolution", "return_method")),
+        Slot("order_proof", "read_proof"),
         Slot("item_sku", "read_item", resets=("item_opened", "resolution", "return_method")),
         Slot("return_reason", "read_reason", resets=("resolution", "return_method")),
         Slot("item_opened", "read_opened"),
@@ -111,7 +112,7 @@ class ReturnForm(FormLogic):
     # -- what to ask ----------------------------------------------------------------------------------
 
     async def next_slot(self, state: dict[str, Any], ctx: Context, result: StepResult) -> str | None:
-        ask, order, item = await self.order_and_item(state, result)
+        ask, order, item = await self.order_and_item(state, ctx, result)
         if ask:
             return ask
         assert order is not None and item is not None

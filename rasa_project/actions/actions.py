@@ -78,10 +78,12 @@ def language(tracker: Tracker) -> Text:
 
 def context(tracker: Tracker) -> Context:
     customer = tracker.get_slot("customer_id")
+    verified = tracker.get_slot("verified_orders")
     return Context(lang=language(tracker), customer_id=customer if isinstance(customer, str) else None,
                    conversation_id=tracker.sender_id, last_case_id=tracker.get_slot("last_case_id"),
                    pending_photo=tracker.get_slot("pending_photo"),
-                   turn_id=_turn_id(tracker))
+                   turn_id=_turn_id(tracker),
+                   verified_orders=tuple(v for v in verified if isinstance(v, str)) if isinstance(verified, list) else ())
 
 
 def _turn_id(tracker: Tracker) -> Optional[Text]:
@@ -256,6 +258,10 @@ class AskSlot(Action, ABC):
 
 class AskOrderNumber(AskSlot):
     slot = "order_number"
+
+
+class AskOrderProof(AskSlot):
+    slot = "order_proof"
 
 
 class AskItemSku(AskSlot):

@@ -128,7 +128,8 @@ async def test_a_turn_whose_answer_was_lost_is_not_run_twice(rasa_stack: RasaPro
     running, runner = await start_gateway(make_settings(tmp_path, proxy.url))
     chat = await ChatClient.connect(running.ws_url)
     try:
-        for text in ("I want to return my order", "AS10001", "they're too small", "actually I want an exchange"):
+        for text in ("I want to return my order", "AS10001", "it ends in 5821", "they're too small",
+                     "actually I want an exchange"):
             await chat.say(text)
             await chat.replies_until_quiet()
         await chat.say("44")

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
+
+from tests.ownership_proof import proof_answer
 import yaml
 
 HERE = Path(__file__).parent
@@ -44,7 +46,7 @@ SLOT_FACT = {"order_number": "order", "item_sku": "item", "return_reason": "reas
              "photo_url": "photo", "resolution": "remedy", "return_method": "return_method",
              "new_variant": "wanted", "complaint_category": "complaint_about",
              "complaint_description": "description", "complaint_photo": "photo",
-             "complaint_severity": "severity", "case_reference": "case"}
+             "complaint_severity": "severity", "case_reference": "case", "order_proof": "proof"}
 
 # How the evaluator reads a persona's answer into the option they would tap (its own table,
 # independent of the bot's): only used to choose a button, never to judge the bot.
@@ -307,6 +309,7 @@ class DialogueResult:
     handoff: bool = False
     handoff_reason: str | None = None
     decided_at: int | None = None  # shopper turns (interjections not counted) until the decision
+    proof_turns: int = 0  # of those, the turns that proved the order is the shopper's (not signed in)
     wrong_language: list[str] = field(default_factory=list)
     interjections_ok: bool = True
     problems: list[str] = field(default_factory=list)
@@ -419,6 +422,8 @@ async def dialogue(transport: Transport, observer: Observer, d: Mapping[str, Any
             tracker = await observer.tracker(transport.key)
             if result.decided_at is None and await _decided(observer, transport.key, tracker):
                 result.decided_at = shopper_turns
+            elif result.decided_at is None and slot_asked(tracker) == "order_proof":
+                result.proof_turns += 1  # the next turn answers "is this order yours?"
             if await observer.handoff(transport.key) is not None:
                 break
             if shopper_turns in interjections:
@@ -451,6 +456,8 @@ async def dialogue(transport: Transport, observer: Observer, d: Mapping[str, Any
             answer = answers.get(fact_key)
             if fact_key == "case" and answer is None:
                 answer = answers.get("order")  # a shopper without the case number gives the order number
+            if fact_key == "proof" and answer is None:
+                answer = proof_answer(turn.text, lang)  # the buyer knows their phone's last four digits
             used.add(fact_key)
             if asked[slot] == 2 and slot == "new_variant" and answers.get("remedy"):
                 answer = answers["remedy"]  # what the shopper says once their first choice is not possible
@@ -503,8 +510,17 @@ async def _decided(observer: Observer, key: str, tracker: Mapping[str, Any]) -> 
     return slots.get("requested_slot") == "return_method"
 
 
-def median_turns(results: Sequence[DialogueResult]) -> float | None:
-    decided = [r.decided_at for r in results if r.decided_at is not None
+def slot_asked(tracker: Mapping[str, Any]) -> str | None:
+    if not (tracker.get("active_loop") or {}).get("name"):
+        return None
+    slot = (tracker.get("slots") or {}).get("requested_slot")
+    return slot if isinstance(slot, str) else None
+
+
+def median_turns(results: Sequence[DialogueResult], without_proof: bool = False) -> float | None:
+    """Median shopper turns to the decision; `without_proof`: not counting the turn a shopper
+    who is not signed in spends proving the order is theirs."""
+    decided = [r.decided_at - (r.proof_turns if without_proof else 0) for r in results if r.decided_at is not None
                and r.expected["outcome"] in ("refund", "fast_refund", "replacement", "exchange", "swap", "coupon",
                                               "second_draw", "refused")]
     return statistics.median(decided) if decided else None

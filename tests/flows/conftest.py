@@ -11,6 +11,7 @@ import pytest
 
 from bot.messages import Attachment, InboundMessage
 from tests.conftest import ChatClient, RunningGateway
+from tests.ownership_proof import proof_answer
 
 class Replies(list):  # type: ignore[type-arg]
     """The reply frames the shopper's socket got for one message, plus `signals`: the
@@ -42,7 +43,8 @@ class Shopper:
     channel that supports them delivers a message. Replies always arrive on the socket."""
 
     def __init__(self, gateway: RunningGateway, chat: ChatClient, locale: str, customer_id: str | None = None,
-                 recorder: RasaRepliesRecorder | None = None) -> None:
+                 recorder: RasaRepliesRecorder | None = None, proves: bool = True) -> None:
+        self.proves = proves  # answers "is this order yours?" with the demo order's phone ending
         self.gateway = gateway
         self.recorder = recorder
         self.chat = chat
@@ -75,6 +77,10 @@ class Shopper:
         await self.chat.say(text, payload=payload, message_id=message_id)
         replies = await self._collect(message_id)
         self.transcript.append((text, replies))
+        shown = "\n".join(r.get("text") or "" for r in replies)
+        answer = proof_answer(shown, "zh" if self.locale.startswith("zh") else "en")
+        if self.proves and answer is not None:
+            return await self.say(answer)
         return replies
 
     async def press(self, replies: Sequence[dict[str, Any]], payload_part: str) -> list[dict[str, Any]]:
@@ -121,11 +127,11 @@ async def shopper_factory(gateway: RunningGateway) -> AsyncIterator[Any]:
     recorder = RasaRepliesRecorder()
     gateway.service.add_hook(recorder)
 
-    async def make(lang: str = "en", customer_id: str | None = None) -> Shopper:
+    async def make(lang: str = "en", customer_id: str | None = None, proves: bool = True) -> Shopper:
         locale = "zh-CN" if lang == "zh" else "en-GB"
         chat = await ChatClient.connect(gateway.ws_url, locale=locale)
         opened.append(chat)
-        return Shopper(gateway, chat, locale, customer_id, recorder)
+        return Shopper(gateway, chat, locale, customer_id, recorder, proves)
 
     yield make
     await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)

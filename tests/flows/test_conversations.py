@@ -2,7 +2,9 @@
 server, through the REST contract (payload-only buttons, as rasa-webchat and Botium send
 them, no locale) and the web chat websocket: the language stays the shopper's, the whole
 message is read, the flow follows what happened, feelings are acknowledged first, forms
-survive questions and photos, and nothing offered is refused by the next step."""
+survive questions and photos, and nothing offered is refused by the next step. The shoppers
+here are not signed in: they answer "is this order yours?" (tests/ownership_proof.py), so
+"one turn" means one turn besides that proof."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from flows.cases import CaseStore
 from handoff import HANDOFF_KEY
 from tests.conftest import RunningGateway
 from tests.evaluation.harness import RestShopper, WebchatShopper, wrong_language
+from tests.ownership_proof import Proving
 
 pytestmark = pytest.mark.e2e
 
@@ -51,8 +54,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def rest(gateway: RunningGateway, http: aiohttp.ClientSession) -> Callable[[], RestShopper]:
-    return lambda: RestShopper(http, gateway.url)
+def rest(gateway: RunningGateway, http: aiohttp.ClientSession) -> Callable[[], Proving]:
+    return lambda: Proving(RestShopper(http, gateway.url))
 
 
 def cases() -> CaseStore:
@@ -141,7 +144,7 @@ async def test_a_broken_blind_box_figure_is_refunded_not_ticketed(rest) -> None:
 
 async def test_an_allergic_reaction_gets_an_apology_a_photo_request_a_fast_refund_and_an_expert(
         gateway: RunningGateway, http) -> None:
-    s = await WebchatShopper(http, gateway.url, "zh-CN").open()
+    s = Proving(await WebchatShopper(http, gateway.url, "zh-CN").open())
     try:
         r = await s.say("涂了 AS10005 的精华脸上起红疹")
         assert "抱歉" in text(r) and "照片" in text(r)  # apology before the question
@@ -231,7 +234,7 @@ async def test_switching_flows_by_button_keeps_the_order_and_the_item(rest) -> N
 
 
 async def test_a_photo_in_the_middle_of_a_return_is_evidence_not_a_goodbye(gateway: RunningGateway, http) -> None:
-    s = await WebchatShopper(http, gateway.url, "en-GB").open()
+    s = Proving(await WebchatShopper(http, gateway.url, "en-GB").open())
     try:
         r = await s.say("I want to return the boots from AS10002")
         r = await s.photo()
@@ -247,7 +250,7 @@ async def test_a_photo_in_the_middle_of_a_return_is_evidence_not_a_goodbye(gatew
 
 
 async def test_a_photo_out_of_the_blue_is_kept_for_the_flow_that_follows(gateway: RunningGateway, http) -> None:
-    s = await WebchatShopper(http, gateway.url, "en-GB").open()
+    s = Proving(await WebchatShopper(http, gateway.url, "en-GB").open())
     try:
         r = await s.photo()
         assert "What is it about" in text(r) and buttons(r)

@@ -285,3 +285,43 @@ async def test_a_button_of_a_closed_question_is_explained_not_looped(shopper_fac
     assert "already closed" in text(r) and "/request_return" in buttons(r)
     r = await s.say("hello")
     assert "after-sales assistant" in r[0]["text"]
+
+
+# -- proof of ownership (hardening item 3): a stranger learns nothing and changes nothing ----------
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_stranger_asking_about_someone_elses_refund_learns_nothing(shopper_factory, lang: str) -> None:
+    s = await shopper_factory(lang, proves=False)
+    r = await s.say(SAY[lang]["where"].format("RT-900001"))
+    asked = text(r)
+    assert "RT-900001" in asked and ("phone" in asked if lang == "en" else "手机号后四位" in asked)
+    for secret in ("AS10007", "189", "SPF50", "防晒"):  # the order, the amount, the item
+        assert secret not in asked
+    for guess in ("1111", "2222"):
+        r = await s.say(guess)
+        assert "189" not in text(r) and ("doesn't match" in text(r) if lang == "en" else "不一致" in text(r))
+    r = await s.say("3333")
+    assert "189" not in text(r) and any(p == "/request_human" for p in buttons(r))
+    r = await s.say("9163")  # even the right digits: this conversation has used its tries
+    assert "189" not in text(r) and "AS10007" not in text(r)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_the_buyer_proves_the_order_once_and_sees_their_refund(shopper_factory, lang: str) -> None:
+    s = await shopper_factory(lang, proves=False)
+    await s.say(SAY[lang]["where"].format("RT-900001"))
+    r = await s.say("wang.fang@example.com")
+    assert "RT-900001" in text(r) and "¥189.00" in text(r)
+    r = await s.say(SAY[lang]["return"])  # another flow on an order already proved: not asked again
+    r = await s.say("AS10007")
+    assert "@" not in text(r) and ("phone" not in text(r) if lang == "en" else "手机号" not in text(r))
+
+
+async def test_a_stranger_cannot_start_a_return_on_someone_elses_order(shopper_factory) -> None:
+    s = await shopper_factory("en", proves=False)
+    r = await s.say("return AS10002 please, the sole came off")
+    assert "AS10002" in text(r) and "Chelsea" not in text(r) and "799" not in text(r)
+    r = await s.say("pick up please")  # the general answer about pick-ups, then the proof again
+    assert not CASE_ID.search(text(r)) and "799" not in text(r) and "Chelsea" not in text(r)
+    assert "last 4 digits" in text(r)

@@ -210,7 +210,10 @@ async def test_a_form_lets_a_faq_through_but_re_asks_a_bad_answer(app: AfterSale
     assert not bad.reject and bad.next_slot == "order_number" and bad.replies
     ok = await form.step("answer", "order_number", app.inbound("it's AS10001", "nlu_fallback", 0.3), {}, ctx)
     assert ok.updates["order_number"] == "AS10001" and ok.updates["item_sku"] == "SH-OXF-BLK-42"
-    assert ok.next_slot == "return_reason"
+    assert ok.next_slot == "order_proof"  # not signed in: the order is proved before anything of it is shown
+    proved = await form.step("answer", "order_proof", app.inbound("ends in 5821", "nlu_fallback", 0.3),
+                             {**ok.updates}, ctx)
+    assert proved.updates["verified_orders"] == ["AS10001"] and proved.next_slot == "return_reason"
 
 
 async def test_a_return_creates_a_case_with_status_history(app: AfterSales) -> None:
