@@ -3,7 +3,7 @@
 
 Both are measured in the same run, against the same real Rasa server and action server,
 in alternating rounds so that drift on the machine hits both equally. The gateway runs
-in its own process (`python -m bot gateway`), as in production.
+in its own process (`python -m gateway gateway`), as in production.
 
     ./aftersales bench [--shoppers 8] [--turns 40] [--rounds 3]
 
@@ -32,7 +32,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv  # noqa: E402
+from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv  # noqa: E402
 
 MESSAGES = ["hello", "are you a bot?", "thanks", "bye"]
 

@@ -70,7 +70,7 @@ class Settings:
     log_format: str = "json"
     redis_url: str = ""
     # Everything the settings were read from (environment over `.env`): optional channels
-    # read and validate their own variables from it (see channels/registry.py).
+    # read and validate their own variables from it (see bot/plugins.py).
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property

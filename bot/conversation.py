@@ -32,7 +32,7 @@ from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
 from bot.texts import gateway_text
 from bot.transcript import TranscriptStore
-from channels.base import OutputChannel
+from bot.channels import OutputChannel
 
 log = logging.getLogger("gateway.conversation")
 

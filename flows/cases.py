@@ -334,6 +334,9 @@ class CaseStore:
     async def for_customer(self, customer_id: str, limit: int = 5) -> list[Case]:
         return await asyncio.to_thread(self._query, "customer_id = ?", (customer_id,), limit)
 
+    def for_conversation_sync(self, conversation_id: str, limit: int = 10) -> list[Case]:
+        return self._query("conversation_id = ?", (conversation_id,), limit)
+
     async def for_conversation(self, conversation_id: str, limit: int = 10) -> list[Case]:
         return await asyncio.to_thread(self._query, "conversation_id = ?", (conversation_id,), limit)
 
@@ -355,7 +358,7 @@ class CaseStore:
 
 
 def console_cases(keys: DataKeys | None = None) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
-    """For the agent console (`handoff.CasesProvider`): what the flows recorded for a
+    """For the agent console (`bot.plugins.CaseReader`): what the flows recorded for a
     conversation key ("webchat:..."), newest first, opened with `keys` (default: the flows'
     own, `flows_data_keys`). The store is made on first use; never blocks the event loop."""
     stores: list[CaseStore] = []
@@ -363,12 +366,9 @@ def console_cases(keys: DataKeys | None = None) -> Callable[[str], Awaitable[lis
     def read(key: str) -> list[dict[str, Any]]:
         if not stores:
             stores.append(CaseStore(keys=keys))
-        return [c.to_console() for c in stores[0]._query("conversation_id = ?", (key,), 20)]
+        return [c.to_console() for c in stores[0].for_conversation_sync(key, 20)]
 
     async def cases_of(key: str) -> list[dict[str, Any]]:
         return await asyncio.to_thread(read, key)
 
     return cases_of
-
-
-cases_for_conversation = console_cases()

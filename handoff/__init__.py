@@ -1,6 +1,6 @@
 """Human handoff: queue, agent assignment, agent console, relaying and hand-back.
 
-`setup_handoff` wires it into the gateway: a hook on the conversation service (so a
+`setup` (the plugin contract, bot/plugins.py) wires it into the gateway: a hook on the conversation service (so a
 handed-off conversation's messages go to the agent, not to Rasa), the console routes and
 the store (memory, or Redis when REDIS_URL is set).
 """
@@ -14,15 +14,14 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bot.config import ConfigError, Settings
-from bot.conversation import ConversationService
+from bot.config import ConfigError
 from bot.files import write_private
-from bot.sealing import DataKeys
+from bot.plugins import PluginContext
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.config import load_handoff_settings
 from handoff.console import Console, ConsoleHub, STATIC_DIR
 from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
-from handoff.service import CasesProvider, HandoffService, _no_cases
+from handoff.service import HandoffService
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
 from handoff.texts import DEFAULT_CANNED
 
@@ -44,8 +43,9 @@ def _canned(path: Any) -> list[dict[str, str]]:
     return [{"title": str(i.get("title") or i["text"][:30]), "text": i["text"]} for i in data]
 
 
-def setup_handoff(app: web.Application, service: ConversationService, settings: Settings, secret: str,
-                  keys: DataKeys, redis_client: Any = None, cases: CasesProvider = _no_cases) -> HandoffService:
+def setup(app: web.Application, ctx: PluginContext) -> bool:
+    """The plugin contract (bot/plugins.py): the console is always on."""
+    service, settings, secret, keys, redis_client = ctx.service, ctx.settings, ctx.secret, ctx.keys, ctx.redis
     handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
     new_password = ensure_agents_file(handoff_settings.agents_file)
     if new_password is not None:
@@ -61,7 +61,7 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
         raise ConfigError([str(exc)]) from exc
     store: HandoffStore = (RedisHandoffStore(redis_client, keys) if redis_client is not None
                            else MemoryHandoffStore())
-    handoff = HandoffService(service, store, handoff_settings, agents, cases=cases)
+    handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases)
     hub = ConsoleHub(handoff)
     handoff.listener = hub
     service.add_hook(handoff)
@@ -103,4 +103,4 @@ def setup_handoff(app: web.Application, service: ConversationService, settings: 
 
     app.cleanup_ctx.append(refresh_consoles)
     app.on_shutdown.append(close_sockets)
-    return handoff
+    return True

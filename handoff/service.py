@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from bot.conversation import ConversationService
 from bot.i18n import format_datetime, zone_label
 from bot.messages import Button, InboundMessage, OutboundReply
+from bot.plugins import CaseReader, no_cases
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
 from handoff.config import HandoffSettings
@@ -35,9 +36,6 @@ SURVEY_PAYLOAD = re.compile(r"^/csat_([1-5])$")
 SLA_WARNING_SECONDS = 10 * 60
 AGENT_INITIATED = "agent_initiated"
 RECOVERED = "recovered"  # found paused in Rasa with no handoff record (a restart lost it)
-
-CasesProvider = Callable[[str], Awaitable[list[dict[str, Any]]]]
-
 
 class HandoffError(Exception):
     """An agent action that is not allowed; `code` is the console error code."""
@@ -56,10 +54,6 @@ class Listener:
     async def changed(self) -> None: ...
 
     async def entry(self, handoff: Handoff, entry: dict[str, Any]) -> None: ...
-
-
-async def _no_cases(key: str) -> list[dict[str, Any]]:
-    return []
 
 
 def sla_state(h: Handoff, now: float) -> str:
@@ -84,7 +78,7 @@ def item_view(h: Handoff, now: float) -> dict[str, Any]:
 
 class HandoffService:
     def __init__(self, conversations: ConversationService, store: HandoffStore, settings: HandoffSettings,
-                 agents: dict[str, Agent], cases: CasesProvider = _no_cases,
+                 agents: dict[str, Agent], cases: CaseReader = no_cases,
                  clock: Callable[[], float] = time.time) -> None:
         self.conversations = conversations
         self.store = store

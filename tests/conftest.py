@@ -17,11 +17,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.app import SERVICE_KEY, create_app
+from gateway.app import SERVICE_KEY, create_app
 from bot.serving import serve
 from bot.config import Settings
 from bot.conversation import ConversationService
-from bot.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
+from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
 from bot.sealing import DataKeys
 
 # The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before

@@ -1,7 +1,7 @@
 """Slack: shoppers who are businesses talk to the shop's app in direct messages and (Slack
 Connect) channels. Events API over HTTP, or Socket Mode; see docs/slack.md.
 
-`setup(app, ctx)` is the optional-channel contract (channels/registry.py): it reads
+`setup(app, ctx)` is the optional-channel contract (bot/plugins.py): it reads
 SLACK_* from `ctx.env`, returns False when Slack is not configured, raises
 `bot.config.ConfigError` when it is configured wrongly, and otherwise registers the
 `slack` output channel, the routes (`POST /slack/events` in http mode,
@@ -15,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import serving
 from bot.config import Settings
-from channels.registry import ChannelContext
+from bot.plugins import PluginContext
 from channels.slack.config import EVENTS_PATH, FILES_PATH, SlackConfig, load_slack_config
 from channels.slack.convert import CHANNEL
 from channels.slack.files import FileLinks, SlackFiles, slack_hosts
@@ -38,7 +38,7 @@ def gateway_base_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def build_runtime(config: SlackConfig, ctx: ChannelContext) -> SlackRuntime:
+def build_runtime(config: SlackConfig, ctx: PluginContext) -> SlackRuntime:
     """Wire client, output, file relay, intake and Bolt app together (no I/O yet)."""
     client = AsyncWebClient(token=config.bot_token, base_url=config.api_base)
     output = SlackOutput(client)
@@ -50,7 +50,7 @@ def build_runtime(config: SlackConfig, ctx: ChannelContext) -> SlackRuntime:
     return SlackRuntime(config, client, build_bolt_app(config, client, intake), intake, ctx.service, session)
 
 
-def setup(app: web.Application, ctx: ChannelContext) -> bool:
+def setup(app: web.Application, ctx: PluginContext) -> bool:
     """Switch the Slack channel on when SLACK_* settings are present (see module doc)."""
     config = load_slack_config(ctx.env)
     if config is None:

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.messages import Button
-from channels.base import OutputChannel
+from bot.channels import OutputChannel
 from channels.slack.convert import CHANNEL, SlackTarget
 from channels.slack.logtext import LogText, log
 from channels.slack.render import (

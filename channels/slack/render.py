@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from bot.messages import Button
 from bot.textsplit import split_text
-from channels.base import buttons_as_text
+from bot.channels import buttons_as_text
 from channels.slack.convert import BUTTON_ACTION_PREFIX
 
 Block = dict[str, Any]

@@ -1,6 +1,6 @@
 """The Telegram channel (optional): on when TELEGRAM_BOT_TOKEN is set.
 
-`setup(app, ctx)` follows the contract in channels/registry.py. It composes one aiogram
+`setup(app, ctx)` follows the contract in bot/plugins.py. It composes one aiogram
 `Bot` (pointed at TELEGRAM_API_BASE), registers `TelegramOutput` as the "telegram" output,
 adds the webhook route (webhook mode) and `/telegram/files/{file_id}`, and hooks the start, once
 the port is bound (replay kept updates, then setWebhook or start long polling), and shut-down (stop polling
@@ -18,7 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
 from bot import serving
-from channels.registry import ChannelContext
+from bot.plugins import PluginContext
 from channels.telegram.config import FILES_PATH, TelegramConfig, load_telegram_config
 from channels.telegram.convert import UpdateConverter
 from channels.telegram.files import TelegramFiles
@@ -45,13 +45,13 @@ class TelegramChannel:
 TELEGRAM_KEY = web.AppKey("telegram", TelegramChannel)
 
 
-def _state(ctx: ChannelContext, config: TelegramConfig) -> TelegramState:
+def _state(ctx: PluginContext, config: TelegramConfig) -> TelegramState:
     if ctx.redis is None:
         return MemoryTelegramState()
     return RedisTelegramState(ctx.redis, config.bot_id, owns_client=False)
 
 
-def setup(app: web.Application, ctx: ChannelContext) -> bool:
+def setup(app: web.Application, ctx: PluginContext) -> bool:
     """Switch the Telegram channel on when configured; False (nothing done) when it is not."""
     config = load_telegram_config(ctx.env, ctx.settings)
     if config is None:

@@ -44,7 +44,7 @@ from bot.messages import Button
 from bot.textsplit import measure, utf16
 from bot.textsplit import split_text as split_text_in
 from bot.metrics import Metrics
-from channels.base import OutputChannel, buttons_as_text
+from bot.channels import OutputChannel, buttons_as_text
 from channels.telegram.state import KeyedLocks, TelegramState, fits_callback_data, payload_key
 
 log = logging.getLogger("gateway.telegram")

@@ -8,11 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.config import Settings
 from bot import serving
-from bot.conversation import ConversationService
-from bot.inbox import Inbox
-from bot.sealing import DataKeys
+from bot.plugins import PluginContext
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
 from channels.webchat.socketio import SocketIOInput
@@ -26,8 +23,9 @@ log = logging.getLogger("gateway.webchat")
 WEBCHAT_KEY = web.AppKey("webchat", WebchatInput)
 
 
-def setup_webchat(app: web.Application, service: ConversationService, settings: Settings,
-                  secret: str, keys: DataKeys, inbox: Inbox) -> WebchatInput:
+def setup(app: web.Application, ctx: PluginContext) -> bool:
+    """The plugin contract (bot/plugins.py): the web chat is always on."""
+    service, settings, secret, keys, inbox = ctx.service, ctx.settings, ctx.secret, ctx.keys, ctx.inbox
     signer = SessionSigner(secret)
 
     webchat_output = WebchatOutput()
@@ -71,4 +69,4 @@ def setup_webchat(app: web.Application, service: ConversationService, settings: 
     serving.on_listening(app, replay_kept)
     app.on_shutdown.append(close_sockets)
     serving.periodically(app, "expire-uploads", EXPIRE_EVERY_SECONDS, uploads.expire)
-    return webchat
+    return True

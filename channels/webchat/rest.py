@@ -27,7 +27,7 @@ from bot.rasa_client import RasaError
 from bot.ratelimit import KeyedBuckets
 from bot.security import parse_json, same_secret
 from bot.texts import gateway_text
-from channels.base import OutputChannel
+from bot.channels import OutputChannel
 
 log = logging.getLogger("gateway.rest")
 

@@ -26,7 +26,7 @@ from bot.messages import Button, InboundMessage
 from bot.outbox import Outbox
 from bot.ratelimit import TokenBucket
 from bot.texts import error_text
-from channels.base import OutputChannel
+from bot.channels import OutputChannel
 from channels.webchat.session import SessionSigner
 
 log = logging.getLogger("gateway.socketio")

@@ -21,7 +21,7 @@ from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
-from channels.base import OutputChannel
+from bot.channels import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 from channels.webchat.uploads import Uploads
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from bot.log import JsonFormatter, TextFormatter
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis
 
-from bot.rasa_runtime import REPO_ROOT, RasaProcesses
+from gateway.rasa_runtime import REPO_ROOT, RasaProcesses
 from tests.conftest import ChatClient, free_port
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +28,7 @@ def _start(port: int, rasa_url: str, redis_url: str, data_dir: Path) -> subproce
            "DATA_DIR": str(data_dir), "LOG_LEVEL": "warning", "HOLDING_AFTER_SECONDS": "0.5",
            "RASA_RETRY_MAX_SECONDS": "1"}
     env.pop("RASA_TOKEN", None)
-    return subprocess.Popen([sys.executable, "-m", "bot", "gateway"], cwd=REPO_ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -51,7 +51,7 @@ def raw_rows(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 
 def cli(*args: str, env: dict[str, str], stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=REPO, env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=REPO, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=60, stdin=stdin)
 
 
@@ -185,7 +185,7 @@ def test_data_keys_are_validated_and_never_echoed(tmp_path: Path) -> None:
 
 
 def test_run_hands_the_gateways_data_keys_to_the_action_server(tmp_path: Path) -> None:
-    from bot.rasa_runtime import RasaProcesses
+    from gateway.rasa_runtime import RasaProcesses
 
     keys = ensure_data_keys(make_settings(tmp_path, NO_RASA, data_keys=""))  # generated, as `run` does
     procs = RasaProcesses(venv=tmp_path / "venv", model=tmp_path / "model.tar.gz", data_keys=keys.export())

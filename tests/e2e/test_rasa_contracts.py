@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import socketio
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import RunningGateway, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

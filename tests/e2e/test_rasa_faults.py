@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.rasa_runtime import RasaProcesses
-from flows.cases import CaseStore, cases_for_conversation
+from gateway.rasa_runtime import RasaProcesses
+from flows.cases import CaseStore, console_cases
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +138,7 @@ async def test_a_turn_whose_answer_was_lost_is_not_run_twice(rasa_stack: RasaPro
         assert proxy.dropped == 1 and len(confirmations) == 1, replies
         assert proxy.turns_sent.count("44") == 1  # the retry read the tracker instead of resending
         key = f"webchat:{chat.conversation_id}"
-        exchanges = [c for c in await cases_for_conversation(key) if c["kind"] == "exchange"]
+        exchanges = [c for c in await console_cases()(key) if c["kind"] == "exchange"]
         assert len(exchanges) == 1 and exchanges[0]["id"] in confirmations[0]["text"]
     finally:
         await chat.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import REPO_ROOT
+from gateway.rasa_runtime import REPO_ROOT
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ async def test_run_starts_everything_with_rasa_behind_a_token(rasa_install: tupl
     env = {**os.environ, "GATEWAY_PORT": str(gateway_port), "RASA_URL": f"http://127.0.0.1:{rasa_port}",
            "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "warning"}
     env.pop("RASA_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run", "--actions-port", str(actions_port)],
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--actions-port", str(actions_port)],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:

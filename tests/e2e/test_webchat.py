@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

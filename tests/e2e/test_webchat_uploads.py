@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from channels.webchat import WEBCHAT_KEY
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 

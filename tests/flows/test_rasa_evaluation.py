@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rasa_runtime import RASA_PROJECT, rasa_env
+from gateway.rasa_runtime import RASA_PROJECT, rasa_env
 from tests.conftest import report
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from handoff.agents import write_agents_file
 from tests.conftest import RunningGateway, make_settings, start_gateway
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from handoff import HANDOFF_KEY
 from tests.e2e.test_rasa_contracts import SocketIOShopper
 from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, start_gateway
@@ -415,7 +415,7 @@ async def test_removing_an_agent_or_changing_a_password_ends_their_sessions(team
     environ = {**os.environ, "AGENTS_FILE": str(tmp_path / "agents.yml"), "DATA_DIR": str(tmp_path / "data")}
     try:
         for argv in (["agent", "remove", "bob"], ["agent", "add", "alice", "Alice Chen", "--password", "new-pw"]):
-            done = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *argv, env=environ,
+            done = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *argv, env=environ,
                                                         cwd=Path(__file__).parents[2],
                                                         stdout=asyncio.subprocess.DEVNULL)
             assert await done.wait() == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 from tests.handoff.conftest import team_environ
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from handoff.agents import write_agents_file
 from tests.conftest import make_settings, start_gateway
 from tests.handoff_browser.test_console_browser import CHROMIUM, CHROMIUM_ARGS, UI_TIMEOUT_MS, require_browser

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import RunningGateway, make_settings, start_gateway
 from tests.slack.fake_web_api import ApiCall, FakeSlackApi
 

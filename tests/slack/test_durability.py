@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port, make_settings, start_gateway
 from tests.slack.conftest import SlackClient, dm, new_id, slack_env
 from tests.slack.fake_web_api import FakeSlackApi

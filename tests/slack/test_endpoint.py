@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from bot.app import CHANNELS_KEY, create_app
+from gateway.app import CHANNELS_KEY, create_app
 from bot.config import ConfigError
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from channels.slack.config import load_slack_config
 from tests.conftest import make_settings, start_gateway
 from tests.slack.conftest import (BOT_TOKEN, SIGNING_SECRET, FakeSlackApi, SlackGateway, dm, event_body, new_id, sign,

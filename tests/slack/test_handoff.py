@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from handoff.agents import write_agents_file
 from tests.conftest import make_settings, start_gateway
 from tests.handoff.conftest import ConsoleClient

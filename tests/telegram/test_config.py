@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import CHANNELS_KEY, create_app
+from gateway.app import CHANNELS_KEY, create_app
 from bot.config import ConfigError, Settings, load_settings
 from channels.telegram.config import load_telegram_config
 from tests.telegram.conftest import new_token

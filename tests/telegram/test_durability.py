@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis_asyncio
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port
 from tests.telegram.conftest import new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI

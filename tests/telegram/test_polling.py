@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.telegram.conftest import new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 

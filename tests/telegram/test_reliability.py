@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.telegram.conftest import TelegramGateway, new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bot.messages import Button, OutboundReply
-from bot.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import make_settings, start_gateway
 from tests.telegram.conftest import WEBHOOK_SECRET, TelegramGateway
 from tests.telegram.fake_bot_api import SECRET_HEADER, FakeBotAPI

@@ -12,8 +12,8 @@ import pytest
 from bot.conversation import ConversationService, QueueFull
 from bot.messages import InboundMessage, OutboundReply
 from bot.rasa_client import RasaClient
-from bot.rasa_runtime import RasaProcesses
-from channels.base import OutputChannel
+from gateway.rasa_runtime import RasaProcesses
+from bot.channels import OutputChannel
 from tests.conftest import free_port
 
 

@@ -11,6 +11,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gateway_packages_pass_strict_mypy() -> None:
-    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "bot", "channels", "handoff"],
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "bot", "channels", "flows", "gateway", "handoff"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -16,17 +16,20 @@ from bot.metrics import Metrics
 from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
-from channels.registry import ChannelContext, setup_optional_channels
-from channels.webchat import setup_webchat
+from bot.plugins import Plugin, PluginContext
+from channels import slack, telegram, webchat
 from flows.cases import CaseStore, console_cases
 from flows.ownership import ProofLedger
-from handoff import setup_handoff
+import handoff
 
 log = logging.getLogger("gateway.app")
 
+# Every plugin, in the order they are set up: the web chat and the console always; the
+# others only when their settings are there.
+PLUGINS: tuple[tuple[str, Plugin], ...] = (("webchat", webchat.setup), ("handoff", handoff.setup))
+OPTIONAL_CHANNELS: tuple[tuple[str, Plugin], ...] = (("telegram", telegram.setup), ("slack", slack.setup))
+
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
-SETTINGS_KEY = web.AppKey("settings", Settings)
-RASA_KEY = web.AppKey("rasa_client", RasaClient)
 CHANNELS_KEY = web.AppKey("optional_channels", list)
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -102,20 +105,20 @@ def create_app(settings: Settings) -> web.Application:
         retry_max_seconds=settings.rasa_retry_max_seconds,
         holding_after_seconds=settings.holding_after_seconds,
     )
-    app[SETTINGS_KEY] = settings
-    app[RASA_KEY] = rasa
     app[SERVICE_KEY] = service
-    secret = ensure_secret(settings)
-    setup_webchat(app, service, settings, secret, keys, inbox)
-    setup_handoff(app, service, settings, secret, keys, redis_client, cases=console_cases(keys))
+    ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
+                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys))
+    for _, setup in PLUGINS:
+        setup(app, ctx)
+
     async def start_rasa_client(app: web.Application) -> None:
         await rasa.start()  # before any channel's start-up hook replays kept deliveries
         await service.transcripts.start()  # the history kept in Redis, before anything is added
 
     app.on_startup.append(start_rasa_client)
-    ctx = ChannelContext(service=service, settings=settings, env=settings.environ, deduper=deduper, inbox=inbox,
-                         redis=redis_client)
-    app[CHANNELS_KEY] = setup_optional_channels(app, ctx)
+    app[CHANNELS_KEY] = [name for name, setup in OPTIONAL_CHANNELS if setup(app, ctx)]
+    if app[CHANNELS_KEY]:
+        log.info("optional channels enabled", extra={"channels": app[CHANNELS_KEY]})
 
     async def healthz(request: web.Request) -> web.Response:
         rasa_up = await rasa.is_ready()

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from bot.config import ConfigError, Settings, ensure_data_keys, load_settings
 from bot.log import setup_logging
-from bot.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
+from gateway.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
 from bot.sealing import SealingError
 
 log = logging.getLogger("gateway.cli")
@@ -35,9 +35,9 @@ def _say(text: str) -> None:
 
 
 async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
-    from bot.app import create_app  # imported here so `setup` does not load aiohttp apps
+    from gateway.app import create_app  # imported here so `setup` does not load aiohttp apps
 
-    from bot.app import CHANNELS_KEY
+    from gateway.app import CHANNELS_KEY
     from bot.serving import serve
 
     app = create_app(settings)
@@ -174,10 +174,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_shopper(args: argparse.Namespace) -> int:
-    """Export or erase what the gateway and the flows keep of one shopper (bot/privacy.py)."""
+    """Export or erase what the gateway and the flows keep of one shopper (gateway/privacy.py)."""
     from pathlib import Path
 
-    from bot.privacy import NO_REDIS, NOT_REACHED, RefError, Stores, parse_ref
+    from gateway.privacy import NO_REDIS, NOT_REACHED, RefError, Stores, parse_ref
 
     try:
         ref = parse_ref(args.ref)
@@ -225,7 +225,7 @@ def cmd_shopper(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     """`rekey`: re-seal everything kept at rest with the newest key. `new-key`: the DATA_KEYS
     value for a rotation (a fresh key in front of the ones in use)."""
-    from bot.privacy import Stores
+    from gateway.privacy import Stores
     from bot.sealing import Resealed
 
     settings = _settings_or_exit()

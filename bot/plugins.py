@@ -1,0 +1,46 @@
+"""The one contract between the gateway core and what plugs into it: every channel and
+the handoff module is a `Plugin`, `setup(app, ctx) -> bool`, listed explicitly by the
+wiring (gateway/app.py). A plugin reads and validates its own settings from `ctx.env`
+(raising `bot.config.ConfigError` with clear messages), registers its output channel or
+hooks with `ctx.service`, adds its routes and start-up/clean-up hooks to `app`, and
+returns False (doing nothing) when it is not configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, Protocol
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.conversation import ConversationService
+from bot.dedupe import Deduper
+from bot.inbox import Inbox
+from bot.sealing import DataKeys
+
+# The flows' cases of a conversation key, newest first, for agents (id, kind, status, summary).
+CaseReader = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+async def no_cases(key: str) -> list[dict[str, Any]]:
+    return []
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What the wiring hands every plugin at setup."""
+
+    service: ConversationService
+    settings: Settings
+    env: Mapping[str, str]
+    secret: str  # signs web chat sessions, file links and console cookies
+    keys: DataKeys  # seals what a plugin keeps at rest
+    deduper: Deduper
+    inbox: Inbox
+    redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
+    cases: CaseReader = no_cases
+
+
+class Plugin(Protocol):
+    def __call__(self, app: web.Application, ctx: PluginContext) -> bool: ...
