@@ -10,19 +10,26 @@ message, so the conversation service knows a turn is really delivered.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.messages import Button
 from bot.channels import OutputChannel
+from bot.messages import Button
+from bot.ordering import KeyedLocks
 from channels.slack.convert import CHANNEL, SlackTarget
 from channels.slack.logtext import LogText, log
 from channels.slack.render import (
-    Block, button_blocks, button_value, buttons_fallback, chosen_blocks, chosen_fallback, escape_mrkdwn,
-    image_blocks, text_messages,
+    Block,
+    button_blocks,
+    button_value,
+    buttons_fallback,
+    chosen_blocks,
+    chosen_fallback,
+    escape_mrkdwn,
+    image_blocks,
+    text_messages,
 )
 
 DEFAULT_RETRY_AFTER = 1.0
@@ -43,30 +50,6 @@ def retry_after(error: SlackApiError) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-class Lanes:
-    """One first-come-first-served lock per conversation, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
 class SlackOutput(OutputChannel):
     """The Slack channel's output role: text, Block Kit buttons and images, in order per conversation."""
 
@@ -75,7 +58,7 @@ class SlackOutput(OutputChannel):
     def __init__(self, client: AsyncWebClient, *, max_rate_limit_waits: int = 10) -> None:
         self.client = client
         self._max_waits = max_rate_limit_waits
-        self._lanes = Lanes()
+        self._lanes = KeyedLocks()
 
     async def send_text(self, conversation_id: str, text: str) -> None:
         target = SlackTarget.parse(conversation_id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any, Awaitable, Callable, Coroutine
 
 from aiogram import Bot
@@ -31,11 +30,11 @@ from pydantic import ValidationError
 from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.ordering import KeyedLocks, backoff
 from bot.security import parse_json, same_secret
 from channels.telegram.config import TelegramConfig
 from channels.telegram.convert import ALLOWED_UPDATES, Intake, UpdateConverter, chat_of
 from channels.telegram.output import CHANNEL, TelegramOutput
-from channels.telegram.state import KeyedLocks
 
 log = logging.getLogger("gateway.telegram")
 
@@ -50,9 +49,6 @@ STORE_TIMEOUT_SECONDS = 10.0  # a hung Redis must not hang the webhook or the st
 class NotKept(Exception):
     """The update could not be kept durably; it must not be acknowledged."""
 
-
-def _backoff(attempt: int, base: float) -> float:
-    return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)) * random.uniform(0.8, 1.2))
 
 
 class TelegramInput:
@@ -175,7 +171,7 @@ class TelegramInput:
                 await asyncio.sleep(exc.retry_after)
             except Exception as exc:
                 attempt += 1
-                delay = _backoff(attempt, self.config.retry_backoff_seconds)
+                delay = backoff(attempt, self.config.retry_backoff_seconds, MAX_BACKOFF_SECONDS)
                 log.error(f"Telegram {what} failed; retrying",
                           extra={"error": str(exc) if isinstance(exc, TelegramAPIError) else repr(exc),
                                  "retry_in": round(delay, 2)})
@@ -200,7 +196,7 @@ class TelegramInput:
                 continue
             except Exception as exc:  # whatever happens, polling goes on (Telegram errors, bad answers)
                 failures += 1
-                delay = _backoff(failures, self.config.retry_backoff_seconds)
+                delay = backoff(failures, self.config.retry_backoff_seconds, MAX_BACKOFF_SECONDS)
                 level = logging.WARNING if isinstance(exc, (TelegramNetworkError, TelegramServerError)) \
                     else logging.ERROR
                 log.log(level, "Telegram getUpdates failed; retrying",
@@ -223,7 +219,7 @@ class TelegramInput:
                 return await self.keep(raw)
             except NotKept:
                 attempt += 1
-                await asyncio.sleep(_backoff(attempt, self.config.retry_backoff_seconds))
+                await asyncio.sleep(backoff(attempt, self.config.retry_backoff_seconds, MAX_BACKOFF_SECONDS))
 
     # -- processing (after the acknowledgement) ------------------------------------------
 
@@ -275,7 +271,7 @@ class TelegramInput:
                     raise
                 log.warning("cannot prepare a Telegram update; retrying",
                             extra={"event_id": event_id, "error": repr(exc)})
-                await asyncio.sleep(_backoff(attempt, self.config.retry_backoff_seconds))
+                await asyncio.sleep(backoff(attempt, self.config.retry_backoff_seconds, MAX_BACKOFF_SECONDS))
         return None
 
     def _already_pressed(self, intake: Intake) -> bool:

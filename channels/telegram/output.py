@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Sequence, TypeVar
 
 from aiogram import Bot
@@ -40,12 +39,13 @@ from aiogram.methods import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.channels import OutputChannel, buttons_as_text
 from bot.messages import Button
+from bot.metrics import Metrics
+from bot.ordering import KeyedLocks, backoff
 from bot.textsplit import measure, utf16
 from bot.textsplit import split_text as split_text_in
-from bot.metrics import Metrics
-from bot.channels import OutputChannel, buttons_as_text
-from channels.telegram.state import KeyedLocks, TelegramState, fits_callback_data, payload_key
+from channels.telegram.state import TelegramState, fits_callback_data, payload_key
 
 log = logging.getLogger("gateway.telegram")
 
@@ -81,9 +81,6 @@ def chat_ref(conversation_id: str) -> int | str:
     except ValueError:
         return conversation_id
 
-
-def _backoff(attempt: int, base: float) -> float:
-    return float(min(MAX_BACKOFF_SECONDS, base * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2))
 
 
 class TelegramOutput(OutputChannel):
@@ -222,7 +219,7 @@ class TelegramOutput(OutputChannel):
                               extra={"chat": conversation_id, "method": method.__api_method__,
                                      "attempts": failures, "error": str(exc)})
                     raise
-                delay = _backoff(failures, self.backoff_seconds)
+                delay = backoff(failures, self.backoff_seconds, MAX_BACKOFF_SECONDS)
                 log.warning("Telegram error; retrying the send",
                             extra={"chat": conversation_id, "method": method.__api_method__,
                                    "attempt": failures, "retry_in": round(delay, 2), "error": str(exc)})

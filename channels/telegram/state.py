@@ -5,14 +5,12 @@ default; in Redis (durable, shared between gateway instances) when REDIS_URL is 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 # Marks a callback_data that is a key into the payload store, not a payload itself.
 PAYLOAD_KEY_PREFIX = "#k:"
@@ -157,30 +155,3 @@ class RedisTelegramState(TelegramState):
         if self._owns_client:
             await self._redis.aclose()
 
-
-class KeyedLocks:
-    """One FIFO lock per key (a chat), dropped when nobody holds or waits for it.
-
-    asyncio.Lock wakes waiters in the order they queued, so holders of one key run in the
-    order they asked: this is what keeps one chat's messages and replies in order.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
