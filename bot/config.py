@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
 from bot.files import write_private
-from bot.sealing import KEY_FILE_NAME, DataKeys, DataKeyError, resolve_data_keys
+from bot.sealing import KEY_FILE_NAME, DataKeyError, DataKeys, resolve_data_keys
 
 T = TypeVar("T")
 

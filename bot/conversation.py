@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
+from bot.channels import OutputChannel
 from bot.errors import DependencyUnavailable
 from bot.i18n import LanguageState, follow_language, text_language
 from bot.messages import InboundMessage, OutboundReply
@@ -32,7 +34,6 @@ from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
 from bot.texts import gateway_text
 from bot.transcript import TranscriptStore
-from bot.channels import OutputChannel
 
 log = logging.getLogger("gateway.conversation")
 
@@ -274,7 +275,7 @@ class ConversationService:
             message = turn.message
             answered_by_rasa = False
             try:
-                if await self._retrying(turn, state, lambda: self._taken_by_hook(message)):
+                if await self._retrying(turn, state, functools.partial(self._taken_by_hook, message)):
                     replies: list[OutboundReply] = []
                 else:
                     replies = await self._answer(turn, state)
@@ -290,7 +291,7 @@ class ConversationService:
                 self._learn_language(key, state, replies)
             await self._deliver(message, replies)
             if answered_by_rasa and self._hooks:
-                await self._retrying(turn, state, lambda: self._after_rasa(message, replies))
+                await self._retrying(turn, state, functools.partial(self._after_rasa, message, replies))
             for member in batch:
                 state.queue.remove(member)
                 self._pending_total -= 1

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, TypeGuard
 
-
 # What Rasa is sent for a message that is only files (a photo, an album, a PDF): an intent
 # of its own, so a photo is never read as words ("goodbye", "shoe care").
 ATTACHMENT_PAYLOAD = "/share_attachment"

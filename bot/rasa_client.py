@@ -17,7 +17,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any, Sequence
-
 from urllib.parse import quote
 
 import aiohttp

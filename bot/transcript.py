@@ -22,14 +22,13 @@ from typing import Any
 
 from redis.exceptions import WatchError
 
+from bot.messages import InboundMessage, OutboundReply
 from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.transcript")
 
 JOURNAL_DAYS = 30
 MAX_ENTRIES = 500  # per conversation, in memory and in the journal
-
-from bot.messages import InboundMessage, OutboundReply
 
 
 @dataclass(frozen=True)
@@ -172,7 +171,7 @@ class RedisTranscriptJournal:
         if self._writer is None:
             return
         deadline = time.monotonic() + flush_seconds
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while not self._queue.empty() and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded flush
             await asyncio.sleep(0.02)
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)

@@ -52,9 +52,9 @@ def policy_values(policies: Policies) -> dict[str, Any]:
 
 
 def _texts(where: str, value: Any) -> Mapping[str, str]:
-    if not isinstance(value, dict) or any(not isinstance(value.get(l), str) or not value[l].strip() for l in LANGUAGES):
+    if not isinstance(value, dict) or any(not isinstance(value.get(lang), str) or not value[lang].strip() for lang in LANGUAGES):
         raise KnowledgeError(f"{where}: needs a text for each of {', '.join(LANGUAGES)}")
-    return {l: value[l].strip() for l in LANGUAGES}
+    return {lang: value[lang].strip() for lang in LANGUAGES}
 
 
 def load_knowledge(path: Path = DEFAULT_PATH, policies: Policies | None = None) -> KnowledgeBase:
@@ -99,7 +99,7 @@ if __name__ == "__main__":
         kb = load_knowledge(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PATH)
     except PolicyError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     for intent in kb.intents():
         print(f"{intent}: {kb.answer(intent, 'en')[0].splitlines()[0]}")  # type: ignore[index]
     print(f"{len(kb.entries)} entries: OK")

@@ -392,7 +392,7 @@ if __name__ == "__main__":
         loaded = load_policies(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PATH)
     except PolicyError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     print(summary(loaded, "en"))
     print(f"{len(loaded.reasons)} reasons, {len(loaded.categories)} categories, "
           f"{len(loaded.complaints.categories)} complaint categories: OK")

@@ -264,6 +264,6 @@ if __name__ == "__main__":
         reader = Reader()
     except PolicyError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     for message in sys.argv[1:] or ["the vitamin c cream leaked all over everything, order as 10006"]:
         print(f"{message!r}: {reader.read(message).to_dict()}")

@@ -291,7 +291,8 @@ class AfterSales:
         if intent == "greet" and lang is None:
             zh, en = self.menu_buttons("zh"), self.menu_buttons("en")
             return [Reply(self.t("smalltalk.greet", "zh") + "\n" + self.t("smalltalk.greet", "en"),
-                          [{"title": f"{z['title']} · {e['title']}", "payload": e["payload"]} for z, e in zip(zh, en)])]
+                          [{"title": f"{z['title']} · {e['title']}", "payload": e["payload"]}
+                           for z, e in zip(zh, en, strict=True)])]
         lang = lang or "en"
         if intent == "greet":
             return [Reply(self.t("smalltalk.greet", lang), self.menu_buttons(lang))]

@@ -44,7 +44,7 @@ def load_texts(path: Path = DEFAULT_PATH) -> Texts:
     texts: dict[str, dict[str, str]] = {}
     for key, entry in data.items():
         where = f"{path}: '{key}'"
-        if not isinstance(entry, dict) or any(not isinstance(entry.get(l), str) for l in LANGUAGES):
+        if not isinstance(entry, dict) or any(not isinstance(entry.get(lang), str) for lang in LANGUAGES):
             raise TextsError(f"{where}: needs a text for each of {', '.join(LANGUAGES)}")
         extra = set(entry) - set(LANGUAGES)
         if extra:
@@ -65,5 +65,5 @@ if __name__ == "__main__":
         loaded = load_texts(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PATH)
     except PolicyError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     print(f"{len(loaded.texts)} texts: OK")

@@ -8,19 +8,19 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+import handoff
 from bot.config import Settings, ensure_data_keys, ensure_secret
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.inbox import Inbox, MemoryInbox, RedisInbox
 from bot.metrics import Metrics
+from bot.plugins import Plugin, PluginContext
 from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
-from bot.plugins import Plugin, PluginContext
 from channels import slack, telegram, webchat
 from flows.cases import CaseStore, console_cases
 from flows.ownership import ProofLedger
-import handoff
 
 log = logging.getLogger("gateway.app")
 

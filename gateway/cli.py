@@ -24,8 +24,8 @@ from typing import Sequence
 
 from bot.config import ConfigError, Settings, ensure_data_keys, load_settings
 from bot.log import setup_logging
-from gateway.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
 from bot.sealing import SealingError
+from gateway.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
 
 log = logging.getLogger("gateway.cli")
 
@@ -35,10 +35,11 @@ def _say(text: str) -> None:
 
 
 async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
-    from gateway.app import create_app  # imported here so `setup` does not load aiohttp apps
-
-    from gateway.app import CHANNELS_KEY
     from bot.serving import serve
+    from gateway.app import (
+        CHANNELS_KEY,
+        create_app,  # imported here so `setup` does not load aiohttp apps
+    )
 
     app = create_app(settings)
     try:
@@ -86,7 +87,7 @@ def _settings_or_exit() -> Settings:
         return load_settings()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -208,7 +209,8 @@ def cmd_shopper(args: argparse.Namespace) -> int:
                     if not sys.stdin.isatty():
                         print("error: erasing cannot be undone; add --yes to confirm", file=sys.stderr)
                         return 2
-                    answer = input(f"Delete everything listed above for {ref}? Type 'erase' to confirm: ")
+                    question = f"Delete everything listed above for {ref}? Type 'erase' to confirm: "
+                    answer = await asyncio.to_thread(input, question)
                     if answer.strip() != "erase":
                         _say("Nothing deleted.")
                         return 1
@@ -225,8 +227,8 @@ def cmd_shopper(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     """`rekey`: re-seal everything kept at rest with the newest key. `new-key`: the DATA_KEYS
     value for a rotation (a fresh key in front of the ones in use)."""
-    from gateway.privacy import Stores
     from bot.sealing import Resealed
+    from gateway.privacy import Stores
 
     settings = _settings_or_exit()
     setup_logging(settings.log_level, settings.log_format)

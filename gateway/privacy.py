@@ -177,7 +177,7 @@ class Stores:
 
         document = data.document()
         write(out / "shopper.json", json.dumps(document, ensure_ascii=False, indent=2, default=str).encode("utf-8"))
-        for item, (_, file_id, _) in zip(document["uploads"], data.uploads):
+        for item, (_, file_id, _) in zip(document["uploads"], data.uploads, strict=True):
             write(out / item["file"], self.uploads.read_sync(file_id))
         return written
 

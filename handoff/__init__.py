@@ -19,9 +19,9 @@ from bot.files import write_private
 from bot.plugins import PluginContext
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.config import load_handoff_settings
-from handoff.console import Console, ConsoleHub, STATIC_DIR
-from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
+from handoff.console import STATIC_DIR, Console, ConsoleHub
 from handoff.service import HandoffService
+from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
 from handoff.texts import DEFAULT_CANNED
 

@@ -17,9 +17,9 @@ from bot.config import Settings
 from bot.log import mask_name
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
+from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
 from handoff.signin import SignInKey, SignInThrottle, password_matches
-from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.store import Handoff
 
 log = logging.getLogger("gateway.console")

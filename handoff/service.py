@@ -17,7 +17,7 @@ import math
 import re
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from bot.conversation import ConversationService
 from bot.i18n import format_datetime, zone_label
@@ -289,7 +289,8 @@ class HandoffService:
         if not await self.store.transfer(key, agent, to_agent):
             raise HandoffError("not_yours", "this conversation is not assigned to you")
         name = self.agents[to_agent].name
-        await self._append(handoff, "system", f"Transferred from {self.agents[agent].name if agent in self.agents else agent} to {name}")
+        before = self.agents[agent].name if agent in self.agents else agent
+        await self._append(handoff, "system", f"Transferred from {before} to {name}")
         await self._tell(handoff, shopper_text("claimed", handoff.language, agent=name))
         await self.listener.changed()
 

@@ -318,7 +318,7 @@ class RedisHandoffStore(HandoffStore):
             for key in keys:
                 pipe.hgetall(self._rec(key))
             raws = await pipe.execute()
-        records = [self._decode(key, raw) for key, raw in zip(keys, raws)]
+        records = [self._decode(key, raw) for key, raw in zip(keys, raws, strict=True)]
         return [r for r in records if r is not None and r.active]
 
     @_unavailable_when_redis_is_down
@@ -407,7 +407,7 @@ class RedisHandoffStore(HandoffStore):
                         writes = [(i, self._keys.seal_text(self._keys.open_text(r, context), context))
                                   for i, r in enumerate(raws) if not self._keys.text_is_current(r)]
                     else:
-                        for field_name, raw in zip(SEALED_FIELDS, await pipe.hmget(name, *SEALED_FIELDS)):
+                        for field_name, raw in zip(SEALED_FIELDS, await pipe.hmget(name, *SEALED_FIELDS), strict=True):
                             value = json.loads(raw) if raw is not None else None
                             if raw is None or (isinstance(value, str) and self._keys.text_is_current(value)):
                                 continue

@@ -17,12 +17,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.app import SERVICE_KEY, create_app
-from bot.serving import serve
 from bot.config import Settings
 from bot.conversation import ConversationService
-from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
 from bot.sealing import DataKeys
+from bot.serving import serve
+from gateway.app import SERVICE_KEY, create_app
+from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
 
 # The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
 # any fixture starts the action server, which inherits the environment; tests read the

@@ -32,7 +32,14 @@ from bot.inbox import Inbox
 from bot.messages import OutboundReply
 from bot.texts import gateway_text
 from channels.slack.convert import (
-    BUTTON_ACTION_PREFIX, CHANNEL, Converter, Delivery, SlackIdentity, SlackTarget, from_record, to_record,
+    BUTTON_ACTION_PREFIX,
+    CHANNEL,
+    Converter,
+    Delivery,
+    SlackIdentity,
+    SlackTarget,
+    from_record,
+    to_record,
 )
 from channels.slack.files import SlackFiles
 from channels.slack.logtext import LogText, log

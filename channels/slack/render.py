@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from bot.channels import buttons_as_text
 from bot.messages import Button
 from bot.textsplit import split_text
-from bot.channels import buttons_as_text
 from channels.slack.convert import BUTTON_ACTION_PREFIX
 
 Block = dict[str, Any]

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.messages import InboundMessage, OutboundReply, safe_id
@@ -27,7 +28,6 @@ from bot.rasa_client import RasaError
 from bot.ratelimit import KeyedBuckets
 from bot.security import parse_json, same_secret
 from bot.texts import gateway_text
-from bot.channels import OutputChannel
 
 log = logging.getLogger("gateway.rest")
 

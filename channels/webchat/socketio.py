@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import socketio  # type: ignore[import-untyped]
 
+from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull
 from bot.i18n import language_of_locale
@@ -26,7 +27,6 @@ from bot.messages import Button, InboundMessage
 from bot.outbox import Outbox
 from bot.ratelimit import TokenBucket
 from bot.texts import error_text
-from bot.channels import OutputChannel
 from channels.webchat.session import SessionSigner
 
 log = logging.getLogger("gateway.socketio")

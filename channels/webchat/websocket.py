@@ -13,15 +13,15 @@ from typing import Any, AsyncIterator, Sequence
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, QueueFull, Turn
-from bot.inbox import Inbox
 from bot.i18n import language_of_locale
+from bot.inbox import Inbox
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
-from bot.channels import OutputChannel
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 from channels.webchat.uploads import Uploads
 

@@ -127,7 +127,7 @@ class ExchangeForm(FormLogic):
         new: Variant | None = next((v for v in decision.options if v.sku == values.get("new_variant")), None)
         if new is None:
             return [Reply(self.t("error.lost_track", lang), self.app.menu_buttons(lang))], updates
-        details = {"item_sku": item.sku, "item": {l: item.title(l) for l in ("en", "zh")}, "category": item.category,
+        details = {"item_sku": item.sku, "item": {lang: item.title(lang) for lang in ("en", "zh")}, "category": item.category,
                    "new_sku": new.sku, "new_variant": dict(new.label)}
         case = await self.app.cases.create("exchange", ["submitted", "pickup_scheduled"], details=details, **common)
         updates.update(last_case_id=case.id, last_outcome="exchange")

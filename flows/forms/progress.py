@@ -14,7 +14,6 @@ from flows.forms.base import FormLogic, Slot
 from flows.orders import Order
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
 
-
 FINISHED = frozenset({"refunded", "resolved", "closed", "refused"})
 
 

@@ -14,8 +14,17 @@ from typing import Any, Mapping
 
 from bot.i18n import format_date
 from flows import parsing
-from flows.decisions import (COMPENSATION, EXCHANGE, EXCHANGE_FIRST, FAST_REFUND, REFUND, REFUSED, REPLACEMENT,
-                             ReturnDecision, decide_return)
+from flows.decisions import (
+    COMPENSATION,
+    EXCHANGE,
+    EXCHANGE_FIRST,
+    FAST_REFUND,
+    REFUND,
+    REFUSED,
+    REPLACEMENT,
+    ReturnDecision,
+    decide_return,
+)
 from flows.forms.base import FormLogic, Slot
 from flows.orders import Order, OrderItem
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
@@ -183,7 +192,7 @@ class ReturnForm(FormLogic):
         order, item = known
         d = await self.decision(values, order, item)
         name = item.title(lang)
-        details: dict[str, Any] = {"item_sku": item.sku, "item": {l: item.title(l) for l in ("en", "zh")},
+        details: dict[str, Any] = {"item_sku": item.sku, "item": {lang: item.title(lang) for lang in ("en", "zh")},
                                    "category": item.category, "reason": d.reason, "decision": d.why,
                                    "days_since_delivery": d.days, "photo": values.get("photo_url")}
         common = {"order_number": order.number, "customer_id": ctx.customer_id or order.customer_id,

@@ -177,7 +177,7 @@ async def test_floods_of_invalid_frames_close_the_socket_without_a_log_line_each
     try:
         for _ in range(60):
             await chat.ws.send_str("{not json")
-        while (msg := await chat.ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+        while (await chat.ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
             pass
         assert chat.ws.close_code == 1008  # before, invalid frames never counted toward the close
         assert not [r for r in caplog.records if r.levelno >= logging.INFO and "frame refused" in r.getMessage()]

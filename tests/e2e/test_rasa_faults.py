@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.rasa_runtime import RasaProcesses
 from flows.cases import CaseStore, console_cases
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.rasa_runtime import RasaProcesses
 from channels.webchat import WEBCHAT_KEY
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
+import yaml
 
 from tests.ownership_proof import proof_answer
-import yaml
 
 HERE = Path(__file__).parent
 # The corpus the bot was developed against, and a fresh one written later by another

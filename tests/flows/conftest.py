@@ -13,6 +13,7 @@ from bot.messages import Attachment, InboundMessage
 from tests.conftest import ChatClient, RunningGateway
 from tests.ownership_proof import proof_answer
 
+
 class Replies(list):  # type: ignore[type-arg]
     """The reply frames the shopper's socket got for one message, plus `signals`: the
     custom payloads of Rasa's replies (e.g. {"handoff": {...}}), which the web chat does

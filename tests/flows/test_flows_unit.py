@@ -15,13 +15,21 @@ from aiohttp import web
 
 from flows import demo_data, parsing
 from flows.cases import CaseStore, normalize_case_id
-from flows.decisions import (COMPENSATION, FAST_REFUND, PENDING, REFUND, REFUSED, REPLACEMENT, decide_exchange,
-                             decide_return)
-from flows.replies import Context
-from flows.service import AfterSales
+from flows.decisions import (
+    COMPENSATION,
+    FAST_REFUND,
+    PENDING,
+    REFUND,
+    REFUSED,
+    REPLACEMENT,
+    decide_exchange,
+    decide_return,
+)
 from flows.knowledge import KnowledgeError, load_knowledge
 from flows.orders import HttpOrderBackend, OrderBackendError, SqliteOrderBackend, order_to_json
 from flows.policies import DEFAULT_PATH, PolicyError, load_policies, summary
+from flows.replies import Context
+from flows.service import AfterSales
 from flows.texts import TextsError, load_texts
 
 TODAY = dt.date(2026, 3, 10)

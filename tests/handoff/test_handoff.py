@@ -16,8 +16,8 @@ from yarl import URL
 
 from gateway.rasa_runtime import RasaProcesses
 from handoff import HANDOFF_KEY
-from tests.e2e.test_rasa_contracts import SocketIOShopper
 from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, start_gateway
+from tests.e2e.test_rasa_contracts import SocketIOShopper
 from tests.handoff.conftest import ConsoleClient, team_environ
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,14 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from bot.sealing import DataKeys
-from handoff.store import (FINISHED_RETENTION_SECONDS, MAX_LOG_ENTRIES, Handoff, HandoffStore, MemoryHandoffStore,
-                           RedisHandoffStore)
+from handoff.store import (
+    FINISHED_RETENTION_SECONDS,
+    MAX_LOG_ENTRIES,
+    Handoff,
+    HandoffStore,
+    MemoryHandoffStore,
+    RedisHandoffStore,
+)
 
 
 @pytest.fixture(params=["memory", "redis"])

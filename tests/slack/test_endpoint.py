@@ -12,13 +12,22 @@ import aiohttp
 import pytest
 from slack_sdk.signature import Clock, SignatureVerifier
 
-from gateway.app import CHANNELS_KEY, create_app
 from bot.config import ConfigError
-from gateway.rasa_runtime import RasaProcesses
 from channels.slack.config import load_slack_config
+from gateway.app import CHANNELS_KEY, create_app
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import make_settings, start_gateway
-from tests.slack.conftest import (BOT_TOKEN, SIGNING_SECRET, FakeSlackApi, SlackGateway, dm, event_body, new_id, sign,
-                                  slack_env)
+from tests.slack.conftest import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlackApi,
+    SlackGateway,
+    dm,
+    event_body,
+    new_id,
+    sign,
+    slack_env,
+)
 
 # Slack's published example (docs "Verifying requests from Slack"; also slack_sdk's own tests).
 EXAMPLE_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

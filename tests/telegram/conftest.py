@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.rasa_runtime import RasaProcesses
 from channels.telegram import TELEGRAM_KEY, TelegramChannel
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import RunningGateway, free_port, make_settings, start_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 

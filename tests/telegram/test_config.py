@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import CHANNELS_KEY, create_app
 from bot.config import ConfigError, Settings, load_settings
 from channels.telegram.config import load_telegram_config
+from gateway.app import CHANNELS_KEY, create_app
 from tests.telegram.conftest import new_token
 
 TOKEN = new_token()

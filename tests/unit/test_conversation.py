@@ -9,11 +9,11 @@ from typing import AsyncIterator
 
 import pytest
 
+from bot.channels import OutputChannel
 from bot.conversation import ConversationService, QueueFull
 from bot.messages import InboundMessage, OutboundReply
 from bot.rasa_client import RasaClient
 from gateway.rasa_runtime import RasaProcesses
-from bot.channels import OutputChannel
 from tests.conftest import free_port
 
 
@@ -86,7 +86,7 @@ async def test_one_conversation_is_answered_in_order_others_run_alongside(
         service.submit(msg("bob", "thanks"))
     replies = await output.wait_for("alice", len(script))
     expected_start = {"hello": "Hi!", "are you a bot?": "I'm the shop's", "thanks": "You're welcome", "bye": "Goodbye"}
-    assert [r.text and r.text.startswith(expected_start[t]) for r, t in zip(replies, script)] == [True] * len(script)
+    assert [r.text and r.text.startswith(expected_start[t]) for r, t in zip(replies, script, strict=True)] == [True] * len(script)
     assert len(await output.wait_for("bob", len(script))) == len(script)
     assert ("alice", True) in output.typing and ("alice", False) in output.typing
 

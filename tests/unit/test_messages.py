@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.messages import (Attachment, Button, InboundMessage, MessageFormatError, OutboundReply,
-                          parse_rasa_replies)
+from bot.messages import Attachment, Button, InboundMessage, MessageFormatError, OutboundReply, parse_rasa_replies
 
 
 def test_rasa_reply_dicts_are_parsed_into_typed_replies() -> None:
