@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -27,12 +28,26 @@ from urllib.parse import quote
 
 from flows.db import connect, db_path, enable_wal
 
-# The shop's order numbers: a prefix and five digits, e.g. AS10001 (`ORDER_NUMBER_PREFIX`).
-ORDER_PREFIX = os.environ.get("ORDER_NUMBER_PREFIX", "AS").strip().upper() or "AS"
-ORDER_NUMBER = re.compile(rf"(?<![A-Za-z0-9])({re.escape(ORDER_PREFIX)})[\s\-#]?(\d{{5}})(?!\d)", re.IGNORECASE)
-# Something that looks like an attempt at an order number (for a precise hint).
-ORDER_NUMBER_ATTEMPT = re.compile(rf"(?<![A-Za-z0-9]){re.escape(ORDER_PREFIX)}[\s\-#]?\d{{1,9}}(?!\d)|(?<!\d)\d{{4,9}}(?!\d)",
-                                  re.IGNORECASE)
+
+@dataclass(frozen=True)
+class OrderNumberFormat:
+    """The shop's order numbers: a prefix and five digits, e.g. AS10001 (`ORDER_NUMBER_PREFIX`)."""
+
+    prefix: str
+    number: re.Pattern[str]
+    attempt: re.Pattern[str]  # something that looks like an attempt at one (for a precise hint)
+
+
+@functools.lru_cache(maxsize=1)
+def order_number_format() -> OrderNumberFormat:
+    """Read from the environment on first use (not at import)."""
+    prefix = os.environ.get("ORDER_NUMBER_PREFIX", "AS").strip().upper() or "AS"
+    quoted = re.escape(prefix)
+    return OrderNumberFormat(
+        prefix=prefix,
+        number=re.compile(rf"(?<![A-Za-z0-9])({quoted})[\s\-#]?(\d{{5}})(?!\d)", re.IGNORECASE),
+        attempt=re.compile(rf"(?<![A-Za-z0-9]){quoted}[\s\-#]?\d{{1,9}}(?!\d)|(?<!\d)\d{{4,9}}(?!\d)", re.IGNORECASE))
+
 LANGS = ("en", "zh")
 
 
@@ -117,7 +132,7 @@ class Order:
 
 def normalize_order_number(text: str) -> str | None:
     """`as 10001`, `AS-10001`, `#AS10001` -> `AS10001`; None when there is none in `text`."""
-    match = ORDER_NUMBER.search(text or "")
+    match = order_number_format().number.search(text or "")
     if not match:
         return None
     return f"{match.group(1).upper()}{match.group(2)}"

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 from bot import i18n
 from flows.cases import normalize_case_id
-from flows.orders import ORDER_NUMBER_ATTEMPT, ORDER_PREFIX, Variant, normalize_order_number
+from flows.orders import Variant, normalize_order_number, order_number_format
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
@@ -100,11 +100,11 @@ def find_order_number(text: str) -> str | None:
 
 
 def order_prefix() -> str:
-    return ORDER_PREFIX
+    return order_number_format().prefix
 
 
 def looks_like_order_attempt(text: str) -> bool:
-    return bool(ORDER_NUMBER_ATTEMPT.search(normalize(text)))
+    return bool(order_number_format().attempt.search(normalize(text)))
 
 
 def find_case_id(text: str) -> str | None:

@@ -50,7 +50,6 @@ class HandoffSettings:
     agents_file: Path
     hours: WorkingHours
     first_response_minutes: int = 30
-    close_hours: int = 24
     minutes_per_case: float = 5.0
     canned_file: Path | None = None
 
@@ -118,7 +117,6 @@ def load_handoff_settings(env: Mapping[str, str], data_dir: Path) -> HandoffSett
         agents_file=Path(env.get("AGENTS_FILE") or data_dir / "agents.yml"),
         hours=WorkingHours(opens, closes, days, zone),
         first_response_minutes=int(number("HANDOFF_FIRST_RESPONSE_MINUTES", 30)),
-        close_hours=int(number("HANDOFF_CLOSE_HOURS", 24)),
         minutes_per_case=number("HANDOFF_MINUTES_PER_CASE", 5.0),
         canned_file=Path(env["CANNED_REPLIES_FILE"]) if env.get("CANNED_REPLIES_FILE") else None,
     )

@@ -55,9 +55,6 @@ class WebchatOutput(OutputChannel):
             if not sockets:
                 del self._sockets[conversation_id]
 
-    def connected(self, conversation_id: str) -> int:
-        return len(self._sockets.get(conversation_id, ()))
-
     async def _broadcast(self, conversation_id: str, frame: dict[str, Any]) -> None:
         # A shopper who is not connected sees the reply in the history frame on resume.
         for ws in list(self._sockets.get(conversation_id, ())):
