@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 from bot.channels import OutputChannel
 from bot.errors import DependencyUnavailable
 from bot.i18n import LanguageState, follow_language, text_language
-from bot.messages import InboundMessage, OutboundReply
+from bot.messages import ConversationRef, InboundMessage, OutboundReply
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
 from bot.texts import gateway_text
@@ -147,7 +147,7 @@ class ConversationService:
 
         Used for Rasa's replies and for those that do not come from Rasa (an agent, the
         handoff module); a failing channel is logged and counted, never raised."""
-        key = f"{channel}:{conversation_id}"
+        key = ConversationRef(channel, conversation_id).key
         output = self.output_for(channel)
         for reply in replies:
             if not reply.visible:
@@ -160,6 +160,11 @@ class ConversationService:
             except Exception as exc:
                 self.metrics.inc("delivery_failures_total", channel=channel)
                 log.error("reply could not be delivered", extra={"conversation": key, "error": repr(exc)})
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels with a registered output (every conversation is on one of them)."""
+        return frozenset(self._outputs)
 
     def output_for(self, channel: str) -> OutputChannel:
         try:

@@ -47,6 +47,30 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class ConversationRef:
+    """One conversation across channels: the channel and that channel's own conversation id.
+
+    `key` is its one string form ("telegram:8123456789"): the sender id Rasa keeps its
+    tracker under, the key of transcripts, handoffs and the console. `parse` reads a key
+    back. Nothing else builds or splits such strings."""
+
+    channel: str
+    conversation_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.conversation_id}"
+
+    @classmethod
+    def parse(cls, key: str) -> "ConversationRef | None":
+        channel, sep, conversation_id = key.partition(":")
+        return cls(channel, conversation_id) if sep and channel and conversation_id else None
+
+    def __str__(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """One message from a shopper, in the gateway's own terms.
 
@@ -73,9 +97,13 @@ class InboundMessage:
     group_id: str | None = None
 
     @property
+    def ref(self) -> ConversationRef:
+        return ConversationRef(self.channel, self.conversation_id)
+
+    @property
     def conversation_key(self) -> str:
         """Unique across channels; also the sender id Rasa keeps its tracker under."""
-        return f"{self.channel}:{self.conversation_id}"
+        return self.ref.key
 
     @property
     def summary(self) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, ensure_secret
+from bot.messages import ConversationRef
 from bot.sealing import DataKeys, Resealed
 
 CHANNELS = ("webchat", "rest", "socketio", "telegram", "slack")
@@ -68,7 +69,7 @@ def parse_ref(text: str) -> ShopperRef:
         raise RefError(f"{text!r}: unknown channel {channel!r}; give {forms}")
     if not _CONVERSATION_ID.match(rest) or ".." in rest or rest.startswith("."):
         raise RefError(f"{text!r}: a conversation id is 1-200 letters, digits or _ . @ + : - (no '..')")
-    return ShopperRef(conversation=f"{channel}:{rest}")
+    return ShopperRef(conversation=ConversationRef(channel, rest).key)
 
 
 @dataclass
@@ -152,9 +153,9 @@ class Stores:
                 record = await store.get(key)
                 if record is not None:
                     data.handoffs[key] = {"record": dataclasses.asdict(record), "log": await store.log(key)}
-            channel, _, conversation_id = key.partition(":")
-            if channel == "webchat":
-                for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, conversation_id):
+            where = ConversationRef.parse(key)
+            if where is not None and where.channel == "webchat":
+                for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, where.conversation_id):
                     data.uploads.append((key, file_id, meta))
         return data
 
@@ -198,9 +199,9 @@ class Stores:
             forgotten = await asyncio.to_thread(ProofLedger(self.cases.path).forget_sync, key)
             if forgotten:
                 done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")
-            channel, _, conversation_id = key.partition(":")
-            if channel == "webchat":
-                files = await asyncio.to_thread(self.uploads.erase_sync, conversation_id)
+            ref = ConversationRef.parse(key)
+            if ref is not None and ref.channel == "webchat":
+                files = await asyncio.to_thread(self.uploads.erase_sync, ref.conversation_id)
                 done.append(f"{key}: {files} uploaded file(s) deleted")
         return done
 

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from bot.config import Settings
 from bot.log import mask_name
+from bot.messages import ConversationRef
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
@@ -255,10 +256,10 @@ class Console:
                 self.hub.viewing[ws] = key
                 await ws.send_json({"type": "conversation", **await self.handoff.conversation_view(key)})
             elif kind == "take":
-                channel, _, conversation_id = key.partition(":")
-                if not conversation_id or channel not in ("webchat", "socketio", "rest", "telegram", "slack"):
+                ref = ConversationRef.parse(key)
+                if ref is None or ref.channel not in self.handoff.conversations.channels:
                     raise HandoffError("not_found", "no such conversation")
-                won, holder = await self.handoff.take(agent, channel, conversation_id)
+                won, holder = await self.handoff.take(agent, ref.channel, ref.conversation_id)
                 await ws.send_json({"type": "claimed", "key": key, "ok": won, "agent": holder})
             elif kind == "claim":
                 won, holder = await self.handoff.claim(agent, key)

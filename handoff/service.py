@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 from bot.conversation import ConversationService
 from bot.i18n import format_datetime, zone_label
-from bot.messages import Button, InboundMessage, OutboundReply
+from bot.messages import Button, ConversationRef, InboundMessage, OutboundReply
 from bot.plugins import CaseReader, no_cases
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
@@ -174,7 +174,7 @@ class HandoffService:
 
     async def start(self, channel: str, conversation_id: str, reason: str, language: str,
                     detail: dict[str, Any] | None = None) -> Handoff:
-        key = f"{channel}:{conversation_id}"
+        key = ConversationRef(channel, conversation_id).key
         async with self._lock(key):
             now = self.clock()
             candidate = Handoff(key=key, channel=channel, conversation_id=conversation_id, reason=reason,
@@ -247,7 +247,7 @@ class HandoffService:
 
     async def take(self, agent: str, channel: str, conversation_id: str) -> tuple[bool, str | None]:
         """An agent picks a conversation the bot is handling (from the console's live list)."""
-        key = f"{channel}:{conversation_id}"
+        key = ConversationRef(channel, conversation_id).key
         if not self.conversations.transcripts.history(key):
             raise HandoffError("not_found", "no such conversation")
         handoff = await self.start(channel, conversation_id, AGENT_INITIATED, self.conversations.language_of(key))

@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import serving
+from bot.messages import ConversationRef
 from bot.plugins import PluginContext
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
@@ -31,7 +32,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     webchat_output = WebchatOutput()
     service.register_output("webchat", webchat_output)
     uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url, keys=keys,
-                      language_of=lambda conversation_id: service.language_of(f"webchat:{conversation_id}"),
+                      language_of=lambda conversation_id: service.language_of(ConversationRef("webchat", conversation_id).key),
                       limits=UploadLimits(max_files=settings.upload_max_files,
                                           max_bytes=int(settings.upload_max_mb * 1024 * 1024),
                                           per_minute=settings.upload_rate_per_minute,
