@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, TypeGuard
 
+from bot.signals import HANDOFF, HandoffRequest
+
 # What Rasa is sent for a message that is only files (a photo, an album, a PDF): an intent
 # of its own, so a photo is never read as words ("goodbye", "shoe care").
 ATTACHMENT_PAYLOAD = "/share_attachment"
@@ -165,7 +167,7 @@ class OutboundReply:
     author: str | None = None  # display name of the agent who wrote it; None for the bot
     # A flow's request for a person (`{"handoff": {...}}` in Rasa's custom payload), taken
     # out of `custom` at the edge: the gateway acts on it, no channel ever shows it.
-    handoff_request: Mapping[str, Any] | None = field(default=None, compare=False)
+    handoff_request: HandoffRequest | None = field(default=None, compare=False)
 
     @property
     def visible(self) -> bool:
@@ -228,10 +230,10 @@ def parse_rasa_reply(raw: Any) -> OutboundReply:
     attachment = raw.get("attachment")
     if attachment is not None and custom is None:
         custom = {"attachment": attachment}
-    handoff: Mapping[str, Any] | None = None
-    if custom is not None and isinstance(custom.get("handoff"), Mapping):
-        handoff = dict(custom["handoff"])
-        custom = {k: v for k, v in custom.items() if k != "handoff"} or None
+    handoff: HandoffRequest | None = None
+    if custom is not None and isinstance(custom.get(HANDOFF), Mapping):
+        handoff = HandoffRequest.from_payload(custom[HANDOFF])
+        custom = {k: v for k, v in custom.items() if k != HANDOFF} or None
     reply = OutboundReply(
         text=text,
         buttons=tuple(_parse_button(b) for b in buttons),

@@ -16,6 +16,7 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 from bot.i18n import format_date
+from bot.signals import HANDOFF, HandoffRequest
 from flows import parsing
 from flows.cases import Case, CaseStore
 from flows.decisions import decide_exchange
@@ -338,22 +339,24 @@ class AfterSales:
                 return [Reply(self.t("evidence.added_to_case", lang, case_id=case.id))], {}
         return [Reply(self.t("evidence.what_for", lang), self.menu_buttons(lang))], {"pending_photo": photo}
 
-    def handoff(self, reason: str, lang: str, context: Mapping[str, Any]) -> list[Reply]:
-        payload = {"reason": reason, "language": lang, **{k: v for k, v in context.items() if v is not None}}
-        return [Reply(self.t(f"handoff.{reason}", lang), custom={"handoff": payload})]
+    def handoff(self, reason: str, lang: str, context: Mapping[str, str | None]) -> list[Reply]:
+        """A person joins; `context` is what the flow knew (flow, case_id, order_number, customer_id)."""
+        request = HandoffRequest(reason=reason, language=lang, flow=context.get("flow"), case_id=context.get("case_id"),
+                                 order_number=context.get("order_number"), customer_id=context.get("customer_id"))
+        return [Reply(self.t(f"handoff.{reason}", lang), custom={HANDOFF: request.payload()})]
 
     def expert_handoff(self, case_id: str, lang: str, order_number: str, photo: str | None, urgent: bool) -> Reply:
         """A product expert (and, with health or legal words, a person at high priority) joins."""
-        reason = "allergy"
-        return Reply(self.t("handoff.allergy_urgent" if urgent else "handoff.allergy", lang), custom={"handoff": {
-            "reason": reason, "case_id": case_id, "queue": "product_expert", "language": lang,
-            "order_number": order_number, "photo": photo, "priority": "high" if urgent else "normal"}})
+        request = HandoffRequest(reason="allergy", case_id=case_id, queue="product_expert", language=lang,
+                                 order_number=order_number, photo=photo, priority="high" if urgent else "normal")
+        return Reply(self.t("handoff.allergy_urgent" if urgent else "handoff.allergy", lang),
+                     custom={HANDOFF: request.payload()})
 
     def escalation(self, case_id: str, lang: str, order_number: str, queue: str) -> Reply:
         """Health or legal words in a case the bot settled: a person looks at it now."""
-        return Reply(self.t("handoff.urgent", lang, case_id=case_id), custom={"handoff": {
-            "reason": "severe_complaint", "case_id": case_id, "queue": queue, "language": lang,
-            "order_number": order_number, "priority": "high", "severity": "high"}})
+        request = HandoffRequest(reason="severe_complaint", case_id=case_id, queue=queue, language=lang,
+                                 order_number=order_number, priority="high", severity="high")
+        return Reply(self.t("handoff.urgent", lang, case_id=case_id), custom={HANDOFF: request.payload()})
 
     def cancel(self, form: str | None, lang: str) -> list[Reply]:
         if form in self.forms:

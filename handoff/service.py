@@ -118,10 +118,9 @@ class HandoffService:
         for reply in replies:
             request = reply.handoff_request
             if request is not None:
-                reason = str(request.get("reason") or "unspecified")
-                detail = {k: v for k, v in request.items() if k != "reason"}
-                await self.start(message.channel, message.conversation_id, reason,
-                                 message.language or self.conversations.language_of(message.conversation_key), detail)
+                await self.start(message.channel, message.conversation_id, request.reason,
+                                 message.language or self.conversations.language_of(message.conversation_key),
+                                 request.detail())
                 return
 
     async def silent(self, message: InboundMessage) -> bool:

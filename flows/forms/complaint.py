@@ -9,6 +9,7 @@ import re
 from typing import Any, Mapping
 
 from bot.i18n import format_datetime
+from bot.signals import HANDOFF, HandoffRequest
 from flows import parsing
 from flows.decisions import assess_complaint
 from flows.forms.base import CONTROL_INTENTS, FormLogic, Slot, digresses
@@ -142,12 +143,12 @@ class ComplaintForm(FormLogic):
             # The handoff module tells the shopper their place in the queue or the due time.
             return [Reply(self.t("accepted.complaint_escalated", lang, case_id=case.id, category=cat.names[lang],
                                  queue=queue)),
-                    Reply(self.t(f"handoff.{assessment.handoff_reason}", lang), custom={"handoff": {
-                        "reason": assessment.handoff_reason, "ticket_id": case.id, "case_id": case.id,
-                        "queue": assessment.queue, "severity": assessment.severity, "language": lang,
-                        "priority": "high" if assessment.severity == "high" else "normal",
-                        "order_number": order_number,
-                        "first_response_due": assessment.first_response_due.isoformat()}})], updates
+                    Reply(self.t(f"handoff.{assessment.handoff_reason}", lang), custom={HANDOFF: HandoffRequest(
+                        reason=assessment.handoff_reason, ticket_id=case.id, case_id=case.id,
+                        queue=assessment.queue, severity=assessment.severity, language=lang,
+                        priority="high" if assessment.severity == "high" else "normal",
+                        order_number=order_number,
+                        first_response_due=assessment.first_response_due.isoformat()).payload()})], updates
         zone = self.app.policies.tzinfo()
         text = self.t("accepted.complaint", lang, case_id=case.id, category=cat.names[lang], queue=queue,
                       first_due=format_datetime(assessment.first_response_due, lang, now=now, zone=zone),

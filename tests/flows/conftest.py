@@ -67,7 +67,7 @@ class Shopper:
                 if message_id in self.recorder.by_message:
                     break
                 await asyncio.sleep(0.05)
-            replies.signals = [{"handoff": dict(r.handoff_request)} for r in self.recorder.by_message.get(message_id, [])
+            replies.signals = [{"handoff": r.handoff_request.payload()} for r in self.recorder.by_message.get(message_id, [])
                                if r.handoff_request]
         return replies
 

@@ -14,7 +14,8 @@ def test_rasa_reply_dicts_are_parsed_into_typed_replies() -> None:
     ])
     assert replies[0] == OutboundReply(text="Pick one", buttons=(Button("Yes", "/affirm"),))
     assert replies[1].image == "https://shop.example/a.png" and replies[1].text is None
-    assert replies[2].handoff_request == {"reason": "allergy"}
+    assert replies[2].handoff_request is not None and replies[2].handoff_request.payload() == {"reason": "allergy",
+                                                                                              "priority": "normal"}
     assert replies[3].handoff_request is None and replies[3].buttons == ()
 
 
@@ -66,6 +67,6 @@ def test_a_message_of_files_only_reaches_rasa_as_the_attachment_intent_not_as_wo
 def test_handoff_signals_are_taken_out_of_what_channels_see() -> None:
     (signal, shown) = parse_rasa_replies([{"custom": {"handoff": {"reason": "allergy"}}},
                                           {"text": "ok", "custom": {"handoff": {"reason": "x"}, "card": 1}}])
-    assert signal.handoff_request == {"reason": "allergy"} and not signal.visible
-    assert shown.custom == {"card": 1} and shown.handoff_request == {"reason": "x"}
+    assert signal.handoff_request is not None and signal.handoff_request.reason == "allergy" and not signal.visible
+    assert shown.custom == {"card": 1} and shown.handoff_request is not None and shown.handoff_request.reason == "x"
     assert "handoff" not in shown.to_rasa_dict("u")["custom"]
