@@ -33,7 +33,7 @@ from bot.messages import ConversationRef, InboundMessage, OutboundReply
 from bot.metrics import Metrics
 from bot.rasa_client import RasaClient, RasaRejected, RasaUnavailable
 from bot.texts import gateway_text
-from bot.transcript import TranscriptStore
+from bot.transcript import TranscriptEntry, TranscriptStore
 
 log = logging.getLogger("gateway.conversation")
 
@@ -173,6 +173,25 @@ class ConversationService:
             raise LookupError(f"no output channel registered for {channel!r}") from None
 
     # -- language ---------------------------------------------------------------------------
+
+    # -- what plugins may use (bot/plugins.py `Conversations`) ---------------------------------
+
+    def history(self, key: str) -> list[TranscriptEntry]:
+        """What was said in a conversation, oldest first."""
+        return self.transcripts.history(key)
+
+    def recent(self, limit: int) -> list[tuple[str, TranscriptEntry]]:
+        """The most recently active conversations with their last entry, newest first."""
+        return self.transcripts.recent(limit)
+
+    async def set_bot_paused(self, key: str, paused: bool, at: float) -> None:
+        """Pause the bot in a conversation (a person answers) or let it answer again.
+        Raises `RasaError` when Rasa cannot be told."""
+        await self.rasa.append_events(key, [{"event": "pause" if paused else "resume", "timestamp": at}])
+
+    async def bot_paused(self, key: str) -> bool:
+        """Whether Rasa holds the conversation paused. Raises `RasaError` when it cannot say."""
+        return bool((await self.rasa.tracker(key)).get("paused"))
 
     def language_of(self, conversation_key: str) -> str:
         """The conversation's language (English until anything says otherwise)."""

@@ -9,7 +9,7 @@ returns False (doing nothing) when it is not configured.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from aiohttp import web
 
@@ -17,7 +17,9 @@ from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.messages import OutboundReply
 from bot.sealing import DataKeys
+from bot.transcript import TranscriptEntry
 
 # The flows' cases of a conversation key, newest first, for agents (id, kind, status, summary).
 CaseReader = Callable[[str], Awaitable[list[dict[str, Any]]]]
@@ -25,6 +27,27 @@ CaseReader = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 async def no_cases(key: str) -> list[dict[str, Any]]:
     return []
+
+
+class Conversations(Protocol):
+    """The part of the conversation service a plugin that is not a channel (the handoff
+    module) works through: who is on which channel, what was said, replies to send, and
+    the bot paused or answering. `ConversationService` is the implementation."""
+
+    @property
+    def channels(self) -> frozenset[str]: ...
+
+    def language_of(self, conversation_key: str) -> str: ...
+
+    def history(self, key: str) -> list[TranscriptEntry]: ...
+
+    def recent(self, limit: int) -> list[tuple[str, TranscriptEntry]]: ...
+
+    async def deliver(self, channel: str, conversation_id: str, replies: Sequence[OutboundReply]) -> None: ...
+
+    async def set_bot_paused(self, key: str, paused: bool, at: float) -> None: ...
+
+    async def bot_paused(self, key: str) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class ConsoleHub(Listener):
         """Conversations the bot is handling right now, newest first (an agent may take one)."""
         taken = {h.key for h in active}
         return [{"key": key, "channel": key.split(":", 1)[0], "last_text": entry.text, "last_role": entry.role,
-                 "ts": entry.ts} for key, entry in self.handoff.conversations.transcripts.recent(40)
+                 "ts": entry.ts} for key, entry in self.handoff.conversations.recent(40)
                 if key not in taken][:20]
 
     async def state_for(self, agent: str, active: list[Handoff]) -> dict[str, Any]:

@@ -19,10 +19,9 @@ import secrets
 import time
 from typing import Any, Callable, Sequence
 
-from bot.conversation import ConversationService
 from bot.i18n import format_datetime, zone_label
 from bot.messages import Button, ConversationRef, InboundMessage, OutboundReply
-from bot.plugins import CaseReader, no_cases
+from bot.plugins import CaseReader, Conversations, no_cases
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
 from handoff.config import HandoffSettings
@@ -77,7 +76,7 @@ def item_view(h: Handoff, now: float) -> dict[str, Any]:
 
 
 class HandoffService:
-    def __init__(self, conversations: ConversationService, store: HandoffStore, settings: HandoffSettings,
+    def __init__(self, conversations: Conversations, store: HandoffStore, settings: HandoffSettings,
                  agents: dict[str, Agent], cases: CaseReader = no_cases,
                  clock: Callable[[], float] = time.time) -> None:
         self.conversations = conversations
@@ -131,10 +130,10 @@ class HandoffService:
         if await self.store.get(key) is not None:
             return False
         try:
-            tracker = await self.conversations.rasa.tracker(key)
+            paused = await self.conversations.bot_paused(key)
         except RasaError:
             return False
-        if not tracker.get("paused"):
+        if not paused:
             return False
         log.warning("paused conversation without a handoff: queued again", extra={"conversation": key})
         await self.start(message.channel, message.conversation_id, RECOVERED,
@@ -183,7 +182,7 @@ class HandoffService:
             handoff = await self.store.create(candidate)
             if handoff is not candidate:
                 return handoff  # already with a person
-            history = self.conversations.transcripts.history(key)
+            history = self.conversations.history(key)
             last_shopper = next((e.text for e in reversed(history) if e.role == "shopper" and e.text), None)
             if last_shopper:
                 await self.store.update(key, last_text=last_shopper[:200])
@@ -224,7 +223,7 @@ class HandoffService:
 
     async def _pause_rasa(self, key: str, event: str) -> None:
         try:
-            await self.conversations.rasa.append_events(key, [{"event": event, "timestamp": self.clock()}])
+            await self.conversations.set_bot_paused(key, event == "pause", self.clock())
         except RasaError as exc:
             # The gateway's own state decides who answers; Rasa learns it when it is back.
             log.warning("could not tell Rasa about the handoff", extra={"conversation": key, "event": event,
@@ -247,7 +246,7 @@ class HandoffService:
     async def take(self, agent: str, channel: str, conversation_id: str) -> tuple[bool, str | None]:
         """An agent picks a conversation the bot is handling (from the console's live list)."""
         key = ConversationRef(channel, conversation_id).key
-        if not self.conversations.transcripts.history(key):
+        if not self.conversations.history(key):
             raise HandoffError("not_found", "no such conversation")
         handoff = await self.start(channel, conversation_id, AGENT_INITIATED, self.conversations.language_of(key))
         return await self.claim(agent, handoff.key)
