@@ -12,10 +12,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from bot.files import write_private
 from bot.sealing import KEY_FILE_NAME, DataKeyError, DataKeys, resolve_data_keys
+from bot.settings_schema import Setting, SettingsReader
 
 T = TypeVar("T")
 
@@ -104,22 +105,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str, default: T, parse: Callable[[str], T], rule: str = "", secret: bool = False) -> T:
-        raw = self.env.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            self.problems.append(f"{name}{'' if secret else '=' + repr(raw)}: {rule or exc}")
-            return default
-
-
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -179,6 +164,12 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
 def _data_keys(raw: str) -> str:
     try:
         DataKeys.parse(raw)
@@ -187,56 +178,114 @@ def _data_keys(raw: str) -> str:
     return raw
 
 
+_D = Settings()
+
+# Every gateway setting, as the README's table shows it (`./aftersales settings`), by the
+# `Settings` field it fills.
+GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
+    "host": Setting("GATEWAY_HOST", _D.host, str, "where the gateway listens (use `0.0.0.0` behind your reverse proxy)"),
+    "port": Setting("GATEWAY_PORT", _D.port, _port, "the port it listens on"),
+    "public_url": Setting("GATEWAY_PUBLIC_URL", _D.public_url, _http_url,
+                          "the public https URL of the gateway (webhooks, links to attachments)"),
+    "secret": Setting("GATEWAY_SECRET", _D.secret, _secret, "signs web chat session tokens; at least 32 characters",
+                      secret=True, shown_default="generated into `DATA_DIR/secret`"),
+    "webchat_allowed_origins": Setting(
+        "WEBCHAT_ALLOWED_ORIGINS", _D.webchat_allowed_origins, _origins,
+        "comma-separated origins allowed to open the web chat socket, e.g. `https://shop.example`",
+        shown_default="the gateway's own origin"),
+    "console_allowed_origins": Setting(
+        "CONSOLE_ALLOWED_ORIGINS", _D.console_allowed_origins, _origins,
+        "origins allowed to open the agent console's socket (kept apart from the web chat's shop sites)",
+        shown_default="the gateway's own origin"),
+    "trusted_proxies": Setting(
+        "TRUSTED_PROXIES", _D.trusted_proxies, _networks,
+        "comma-separated IPs or CIDRs of your reverse proxies (e.g. `10.0.0.5,10.1.0.0/16`); only from these are "
+        "`X-Forwarded-For` (the shopper's or agent's address, used by sign-in lockout) and `X-Forwarded-Proto` "
+        "(marks the console cookie `Secure`) believed"),
+    "rasa_url": Setting("RASA_URL", _D.rasa_url, _http_url, "the Rasa server"),
+    "rasa_token": Setting("RASA_TOKEN", _D.rasa_token, str,
+                          "Rasa's `--auth-token`, if it was started with one (`./aftersales run` generates one for "
+                          "the Rasa it starts, so Rasa's HTTP API is never open)", secret=True),
+    "rasa_timeout_seconds": Setting("RASA_TIMEOUT_SECONDS", _D.rasa_timeout_seconds, _positive_float,
+                                    "per call to Rasa"),
+    "rasa_retry_initial_seconds": Setting("RASA_RETRY_INITIAL_SECONDS", _D.rasa_retry_initial_seconds,
+                                          _positive_float, "first backoff while Rasa is unreachable"),
+    "rasa_retry_max_seconds": Setting("RASA_RETRY_MAX_SECONDS", _D.rasa_retry_max_seconds, _positive_float,
+                                      "longest backoff while Rasa is unreachable"),
+    "holding_after_seconds": Setting("HOLDING_AFTER_SECONDS", _D.holding_after_seconds, _positive_float,
+                                     "when to tell the shopper their message is kept"),
+    "max_text_length": Setting("MAX_TEXT_LENGTH", _D.max_text_length, _positive_int,
+                               "longest shopper message, in characters"),
+    "max_pending_per_conversation": Setting("MAX_PENDING_PER_CONVERSATION", _D.max_pending_per_conversation,
+                                            _positive_int, "unanswered messages one conversation may queue"),
+    "max_pending_total": Setting(
+        "MAX_PENDING_TOTAL", _D.max_pending_total, _positive_int,
+        "unanswered messages the whole gateway may hold; past it new messages get a clear \"busy, try again\" "
+        "(`queue_full`) and nothing is kept half-way"),
+    "webchat_rate_burst": Setting("WEBCHAT_RATE_BURST", _D.webchat_rate_burst, _positive_int,
+                                  "messages one conversation (all its tabs together) or REST sender may send at once"),
+    "webchat_rate_per_second": Setting("WEBCHAT_RATE_PER_SECOND", _D.webchat_rate_per_second, _positive_float,
+                                       "and then per second"),
+    "webchat_new_sessions_per_minute": Setting(
+        "WEBCHAT_NEW_SESSIONS_PER_MINUTE", _D.webchat_new_sessions_per_minute, _positive_int,
+        "new web chat conversations one client address may open per minute (a burst of as many, then that rate); "
+        "resuming with a session token is not limited. Behind a proxy set `TRUSTED_PROXIES` so the real address "
+        "is used"),
+    "max_connections_per_address": Setting(
+        "MAX_CONNECTIONS_PER_ADDRESS", _D.max_connections_per_address, _positive_int,
+        "open connections one client address may hold (your trusted proxies are exempt)"),
+    "header_timeout_seconds": Setting(
+        "HEADER_TIMEOUT_SECONDS", _D.header_timeout_seconds, _positive_float,
+        "a connection must send its request headers, and a web chat socket its hello, within this; idle "
+        "keep-alive connections close after 15 s"),
+    "webchat_heartbeat_seconds": Setting("WEBCHAT_HEARTBEAT_SECONDS", _D.webchat_heartbeat_seconds,
+                                         _positive_float, "websocket ping interval; dead sockets are closed"),
+    "upload_max_files": Setting("UPLOAD_MAX_FILES", _D.upload_max_files, _positive_int,
+                                "files one web chat conversation may upload"),
+    "upload_max_mb": Setting("UPLOAD_MAX_MB", _D.upload_max_mb, _positive_float,
+                             "megabytes one web chat conversation may upload (one file: at most 5)"),
+    "upload_rate_per_minute": Setting("UPLOAD_RATE_PER_MINUTE", _D.upload_rate_per_minute, _positive_float,
+                                      "uploads per minute per conversation, after a burst of as many"),
+    "upload_retention_days": Setting("UPLOAD_RETENTION_DAYS", _D.upload_retention_days, _positive_float,
+                                     "web chat uploads are deleted this long after they were sent"),
+    "case_retention_days": Setting(
+        "CASE_RETENTION_DAYS", _D.case_retention_days, _positive_float,
+        "cases (with their history) are deleted this long after their last change (three years: transaction "
+        "records must be kept that long, and a quality claim may come that late); the demo cases are kept"),
+    "rest_auth_token": Setting("REST_AUTH_TOKEN", _D.rest_auth_token, str,
+                               "if set, the Rasa-format REST endpoint requires `Authorization: Bearer <token>`",
+                               secret=True),
+    "shop_customer_secret": Setting(
+        "SHOP_CUSTOMER_SECRET", _D.shop_customer_secret, _secret,
+        "lets your backend vouch for a signed-in customer: open the chat as `/?customer=<token>` (format in "
+        "`docs/webchat-protocol.md`) and the bot offers that customer's orders, without asking for proof that "
+        "they are theirs", secret=True),
+    "redis_url": Setting(
+        "REDIS_URL", _D.redis_url, _redis_url,
+        "`redis://…`: durable dedupe, delivery inbox (Telegram, Slack and web chat messages kept until answered), "
+        "conversation history, handoff state and console sign-outs"),
+    "data_dir": Setting("DATA_DIR", _D.data_dir, Path,
+                        "where the gateway keeps its generated secret and data key, and the web chat uploads"),
+    "data_keys": Setting(
+        "DATA_KEYS", _D.data_keys, _data_keys,
+        "comma-separated base64url 32-byte keys, newest first, that seal (AES-256-GCM) the cases' details and "
+        "notes, the uploads and what Redis keeps of conversations; the first seals, all open. `./aftersales run` "
+        "hands them to the action server; set the same value for both if you run them apart. Rotation: "
+        "`docs/security.md`", secret=True, shown_default="generated into `DATA_DIR/data-key` (0600)"),
+    "log_level": Setting("LOG_LEVEL", _D.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper(),
+                         "`debug`, `info`, `warning` or `error`; message text is only logged at `debug`",
+                         shown_default="`info`"),
+    "log_format": Setting("LOG_FORMAT", _D.log_format, _choice("json", "text"),
+                          "`json` (one object per line) or `text`; e-mail addresses and phone numbers are masked"),
+}
+
+
 def load_settings(env: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
     """Build `Settings` from `env` (default: `os.environ`) over an optional `.env` file."""
     merged: dict[str, str] = dict(read_dotenv(dotenv)) if dotenv is not None else {}
     merged.update(os.environ if env is None else env)
-    r = _Reader(merged)
-    d = Settings()
-    settings = Settings(
-        host=r.get("GATEWAY_HOST", d.host, str),
-        port=r.get("GATEWAY_PORT", d.port, _port),
-        public_url=r.get("GATEWAY_PUBLIC_URL", d.public_url, _http_url),
-        rasa_url=r.get("RASA_URL", d.rasa_url, _http_url),
-        rasa_token=r.get("RASA_TOKEN", d.rasa_token, str),
-        rasa_timeout_seconds=r.get("RASA_TIMEOUT_SECONDS", d.rasa_timeout_seconds, _positive_float),
-        rasa_retry_initial_seconds=r.get("RASA_RETRY_INITIAL_SECONDS", d.rasa_retry_initial_seconds,
-                                         _positive_float),
-        rasa_retry_max_seconds=r.get("RASA_RETRY_MAX_SECONDS", d.rasa_retry_max_seconds, _positive_float),
-        holding_after_seconds=r.get("HOLDING_AFTER_SECONDS", d.holding_after_seconds, _positive_float),
-        max_text_length=r.get("MAX_TEXT_LENGTH", d.max_text_length, _positive_int),
-        max_pending_per_conversation=r.get("MAX_PENDING_PER_CONVERSATION", d.max_pending_per_conversation,
-                                           _positive_int),
-        max_pending_total=r.get("MAX_PENDING_TOTAL", d.max_pending_total, _positive_int),
-        max_connections_per_address=r.get("MAX_CONNECTIONS_PER_ADDRESS", d.max_connections_per_address,
-                                          _positive_int),
-        header_timeout_seconds=r.get("HEADER_TIMEOUT_SECONDS", d.header_timeout_seconds, _positive_float),
-        webchat_new_sessions_per_minute=r.get("WEBCHAT_NEW_SESSIONS_PER_MINUTE", d.webchat_new_sessions_per_minute,
-                                              _positive_int),
-        webchat_allowed_origins=r.get("WEBCHAT_ALLOWED_ORIGINS", d.webchat_allowed_origins, _origins),
-        console_allowed_origins=r.get("CONSOLE_ALLOWED_ORIGINS", d.console_allowed_origins, _origins),
-        trusted_proxies=r.get("TRUSTED_PROXIES", d.trusted_proxies, _networks),
-        upload_max_files=r.get("UPLOAD_MAX_FILES", d.upload_max_files, _positive_int),
-        upload_max_mb=r.get("UPLOAD_MAX_MB", d.upload_max_mb, _positive_float),
-        upload_rate_per_minute=r.get("UPLOAD_RATE_PER_MINUTE", d.upload_rate_per_minute, _positive_float),
-        upload_retention_days=r.get("UPLOAD_RETENTION_DAYS", d.upload_retention_days, _positive_float),
-        case_retention_days=r.get("CASE_RETENTION_DAYS", d.case_retention_days, _positive_float),
-        webchat_rate_burst=r.get("WEBCHAT_RATE_BURST", d.webchat_rate_burst, _positive_int),
-        webchat_rate_per_second=r.get("WEBCHAT_RATE_PER_SECOND", d.webchat_rate_per_second, _positive_float),
-        webchat_heartbeat_seconds=r.get("WEBCHAT_HEARTBEAT_SECONDS", d.webchat_heartbeat_seconds,
-                                        _positive_float),
-        rest_auth_token=r.get("REST_AUTH_TOKEN", d.rest_auth_token, str),
-        shop_customer_secret=r.get("SHOP_CUSTOMER_SECRET", d.shop_customer_secret, _secret),
-        secret=r.get("GATEWAY_SECRET", d.secret, _secret),
-        data_dir=r.get("DATA_DIR", d.data_dir, Path),
-        data_keys=r.get("DATA_KEYS", d.data_keys, _data_keys, secret=True),
-        log_level=r.get("LOG_LEVEL", d.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper()),
-        log_format=r.get("LOG_FORMAT", d.log_format, _choice("json", "text")),
-        redis_url=r.get("REDIS_URL", d.redis_url, str),
-        environ=merged,
-    )
-    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        r.problems.append(f"REDIS_URL={settings.redis_url!r}: must start with redis://, rediss:// or unix://")
+    r = SettingsReader(merged)
+    settings = Settings(**{name: r.get(setting) for name, setting in GATEWAY_SETTINGS.items()}, environ=merged)
     if r.problems:
         raise ConfigError(r.problems)
     return settings

@@ -5,6 +5,7 @@
   setup         install the Rasa venv and train the model when needed, then exit
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
+  settings      print every setting as the README's tables (--write: update README.md)
   agent         manage console agents (add USER "Name" | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
   data          the keys that seal the data at rest (rekey: re-seal with the newest | new-key)
@@ -258,6 +259,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.settings_doc import render_into, tables
+
+    if args.write:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(render_into(readme.read_text(encoding="utf-8")), encoding="utf-8")
+        _say(f"Settings tables written into {readme}")
+        return 0
+    for part, table in tables().items():
+        _say(f"## {part}\n\n{table}\n")
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     for f in dataclasses.fields(settings):
@@ -280,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--force", action="store_true")
     train.set_defaults(func=cmd_train)
     sub.add_parser("check-config", help="validate settings").set_defaults(func=cmd_check_config)
+    settings = sub.add_parser("settings", help="print every setting as the README's tables")
+    settings.add_argument("--write", action="store_true", help="update the tables in README.md")
+    settings.set_defaults(func=cmd_settings)
     agent = sub.add_parser("agent", help="manage console agents: add USER [NAME] | remove USER | list")
     agent.add_argument("action", choices=["add", "remove", "list"])
     agent.add_argument("username", nargs="?")

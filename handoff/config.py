@@ -9,6 +9,7 @@ from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import ConfigError
+from bot.settings_schema import Setting, SettingsReader
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -79,47 +80,68 @@ def _parse_days(raw: str) -> frozenset[int]:
     return frozenset(days)
 
 
-def load_handoff_settings(env: Mapping[str, str], data_dir: Path) -> HandoffSettings:
-    problems: list[str] = []
-    raw_hours = env.get("HANDOFF_HOURS") or "00:00-24:00"
+def _hours(raw: str) -> tuple[dt.time, dt.time]:
     try:
-        opens, closes = _parse_hours(raw_hours)
+        return _parse_hours(raw)
     except ValueError as exc:
-        problems.append(f"HANDOFF_HOURS={raw_hours!r}: {exc} (e.g. 09:00-21:00)")
-        opens, closes = dt.time(0, 0), dt.time(0, 0)
-    raw_days = env.get("HANDOFF_DAYS") or "mon-sun"
+        raise ValueError(f"{exc} (e.g. 09:00-21:00)") from None
+
+
+def _days(raw: str) -> frozenset[int]:
     try:
-        days = _parse_days(raw_days)
+        return _parse_days(raw)
     except ValueError:
-        problems.append(f"HANDOFF_DAYS={raw_days!r}: expected days like mon-fri or mon,wed,sat")
-        days = frozenset(range(7))
-    raw_zone = env.get("HANDOFF_TIMEZONE") or "Asia/Shanghai"
+        raise ValueError("expected days like mon-fri or mon,wed,sat") from None
+
+
+def _zone(raw: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(raw_zone)
+        return ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"HANDOFF_TIMEZONE={raw_zone!r}: not a time zone name like Asia/Shanghai")
-        zone = ZoneInfo("UTC")
+        raise ValueError("not a time zone name like Asia/Shanghai") from None
 
-    def number(name: str, default: float) -> float:
-        raw = env.get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-            if value <= 0:
-                raise ValueError
-            return value
-        except ValueError:
-            problems.append(f"{name}={raw!r}: must be a positive number")
-            return default
 
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+ALL_DAY = (dt.time(0, 0), dt.time(0, 0))
+
+# The handoff module's settings, as the README's table shows them (`./aftersales settings`).
+AGENTS_FILE = Setting[Path | None]("AGENTS_FILE", None, Path, "who may sign in to the console",
+                                   shown_default="`DATA_DIR/agents.yml`")
+HANDOFF_HOURS = Setting("HANDOFF_HOURS", ALL_DAY, _hours, "the team's working hours, e.g. `09:00-21:00`",
+                        shown_default="`00:00-24:00`")
+HANDOFF_DAYS = Setting("HANDOFF_DAYS", frozenset(range(7)), _days, "the team's working days, e.g. `mon-fri`",
+                       shown_default="`mon-sun`")
+HANDOFF_TIMEZONE = Setting("HANDOFF_TIMEZONE", ZoneInfo("Asia/Shanghai"), _zone,
+                           "the time zone of the working hours and of the times shoppers are told",
+                           shown_default="`Asia/Shanghai`")
+HANDOFF_FIRST_RESPONSE_MINUTES = Setting("HANDOFF_FIRST_RESPONSE_MINUTES", 30.0, _positive, "first-response SLA")
+HANDOFF_MINUTES_PER_CASE = Setting("HANDOFF_MINUTES_PER_CASE", 5.0, _positive,
+                                   "for the expected wait told to shoppers")
+CANNED_REPLIES_FILE = Setting[Path | None]("CANNED_REPLIES_FILE", None, Path, "YAML list of `{title, text}`",
+                                           shown_default="built-in EN/ZH replies")
+HANDOFF_SETTINGS = (AGENTS_FILE, HANDOFF_HOURS, HANDOFF_DAYS, HANDOFF_TIMEZONE, HANDOFF_FIRST_RESPONSE_MINUTES,
+                    HANDOFF_MINUTES_PER_CASE, CANNED_REPLIES_FILE)
+
+
+def load_handoff_settings(env: Mapping[str, str], data_dir: Path) -> HandoffSettings:
+    r = SettingsReader(env)
+    opens, closes = r.get(HANDOFF_HOURS)
     settings = HandoffSettings(
-        agents_file=Path(env.get("AGENTS_FILE") or data_dir / "agents.yml"),
-        hours=WorkingHours(opens, closes, days, zone),
-        first_response_minutes=int(number("HANDOFF_FIRST_RESPONSE_MINUTES", 30)),
-        minutes_per_case=number("HANDOFF_MINUTES_PER_CASE", 5.0),
-        canned_file=Path(env["CANNED_REPLIES_FILE"]) if env.get("CANNED_REPLIES_FILE") else None,
+        agents_file=r.get(AGENTS_FILE) or data_dir / "agents.yml",
+        hours=WorkingHours(opens, closes, r.get(HANDOFF_DAYS), r.get(HANDOFF_TIMEZONE)),
+        first_response_minutes=int(r.get(HANDOFF_FIRST_RESPONSE_MINUTES)),
+        minutes_per_case=r.get(HANDOFF_MINUTES_PER_CASE),
+        canned_file=r.get(CANNED_REPLIES_FILE),
     )
-    if problems:
-        raise ConfigError(problems)
+    if r.problems:
+        raise ConfigError(r.problems)
     return settings

@@ -13,6 +13,7 @@ from typing import Literal, Mapping
 
 from bot.config import ConfigError
 from bot.i18n import language_of_locale
+from bot.settings_schema import Setting
 
 DEFAULT_API_BASE = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
@@ -21,28 +22,21 @@ FILES_PATH = "/slack/files"
 Mode = Literal["http", "socket"]
 
 
-@dataclass(frozen=True)
-class SlackVar:
-    """One environment variable the Slack channel reads."""
-
-    name: str
-    description: str
-    secret: bool = False
-
-
-SCHEMA: tuple[SlackVar, ...] = (
-    SlackVar("SLACK_BOT_TOKEN", "Bot User OAuth Token (xoxb-...), from OAuth & Permissions. "
-                                "Required; setting it switches the Slack channel on.", secret=True),
-    SlackVar("SLACK_MODE", "`http` (default): Slack posts events to the gateway's /slack/events. "
-                           "`socket`: Socket Mode, for gateways without a public URL."),
-    SlackVar("SLACK_SIGNING_SECRET", "Signing Secret, from Basic Information > App Credentials. "
-                                     "Required in http mode.", secret=True),
-    SlackVar("SLACK_APP_TOKEN", "App-Level Token with the connections:write scope (xapp-...), "
-                                "from Basic Information > App-Level Tokens. Required in socket mode.", secret=True),
-    SlackVar("SLACK_API_BASE", f"Slack Web API base URL (default {DEFAULT_API_BASE}); "
-                               "only changed to point the gateway at a test double."),
-    SlackVar("SLACK_LOCALE", "The workspace's language (`en` default, or `zh-CN`): Slack messages carry no "
-                             "locale, so a conversation starts in it until the shopper writes in the other."),
+# The Slack channel's settings, as the README's table shows them (`./aftersales settings`);
+# `load_slack_config` checks them together (which are needed depends on SLACK_MODE).
+SLACK_SETTINGS: tuple[Setting[str], ...] = (
+    Setting("SLACK_BOT_TOKEN", "", str, "Bot User OAuth Token (xoxb-...), from OAuth & Permissions. "
+            "Required; setting it switches the Slack channel on", secret=True),
+    Setting("SLACK_MODE", "http", str, "`http`: Slack posts events to the gateway's `/slack/events`. "
+            "`socket`: Socket Mode, for gateways without a public URL"),
+    Setting("SLACK_SIGNING_SECRET", "", str, "Signing Secret, from Basic Information > App Credentials. "
+            "Required in http mode", secret=True),
+    Setting("SLACK_APP_TOKEN", "", str, "App-Level Token with the connections:write scope (xapp-...), "
+            "from Basic Information > App-Level Tokens. Required in socket mode", secret=True),
+    Setting("SLACK_API_BASE", DEFAULT_API_BASE, str, "Slack Web API base URL; only changed to point the gateway "
+            "at a test double"),
+    Setting("SLACK_LOCALE", "en", str, "the workspace's language (`en` or `zh-CN`): Slack messages carry no "
+            "locale, so a conversation starts in it until the shopper writes in the other"),
 )
 
 _SWITCHES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_MODE")

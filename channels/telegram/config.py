@@ -1,21 +1,7 @@
-"""The Telegram channel's settings: declared once here, read from the environment the gateway
-settings were read from (`ctx.env`), validated together. Every problem is reported at once,
-one line per variable, as a `bot.config.ConfigError`.
-
-| variable                         | default                  | meaning                                        |
-|----------------------------------|--------------------------|------------------------------------------------|
-| TELEGRAM_BOT_TOKEN               | (unset: channel is off)  | the token @BotFather gave the shop             |
-| TELEGRAM_MODE                    | polling                  | `webhook` or `polling`                         |
-| TELEGRAM_WEBHOOK_SECRET          | (required for webhook)   | secret Telegram sends back in a header         |
-| TELEGRAM_WEBHOOK_PATH            | /telegram/webhook        | where the gateway receives webhook updates     |
-| TELEGRAM_WEBHOOK_URL             | GATEWAY_PUBLIC_URL+path  | the URL registered with Telegram (https)       |
-| TELEGRAM_API_BASE                | https://api.telegram.org | Bot API server (a local Bot API server, tests) |
-| TELEGRAM_POLL_TIMEOUT_SECONDS    | 25                       | long-polling wait per getUpdates call          |
-| TELEGRAM_SEND_RETRIES            | 3                        | retries of a send after a 5xx/network error    |
-| TELEGRAM_RETRY_BACKOFF_SECONDS   | 1.0                      | first retry delay (doubles each time)          |
-| TELEGRAM_START_PAYLOAD           | /greet                   | what `/start` is sent to Rasa as (`off`: as is)|
-| TELEGRAM_FILES_BASE_URL          | GATEWAY_PUBLIC_URL       | base of attachment URLs handed to Rasa/agents  |
-"""
+"""The Telegram channel's settings: declared once here (`TELEGRAM_SETTINGS`, the README's
+table is made from it), read from the environment the gateway settings were read from
+(`ctx.env`), validated together. Every problem is reported at once, one line per
+variable, as a `bot.config.ConfigError`."""
 
 from __future__ import annotations
 
@@ -25,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
 from bot.config import ConfigError, Settings
+from bot.settings_schema import Setting, SettingsReader
 
 log = logging.getLogger("gateway.telegram")
 
@@ -64,25 +51,6 @@ class TelegramConfig:
     def bot_id(self) -> str:
         """The numeric part of the token: the bot's user id (keys in Redis are per bot)."""
         return self.token.split(":", 1)[0]
-
-
-class _Reader:
-    """Reads one variable at a time, collecting problems instead of stopping at the first."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            return parse(raw)
-        except ValueError as exc:
-            shown = "(hidden)" if "TOKEN" in name or "SECRET" in name else repr(raw)
-            self.problems.append(f"{name}={shown}: {exc}")
-            return default
 
 
 def _token(raw: str) -> str:
@@ -141,6 +109,26 @@ def _start_payload(raw: str) -> str | None:
     return None if raw.lower() == "off" else raw
 
 
+TOKEN = Setting("TELEGRAM_BOT_TOKEN", "", _token, "the token @BotFather gave the shop; setting it switches the "
+                "Telegram channel on", secret=True)
+MODE = Setting("TELEGRAM_MODE", "polling", _mode, "`webhook` or `polling`")
+WEBHOOK_SECRET = Setting("TELEGRAM_WEBHOOK_SECRET", "", _secret, "secret Telegram sends back in a header "
+                         "(required in webhook mode)", secret=True)
+WEBHOOK_PATH = Setting("TELEGRAM_WEBHOOK_PATH", DEFAULT_WEBHOOK_PATH, _path, "where the gateway receives webhook updates")
+WEBHOOK_URL = Setting("TELEGRAM_WEBHOOK_URL", "", _http_url, "the URL registered with Telegram (https)",
+                      shown_default="`GATEWAY_PUBLIC_URL` + path")
+API_BASE = Setting("TELEGRAM_API_BASE", PRODUCTION_API_BASE, _http_url, "Bot API server (a local Bot API server, tests)")
+POLL_TIMEOUT = Setting("TELEGRAM_POLL_TIMEOUT_SECONDS", 25, _int_between(1, 50), "long-polling wait per getUpdates call")
+SEND_RETRIES = Setting("TELEGRAM_SEND_RETRIES", 3, _int_between(0, 10), "retries of a send after a 5xx or network error")
+RETRY_BACKOFF = Setting("TELEGRAM_RETRY_BACKOFF_SECONDS", 1.0, _positive_float, "first retry delay (doubles each time)")
+START_PAYLOAD = Setting[str | None]("TELEGRAM_START_PAYLOAD", "/greet", _start_payload,
+                                    "what `/start` is sent to Rasa as (`off`: as it is)")
+FILES_BASE_URL = Setting("TELEGRAM_FILES_BASE_URL", "", _http_url, "base of attachment URLs handed to Rasa and agents",
+                         shown_default="`GATEWAY_PUBLIC_URL`")
+TELEGRAM_SETTINGS = (TOKEN, MODE, WEBHOOK_SECRET, WEBHOOK_PATH, WEBHOOK_URL, API_BASE, POLL_TIMEOUT, SEND_RETRIES,
+                     RETRY_BACKOFF, START_PAYLOAD, FILES_BASE_URL)
+
+
 def local_base_url(settings: Settings) -> str:
     """How this machine reaches the gateway when no public URL is configured."""
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
@@ -158,16 +146,15 @@ def load_telegram_config(env: Mapping[str, str], settings: Settings) -> Telegram
             log.warning("Telegram settings found but TELEGRAM_BOT_TOKEN is not set; the Telegram channel is off",
                         extra={"variables": stray})
         return None
-    r = _Reader(env)
-    token = r.get("TELEGRAM_BOT_TOKEN", "", _token)
-    mode = r.get("TELEGRAM_MODE", "polling", _mode)
-    secret = r.get("TELEGRAM_WEBHOOK_SECRET", "", _secret)
-    path = r.get("TELEGRAM_WEBHOOK_PATH", DEFAULT_WEBHOOK_PATH, _path)
-    api_base = r.get("TELEGRAM_API_BASE", PRODUCTION_API_BASE, _http_url)
+    r = SettingsReader(env)
+    token = r.get(TOKEN)
+    mode = r.get(MODE)
+    secret = r.get(WEBHOOK_SECRET)
+    path = r.get(WEBHOOK_PATH)
+    api_base = r.get(API_BASE)
     public = settings.public_url.rstrip("/")
-    webhook_url = r.get("TELEGRAM_WEBHOOK_URL", f"{public}{path}" if public else "", _http_url)
-    files_base = r.get("TELEGRAM_FILES_BASE_URL", public or local_base_url(settings), _http_url)
-    default_start: str | None = "/greet"
+    webhook_url = r.get(WEBHOOK_URL) or (f"{public}{path}" if public else "")
+    files_base = r.get(FILES_BASE_URL) or public or local_base_url(settings)
     config = TelegramConfig(
         token=token,
         mode=mode,
@@ -175,10 +162,10 @@ def load_telegram_config(env: Mapping[str, str], settings: Settings) -> Telegram
         webhook_path=path,
         webhook_url=webhook_url,
         api_base=api_base,
-        poll_timeout_seconds=r.get("TELEGRAM_POLL_TIMEOUT_SECONDS", 25, _int_between(1, 50)),
-        send_retries=r.get("TELEGRAM_SEND_RETRIES", 3, _int_between(0, 10)),
-        retry_backoff_seconds=r.get("TELEGRAM_RETRY_BACKOFF_SECONDS", 1.0, _positive_float),
-        start_payload=r.get("TELEGRAM_START_PAYLOAD", default_start, _start_payload),
+        poll_timeout_seconds=r.get(POLL_TIMEOUT),
+        send_retries=r.get(SEND_RETRIES),
+        retry_backoff_seconds=r.get(RETRY_BACKOFF),
+        start_payload=r.get(START_PAYLOAD),
         files_base_url=files_base,
     )
     if mode == "webhook":
