@@ -29,6 +29,7 @@ from slack_bolt.response import BoltResponse
 from bot.conversation import ConversationService, QueueFull
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.intake import DurableIntake, NotKept
 from bot.messages import OutboundReply
 from bot.texts import gateway_text
 from channels.slack.convert import (
@@ -45,7 +46,8 @@ from channels.slack.files import SlackFiles
 from channels.slack.logtext import LogText, log
 from channels.slack.output import SlackOutput
 
-DEDUPE_PREFIX = "slack:"
+# Slack retries a delivery not acknowledged within 3 s: keeping it must answer sooner.
+KEEP_TIMEOUT_SECONDS = 2.0
 DELIVERY_KEY = "slack_delivery"  # where the gate leaves the delivery in Bolt's context
 
 class KnownThreads:
@@ -76,8 +78,7 @@ class SlackIntake:
     def __init__(self, service: ConversationService, deduper: Deduper, inbox: Inbox, output: SlackOutput,
                  files: SlackFiles, max_text_length: int, locale: str | None = None) -> None:
         self.service = service
-        self.deduper = deduper
-        self.inbox = inbox
+        self.intake = DurableIntake(CHANNEL, deduper, inbox, service.metrics, KEEP_TIMEOUT_SECONDS)
         self.output = output
         self.files = files
         self.identity = SlackIdentity()
@@ -132,30 +133,13 @@ class SlackIntake:
     # -- keeping, accepting, finishing --------------------------------------------------------
 
     async def _keep(self, delivery: Delivery) -> BoltResponse | None:
-        """Mark the delivery seen and keep it; a response to send instead of going on, if any."""
-        dedupe_key = DEDUPE_PREFIX + delivery.key
+        """Mark the delivery seen and keep it (bot/intake.py); a response to send instead of
+        going on, if any: 200 for a duplicate, 503 (Slack retries) when it cannot be kept."""
         try:
-            first = await self.deduper.first_time(dedupe_key)
-        except Exception as exc:
-            log.error(LogText.KEEP_FAILED, extra={"delivery": delivery.key, "error": repr(exc)})
+            kept = await self.intake.keep(delivery.key, to_record(delivery))
+        except NotKept:
             return BoltResponse(status=503, body="")
-        if not first:
-            self.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
-            log.info(LogText.DUPLICATE, extra={"delivery": delivery.key})
-            return BoltResponse(status=200, body="")
-        try:
-            await self.inbox.put(CHANNEL, delivery.key, to_record(delivery))
-        except Exception as exc:
-            log.error(LogText.KEEP_FAILED, extra={"delivery": delivery.key, "error": repr(exc)})
-            await self._forget(dedupe_key)
-            return BoltResponse(status=503, body="")
-        return None
-
-    async def _forget(self, dedupe_key: str) -> None:
-        try:
-            await self.deduper.forget(dedupe_key)
-        except Exception as exc:  # the key expires on its own; Slack's retry is then taken as a duplicate
-            log.error(LogText.KEEP_FAILED, extra={"delivery": dedupe_key, "error": repr(exc)})
+        return None if kept else BoltResponse(status=200, body="")
 
     def accept(self, delivery: Delivery) -> None:
         """Submit a kept delivery to the conversation service; returns at once."""
@@ -181,10 +165,7 @@ class SlackIntake:
             self._spawn(self._done(key))
 
     async def _done(self, key: str) -> None:
-        try:
-            await self.inbox.done(CHANNEL, key)
-        except Exception as exc:
-            log.warning(LogText.DONE_FAILED, extra={"delivery": key, "error": repr(exc)})
+        await self.intake.done(key)
 
     async def _refuse(self, delivery: Delivery) -> None:
         await self._done(delivery.key)
@@ -199,11 +180,7 @@ class SlackIntake:
 
     async def replay(self) -> int:
         """Submit the deliveries kept but not answered before the last stop; how many there were."""
-        try:
-            pending = await self.inbox.pending(CHANNEL)
-        except Exception as exc:
-            log.error(LogText.REPLAY_FAILED, extra={"error": repr(exc)})
-            return 0
+        pending = await self.intake.pending()
         if pending:
             log.info(LogText.REPLAYING, extra={"count": len(pending)})
         for key, record in pending:

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.intake import DurableIntake, NotKept
 from bot.ordering import KeyedLocks, backoff
 from bot.security import parse_json, same_secret
 from channels.telegram.config import TelegramConfig
@@ -46,10 +47,6 @@ CONVERT_ATTEMPTS = 5
 STORE_TIMEOUT_SECONDS = 10.0  # a hung Redis must not hang the webhook or the start-up
 
 
-class NotKept(Exception):
-    """The update could not be kept durably; it must not be acknowledged."""
-
-
 
 class TelegramInput:
     """Receives updates (webhook handler and polling loop) and feeds the conversation service."""
@@ -59,8 +56,7 @@ class TelegramInput:
         self.bot = bot
         self.config = config
         self.service = service
-        self.deduper = deduper
-        self.inbox = inbox
+        self.intake = DurableIntake(CHANNEL, deduper, inbox, service.metrics, STORE_TIMEOUT_SECONDS)
         self.output = output
         self.converter = converter
         self._intake_lanes = KeyedLocks()
@@ -102,31 +98,8 @@ class TelegramInput:
         return f"{self.config.bot_id}:{update_id}"
 
     async def keep(self, update: dict[str, Any]) -> bool:
-        """Mark and store an update. False for a duplicate; raises `NotKept` if it cannot be kept."""
-        update_id = int(update["update_id"])
-        key = f"telegram:{self.config.bot_id}:{update_id}"
-        try:
-            first = await asyncio.wait_for(self.deduper.first_time(key), STORE_TIMEOUT_SECONDS)
-        except Exception as exc:
-            log.error("cannot check Telegram update for duplicates; not acknowledging it",
-                      extra={"update_id": update_id, "error": repr(exc)})
-            raise NotKept from exc
-        if not first:
-            self.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
-            log.info("duplicate Telegram update ignored", extra={"update_id": update_id})
-            return False
-        try:
-            await asyncio.wait_for(self.inbox.put(CHANNEL, self.event_id(update_id), update), STORE_TIMEOUT_SECONDS)
-        except Exception as exc:
-            log.error("cannot keep Telegram update; not acknowledging it so Telegram delivers it again",
-                      extra={"update_id": update_id, "error": repr(exc)})
-            try:
-                await asyncio.wait_for(self.deduper.forget(key), STORE_TIMEOUT_SECONDS)
-            except Exception as forget_exc:
-                log.error("cannot un-mark the Telegram update either; a redelivery may be ignored",
-                          extra={"update_id": update_id, "error": repr(forget_exc)})
-            raise NotKept from exc
-        return True
+        """Mark and store an update (bot/intake.py). False for a duplicate; raises `NotKept`."""
+        return await self.intake.keep(self.event_id(int(update["update_id"])), update)
 
     # -- webhook -------------------------------------------------------------------------
 
@@ -225,11 +198,7 @@ class TelegramInput:
 
     async def replay_pending(self) -> None:
         """Updates kept by an earlier run but not answered: answered now, oldest first."""
-        try:
-            pending = await asyncio.wait_for(self.inbox.pending(CHANNEL), STORE_TIMEOUT_SECONDS)
-        except Exception as exc:
-            log.error("cannot read kept Telegram updates", extra={"error": repr(exc)})
-            return
+        pending = await self.intake.pending()
         mine = [(event_id, raw) for event_id, raw in pending
                 if event_id.startswith(f"{self.config.bot_id}:")]
         if mine:
@@ -298,8 +267,4 @@ class TelegramInput:
                 await asyncio.sleep(QUEUE_FULL_RETRY_SECONDS)
 
     async def _done(self, event_id: str) -> None:
-        try:
-            await self.inbox.done(CHANNEL, event_id)
-        except Exception as exc:  # it will be replayed; the service drops it as a duplicate if it can
-            log.error("cannot remove an answered Telegram update from the inbox",
-                      extra={"event_id": event_id, "error": repr(exc)})
+        await self.intake.done(event_id)

@@ -1,0 +1,88 @@
+"""Keeping a delivery before acknowledging it, for every channel whose platform redelivers
+(Telegram, Slack): the one mechanism, with one set of rules.
+
+`keep` marks the delivery seen (dedupe) and stores it in the inbox *before* the channel
+acknowledges it; a duplicate is reported as such; a delivery that cannot be kept raises
+`NotKept` and must not be acknowledged, so the platform delivers it again (the mark is
+taken back, so that redelivery is not mistaken for a duplicate). `done` forgets an
+answered delivery; `pending` gives back what an earlier run kept but did not answer.
+
+Every store call is bounded by `store_timeout`: a hung Redis makes a delivery "not kept"
+in time for the channel to refuse it, instead of holding the acknowledgement past the
+platform's deadline (Slack retries after 3 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bot.dedupe import Deduper
+from bot.inbox import Inbox
+from bot.metrics import Metrics
+
+log = logging.getLogger("gateway.intake")
+
+STORE_TIMEOUT_SECONDS = 10.0
+
+
+class NotKept(Exception):
+    """The delivery could not be kept durably; it must not be acknowledged."""
+
+
+class DurableIntake:
+    def __init__(self, channel: str, deduper: Deduper, inbox: Inbox, metrics: Metrics,
+                 store_timeout: float = STORE_TIMEOUT_SECONDS) -> None:
+        self.channel = channel
+        self.deduper = deduper
+        self.inbox = inbox
+        self.metrics = metrics
+        self.store_timeout = store_timeout
+
+    def _dedupe_key(self, event_id: str) -> str:
+        return f"{self.channel}:{event_id}"
+
+    async def keep(self, event_id: str, record: dict[str, Any]) -> bool:
+        """True: kept, answer it. False: a duplicate, acknowledge it and do nothing. Raises `NotKept`."""
+        key = self._dedupe_key(event_id)
+        try:
+            first = await asyncio.wait_for(self.deduper.first_time(key), self.store_timeout)
+        except Exception as exc:
+            log.error("cannot check a delivery for duplicates; not acknowledging it",
+                      extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
+            raise NotKept from exc
+        if not first:
+            self.metrics.inc("messages_duplicate_total", channel=self.channel)
+            log.info("delivery already handled; acknowledged without answering again",
+                     extra={"channel": self.channel, "delivery": event_id})
+            return False
+        try:
+            await asyncio.wait_for(self.inbox.put(self.channel, event_id, record), self.store_timeout)
+        except Exception as exc:
+            log.error("cannot keep a delivery (Redis down?); refused so that the platform delivers it again",
+                      extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
+            try:
+                await asyncio.wait_for(self.deduper.forget(key), self.store_timeout)
+            except Exception as forget_exc:  # the mark expires on its own
+                log.error("cannot take back the duplicate mark either; a redelivery may be ignored",
+                          extra={"channel": self.channel, "delivery": event_id, "error": repr(forget_exc)})
+            raise NotKept from exc
+        return True
+
+    async def done(self, event_id: str) -> None:
+        """The delivery was answered: forget it (a failure only means it is answered again after a restart)."""
+        try:
+            await asyncio.wait_for(self.inbox.done(self.channel, event_id), self.store_timeout)
+        except Exception as exc:
+            log.warning("cannot forget an answered delivery; it will be answered again after a restart",
+                        extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
+
+    async def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries kept by an earlier run and not answered, oldest first; [] when the store cannot say."""
+        try:
+            return await asyncio.wait_for(self.inbox.pending(self.channel), self.store_timeout)
+        except Exception as exc:
+            log.error("cannot read the deliveries kept before a restart",
+                      extra={"channel": self.channel, "error": repr(exc)})
+            return []
