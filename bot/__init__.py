@@ -1,2 +1,3 @@
-"""The gateway core: config, the normalized message model, conversation routing, the Rasa
-client, the CLI and the aiohttp app that hosts every channel."""
+"""The gateway core: the message model and channel interfaces, the plugin contract, the
+conversation service, the Rasa client, durable intake, transcripts, language, texts,
+settings, serving and sealing. It imports nothing that plugs into it (gateway/ wires it)."""
