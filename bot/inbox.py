@@ -13,8 +13,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Any
 
-from redis.exceptions import WatchError
-
+from bot.resealing import Writes, as_text, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.inbox")
@@ -74,7 +73,7 @@ class RedisInbox(Inbox):
         key = self._prefix + channel
         order = [e.decode() if isinstance(e, bytes) else e for e in await self._redis.lrange(key + ":order", 0, -1)]
         raw = await self._redis.hgetall(key)
-        items = {_text(k): _text(v) for k, v in raw.items()}
+        items = {as_text(k): as_text(v) for k, v in raw.items()}
         found = []
         for event_id in order:
             if event_id not in items:
@@ -92,7 +91,7 @@ class RedisInbox(Inbox):
         not open is left as it is and counted)."""
         done = Resealed()
         async for raw_name in self._redis.scan_iter(match=self._prefix + "*", count=500):
-            name = _text(raw_name)
+            name = as_text(raw_name)
             if name.endswith(":order") or await self._redis.type(name) not in (b"hash", "hash"):
                 continue
             try:
@@ -102,24 +101,12 @@ class RedisInbox(Inbox):
         return done
 
     async def _reseal_one(self, name: str, channel: str) -> int:
-        while True:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(name)
-                    items = {_text(k): _text(v) for k, v in (await pipe.hgetall(name)).items()}
-                    stale = {}
-                    for event_id, value in items.items():
-                        if not self._keys.text_is_current(value):
-                            context = f"inbox:{channel}:{event_id}"
-                            stale[event_id] = self._keys.seal_text(self._keys.open_text(value, context), context)
-                    if stale:
-                        pipe.multi()
-                        pipe.hset(name, mapping=stale)
-                        await pipe.execute()
-                    return len(stale)
-            except WatchError:
-                continue
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        async def plan(pipe: Any) -> Writes:
+            writes: Writes = []
+            for raw_id, raw in (await pipe.hgetall(name)).items():
+                event_id, value = as_text(raw_id), as_text(raw)
+                if not self._keys.text_is_current(value):
+                    context = f"inbox:{channel}:{event_id}"
+                    writes.append((event_id, self._keys.seal_text(self._keys.open_text(value, context), context)))
+            return writes
+        return await rewrite_watched(self._redis, name, plan)

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from redis.exceptions import WatchError
-
 from bot.messages import InboundMessage, OutboundReply
+from bot.resealing import as_text, reseal_list
 from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.transcript")
@@ -49,10 +48,6 @@ class TranscriptEntry:
         if self.author is not None:
             entry["author"] = self.author
         return entry
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
 
 
 class RedisTranscriptJournal:
@@ -86,7 +81,7 @@ class RedisTranscriptJournal:
         return self.keys.seal_text(json.dumps(dataclasses.asdict(entry), ensure_ascii=False), self._context(key))
 
     def _open(self, key: str, raw: bytes | str) -> TranscriptEntry:
-        data = json.loads(self.keys.open_text(_text(raw), self._context(key)))
+        data = json.loads(self.keys.open_text(as_text(raw), self._context(key)))
         return TranscriptEntry(**{**data, "buttons": tuple(data.get("buttons") or ())})
 
     async def read(self, key: str) -> list[TranscriptEntry]:
@@ -104,7 +99,7 @@ class RedisTranscriptJournal:
     async def load(self) -> dict[str, list[TranscriptEntry]]:
         found: dict[str, list[TranscriptEntry]] = {}
         async for raw_key in self.redis.scan_iter(match=self.prefix + "*", count=500):
-            key = _text(raw_key)[len(self.prefix):]
+            key = as_text(raw_key)[len(self.prefix):]
             entries = await self.read(key)
             if entries:
                 found[key] = entries
@@ -124,29 +119,12 @@ class RedisTranscriptJournal:
         does not open is left as it is and counted."""
         done = Resealed()
         async for raw_key in self.redis.scan_iter(match=self.prefix + "*", count=500):
-            name = _text(raw_key)
+            name = as_text(raw_key)
             try:
-                done.rewritten += await self._reseal_one(name, self._context(name[len(self.prefix):]))
+                done.rewritten += await reseal_list(self.redis, name, self.keys, self._context(name[len(self.prefix):]))
             except SealingError as exc:
                 done.skip(name, exc)
         return done
-
-    async def _reseal_one(self, name: str, context: str) -> int:
-        while True:
-            try:
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(name)
-                    raws = [_text(r) for r in await pipe.lrange(name, 0, -1)]
-                    stale = {i: self.keys.seal_text(self.keys.open_text(r, context), context)
-                             for i, r in enumerate(raws) if not self.keys.text_is_current(r)}
-                    if stale:
-                        pipe.multi()  # LSET keeps the list's expiry
-                        for i, sealed in stale.items():
-                            pipe.lset(name, i, sealed)
-                        await pipe.execute()
-                    return len(stale)
-            except WatchError:
-                continue
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_forever(), name="transcript-journal")

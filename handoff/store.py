@@ -25,6 +25,7 @@ from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 from redis import exceptions as redis_errors
 
 from bot.errors import DependencyUnavailable
+from bot.resealing import Writes, reseal_list, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError, is_sealed_text
 
 log = logging.getLogger("gateway.handoff")
@@ -396,33 +397,17 @@ class RedisHandoffStore(HandoffStore):
         return done
 
     async def _reseal_one(self, name: str, kind: str, key: str) -> int:
-        while True:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(name)
-                    writes: list[tuple[str | int, str]] = []  # (list index or field, new value)
-                    if kind == "log:":
-                        context = f"handoff-log:{key}"
-                        raws = [r.decode() if isinstance(r, bytes) else r for r in await pipe.lrange(name, 0, -1)]
-                        writes = [(i, self._keys.seal_text(self._keys.open_text(r, context), context))
-                                  for i, r in enumerate(raws) if not self._keys.text_is_current(r)]
-                    else:
-                        for field_name, raw in zip(SEALED_FIELDS, await pipe.hmget(name, *SEALED_FIELDS), strict=True):
-                            value = json.loads(raw) if raw is not None else None
-                            if raw is None or (isinstance(value, str) and self._keys.text_is_current(value)):
-                                continue
-                            if isinstance(value, str) and is_sealed_text(value):
-                                value = json.loads(self._keys.open_text(value, f"handoff:{key}:{field_name}"))
-                            writes.append((field_name, self._encode(key, field_name, value)))
-                    if not writes:
-                        return 0
-                    pipe.multi()  # LSET and HSET keep the key's expiry
-                    for where, value in writes:
-                        if isinstance(where, int):
-                            pipe.lset(name, where, value)
-                        else:
-                            pipe.hset(name, where, value)
-                    await pipe.execute()
-                    return len(writes)
-            except redis_errors.WatchError:
-                continue
+        if kind == "log:":
+            return await reseal_list(self._redis, name, self._keys, f"handoff-log:{key}")
+
+        async def plan(pipe: Any) -> Writes:
+            writes: Writes = []
+            for field_name, raw in zip(SEALED_FIELDS, await pipe.hmget(name, *SEALED_FIELDS), strict=True):
+                value = json.loads(raw) if raw is not None else None
+                if raw is None or (isinstance(value, str) and self._keys.text_is_current(value)):
+                    continue
+                if isinstance(value, str) and is_sealed_text(value):
+                    value = json.loads(self._keys.open_text(value, f"handoff:{key}:{field_name}"))
+                writes.append((field_name, self._encode(key, field_name, value)))
+            return writes
+        return await rewrite_watched(self._redis, name, plan)
