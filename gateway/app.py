@@ -140,15 +140,17 @@ def create_app(settings: Settings) -> web.Application:
             await redis_client.aclose()
 
     app.on_cleanup.append(on_cleanup)
-    stores: list[CaseStore] = []
+    stores: list[tuple[CaseStore, ProofLedger]] = []
 
     async def purge_cases() -> None:
-        """The flows' cases past `CASE_RETENTION_DAYS` (the store is opened on first use),
-        and wrong ownership answers past their window."""
+        """The flows' cases past `CASE_RETENTION_DAYS` and wrong ownership answers past their
+        window (the stores are opened on first use)."""
         if not stores:
-            stores.append(await asyncio.to_thread(CaseStore, None, keys))
-        await stores[0].purge(settings.case_retention_days * 86400)
-        await asyncio.to_thread(lambda: ProofLedger(stores[0].path).expire_sync())
+            cases = await asyncio.to_thread(CaseStore, None, keys)
+            stores.append((cases, await asyncio.to_thread(ProofLedger, cases.path)))
+        cases, ledger = stores[0]
+        await cases.purge(settings.case_retention_days * 86400)
+        await asyncio.to_thread(ledger.expire_sync)
 
     periodically(app, "purge-cases", PURGE_CASES_EVERY_SECONDS, purge_cases)
     return app

@@ -107,10 +107,12 @@ class Stores:
         from channels.webchat.session import SessionSigner
         from channels.webchat.uploads import Uploads
         from flows.cases import CaseStore
+        from flows.ownership import ProofLedger
 
         self.settings = settings
         self.keys = keys
         self.cases = CaseStore(keys=keys)
+        self.proof_failures = ProofLedger(self.cases.path)
         secret = ensure_secret(settings)
         self.uploads = Uploads(settings.data_dir / "uploads", SessionSigner(secret), secret, keys=keys)
         self.redis: Any = None
@@ -194,9 +196,7 @@ class Stores:
                 had_handoff = await self.handoffs().erase(key)
                 done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
                             f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}")
-            from flows.ownership import ProofLedger
-
-            forgotten = await asyncio.to_thread(ProofLedger(self.cases.path).forget_sync, key)
+            forgotten = await asyncio.to_thread(self.proof_failures.forget_sync, key)
             if forgotten:
                 done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")
             ref = ConversationRef.parse(key)
