@@ -261,7 +261,9 @@ class RasaProcesses:
         args = ["run", "--enable-api", "--interface", self.host, "--port", str(self.rasa_port),
                 "--model", str(self.model), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"]
         if self.auth_token:
-            args += ["--auth-token", self.auth_token]
+            # One argument: a token that starts with "-" (one in 64 of the generated ones)
+            # would otherwise be read by Rasa's argparse as an option, and Rasa exits with 2.
+            args.append(f"--auth-token={self.auth_token}")
         self.server = self._spawn("rasa", args)
 
     def start(self) -> None:

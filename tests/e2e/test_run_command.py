@@ -1,6 +1,7 @@
 """`./aftersales run` as a shop starts it: the gateway, the Rasa server and the action server
 come up together, the shopper is answered, Rasa's HTTP API is not open to other local
-processes, and SIGTERM stops all three."""
+processes, and SIGTERM stops all three. A token that starts with "-" (as one in 64 generated
+ones does) reaches Rasa whole."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.e2e
 
 
-async def test_run_starts_everything_with_rasa_behind_a_token(rasa_install: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", ["", "-dash-first-" + "x" * 32], ids=["generated", "leading-dash"])
+async def test_run_starts_everything_with_rasa_behind_a_token(rasa_install: tuple[Path, Path], tmp_path: Path,
+                                                              token: str) -> None:
     gateway_port, rasa_port, actions_port = free_port(), free_port(), free_port()
     env = {**os.environ, "GATEWAY_PORT": str(gateway_port), "RASA_URL": f"http://127.0.0.1:{rasa_port}",
-           "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "warning"}
-    env.pop("RASA_TOKEN", None)
+           "DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "warning", "RASA_TOKEN": token}
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--actions-port", str(actions_port)],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -51,7 +53,8 @@ async def test_run_starts_everything_with_rasa_behind_a_token(rasa_install: tupl
             async with http.put(f"http://127.0.0.1:{rasa_port}/model", json={"model_file": "/tmp/x.tar.gz"}) as resp:
                 assert resp.status == 401
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
