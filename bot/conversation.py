@@ -204,6 +204,11 @@ class ConversationService:
         state = self._state(conversation_key)
         state.language = follow_language(state.language, None, locale)
 
+    @property
+    def closing(self) -> bool:
+        """True once `close()` began: nothing new is accepted."""
+        return self._closing
+
     def language_for(self, message: InboundMessage) -> str:
         """The language this message would be answered in, without accepting it."""
         state = self._states.get(message.conversation_key)

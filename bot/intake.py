@@ -7,6 +7,12 @@ acknowledges it; a duplicate is reported as such; a delivery that cannot be kept
 taken back, so that redelivery is not mistaken for a duplicate). `done` forgets an
 answered delivery; `pending` gives back what an earlier run kept but did not answer.
 
+`submit` hands a kept delivery to the conversation service under the one full-queue policy:
+the platform was told the delivery arrived, so it is never refused (refusing would lose it).
+While its conversation has too many unanswered messages it waits, still kept, behind the
+earlier ones of that conversation, and the shopper is told once, in their language, that it
+will be answered after them.
+
 Every store call is bounded by `store_timeout`: a hung Redis makes a delivery "not kept"
 in time for the channel to refuse it, instead of holding the acknowledgement past the
 platform's deadline (Slack retries after 3 s).
@@ -18,13 +24,18 @@ import asyncio
 import logging
 from typing import Any
 
+from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
+from bot.messages import InboundMessage, OutboundReply
 from bot.metrics import Metrics
+from bot.ordering import KeyedLocks
+from bot.texts import gateway_text
 
 log = logging.getLogger("gateway.intake")
 
 STORE_TIMEOUT_SECONDS = 10.0
+QUEUE_FULL_RETRY_SECONDS = 0.5
 
 
 class NotKept(Exception):
@@ -33,12 +44,17 @@ class NotKept(Exception):
 
 class DurableIntake:
     def __init__(self, channel: str, deduper: Deduper, inbox: Inbox, metrics: Metrics,
-                 store_timeout: float = STORE_TIMEOUT_SECONDS) -> None:
+                 store_timeout: float = STORE_TIMEOUT_SECONDS,
+                 queue_full_retry_seconds: float = QUEUE_FULL_RETRY_SECONDS) -> None:
         self.channel = channel
         self.deduper = deduper
         self.inbox = inbox
         self.metrics = metrics
         self.store_timeout = store_timeout
+        self.queue_full_retry_seconds = queue_full_retry_seconds
+        self._waiting = KeyedLocks()  # kept deliveries of one conversation go in in arrival order
+        self._waiters: dict[str, int] = {}  # conversation key -> deliveries waiting to go in
+        self._told: set[str] = set()  # conversations told to wait, until none of theirs waits
 
     def _dedupe_key(self, event_id: str) -> str:
         return f"{self.channel}:{event_id}"
@@ -69,6 +85,32 @@ class DurableIntake:
                           extra={"channel": self.channel, "delivery": event_id, "error": repr(forget_exc)})
             raise NotKept from exc
         return True
+
+    async def submit(self, service: ConversationService, message: InboundMessage) -> Turn:
+        """Submit a kept delivery; while its conversation's queue is full, wait (it stays kept,
+        behind the earlier ones) and tell the shopper once (not again while any of theirs
+        still waits). Cancelled at shutdown, it stays in the inbox, answered after the restart."""
+        key = message.conversation_key
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            async with self._waiting.hold(key):
+                while True:
+                    try:
+                        return service.submit(message)
+                    except QueueFull as exc:
+                        log.warning("conversation queue full; the kept message waits for its turn",
+                                    extra={"conversation": key, "error": str(exc)})
+                        if key not in self._told and not service.closing:
+                            self._told.add(key)
+                            text = gateway_text("kept_waiting", service.language_for(message))
+                            await service.deliver(message.channel, message.conversation_id,
+                                                  [OutboundReply(text=text, holding=True)])
+                    await asyncio.sleep(self.queue_full_retry_seconds)
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+                self._told.discard(key)
 
     async def done(self, event_id: str) -> None:
         """The delivery was answered: forget it (a failure only means it is answered again after a restart)."""

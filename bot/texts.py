@@ -19,9 +19,9 @@ GATEWAY_TEXTS: dict[str, dict[str, str]] = {
               "or type \"human\" to reach a person.",
         "zh": "抱歉，处理您的消息时出了点问题。请再试一次，或输入“人工”联系客服。",
     },
-    "busy": {
-        "en": "Please wait for an answer to your earlier messages, then write again.",
-        "zh": "请先等待我们回复您之前的消息，然后再发送。",
+    "kept_waiting": {
+        "en": "Please wait for an answer to your earlier messages: we have this one too and will answer it right after them.",
+        "zh": "请稍候，我们正在回复您之前的消息；这条消息也已收到，随后就会回复。",
     },
 }
 

@@ -26,12 +26,11 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.conversation import ConversationService, QueueFull
+from bot.conversation import ConversationService
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
 from bot.intake import DurableIntake, NotKept
 from bot.messages import OutboundReply
-from bot.texts import gateway_text
 from channels.slack.convert import (
     BUTTON_ACTION_PREFIX,
     CHANNEL,
@@ -142,17 +141,17 @@ class SlackIntake:
         return None if kept else BoltResponse(status=200, body="")
 
     def accept(self, delivery: Delivery) -> None:
-        """Submit a kept delivery to the conversation service; returns at once."""
+        """Submit a kept delivery to the conversation service (bot/intake.py: a full queue
+        makes it wait, never refuses it); returns at once."""
+        self._spawn(self._submit(delivery))
+
+    async def _submit(self, delivery: Delivery) -> None:
         message = delivery.message
         self.files.remember(delivery.files)
         if SlackTarget.parse(message.conversation_id).thread_ts is not None:
             self.threads.add(message.conversation_id)
         try:
-            turn = self.service.submit(message)
-        except QueueFull as exc:
-            log.warning(LogText.QUEUE_FULL, extra={"conversation": message.conversation_key, "error": str(exc)})
-            self._spawn(self._refuse(delivery))
-            return
+            turn = await self.intake.submit(self.service, message)
         except Exception as exc:  # kept in the inbox: answered after the next start
             log.error(LogText.ACCEPT_FAILED, extra={"conversation": message.conversation_key, "error": repr(exc)})
             return
@@ -166,15 +165,6 @@ class SlackIntake:
 
     async def _done(self, key: str) -> None:
         await self.intake.done(key)
-
-    async def _refuse(self, delivery: Delivery) -> None:
-        await self._done(delivery.key)
-        text = gateway_text("busy", self.service.language_for(delivery.message))
-        try:
-            await self.output.send_text(delivery.message.conversation_id, text)
-        except Exception as exc:
-            log.error(LogText.QUEUE_FULL, extra={"conversation": delivery.message.conversation_key,
-                                                 "error": repr(exc)})
 
     # -- start-up and shutdown ----------------------------------------------------------------
 

@@ -20,7 +20,6 @@ class LogText:
     SIGNATURE_REJECTED = "Slack request refused: bad or stale signature"
     RETRY_RECEIVED = "Slack redelivered an event (X-Slack-Retry-Num)"
     ACCEPTED = "Slack message accepted"
-    QUEUE_FULL = "Slack message refused: the conversation has too many unanswered messages"
     ACCEPT_FAILED = "Slack message could not be handed to the conversation service"
     REPLAYING = "replaying Slack deliveries kept before the last stop"
     REPLAY_BAD_RECORD = "a kept Slack delivery could not be read; dropped"

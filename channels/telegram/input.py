@@ -27,7 +27,7 @@ from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.conversation import ConversationService, QueueFull, Turn
+from bot.conversation import ConversationService
 from bot.dedupe import Deduper
 from bot.inbox import Inbox
 from bot.intake import DurableIntake, NotKept
@@ -41,7 +41,6 @@ log = logging.getLogger("gateway.telegram")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_BACKOFF_SECONDS = 30.0
-QUEUE_FULL_RETRY_SECONDS = 1.0
 RECENT_PRESSES = 10_000
 CONVERT_ATTEMPTS = 5
 STORE_TIMEOUT_SECONDS = 10.0  # a hung Redis must not hang the webhook or the start-up
@@ -219,7 +218,7 @@ class TelegramInput:
             intake = await self._convert(update, event_id)
             if intake is not None and self._already_pressed(intake):
                 intake = None
-            turn = await self._submit(intake) if intake is not None else None
+            turn = await self.intake.submit(self.service, intake.message) if intake is not None else None
         if update.callback_query is not None:
             await self.output.answer_callback(update.callback_query.id)
         if intake is not None and intake.keyboard_message_id is not None:
@@ -255,16 +254,6 @@ class TelegramInput:
         while len(self._pressed) > RECENT_PRESSES:
             del self._pressed[next(iter(self._pressed))]
         return False
-
-    async def _submit(self, intake: Intake) -> Turn:
-        """Submit, waiting while the conversation's queue is full (the update is kept meanwhile)."""
-        while True:
-            try:
-                return self.service.submit(intake.message)
-            except QueueFull as exc:
-                log.warning("conversation queue full; Telegram message waits",
-                            extra={"conversation": intake.message.conversation_key, "error": str(exc)})
-                await asyncio.sleep(QUEUE_FULL_RETRY_SECONDS)
 
     async def _done(self, event_id: str) -> None:
         await self.intake.done(event_id)

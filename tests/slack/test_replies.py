@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.messages import OutboundReply
+from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port, make_settings, start_gateway
 from tests.slack.conftest import SlackClient, SlackGateway, click_payload, dm, new_id, slack_env
 from tests.slack.fake_web_api import FakeSlackApi
@@ -62,5 +63,31 @@ async def test_a_shopper_who_keeps_writing_while_unanswered_is_asked_to_wait(
             assert (await slack.event(dm("are you there?", channel))).status == 200  # acked: no Slack retries
         [busy] = await fake_slack.wait_for_posts(channel)
         assert busy.text.startswith("Please wait for an answer")
+    finally:
+        await runner.cleanup()
+
+
+async def test_messages_sent_while_the_first_is_unanswered_are_all_answered_in_order(
+        rasa_stack: RasaProcesses, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
+    """The one full-queue policy (bot/intake.py): Slack was told each message arrived, so none
+    is refused; the ones beyond the limit wait, and the shopper is told so once."""
+    channel = new_id("D")
+    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=slack_env(fake_slack),
+                             max_pending_per_conversation=1)
+    gateway, runner = await start_gateway(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            slack = SlackClient(gateway.url, http)
+            for text in ("hello", "thanks", "bye"):
+                assert (await slack.event(dm(text, channel))).status == 200
+        posts = await fake_slack.wait_for_posts(channel, 4)
+        await asyncio.sleep(1.0)
+        texts = [p.text for p in fake_slack.posts(channel)]
+        notices = [t for t in texts if t.startswith("Please wait for an answer")]
+        answers = [t for t in texts if t not in notices]
+        assert len(notices) == 1 and "will answer it" in notices[0]
+        assert len(answers) == 3 and "after-sales assistant" in answers[0]
+        assert answers[1].startswith("You're welcome") and answers[2].startswith("Goodbye")
+        assert len(posts) == 4
     finally:
         await runner.cleanup()
