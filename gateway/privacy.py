@@ -154,7 +154,8 @@ class Stores:
                 store = self.handoffs()
                 record = await store.get(key)
                 if record is not None:
-                    data.handoffs[key] = {"record": dataclasses.asdict(record), "log": await store.log(key)}
+                    log_lines = [e.to_dict() for e in await store.log(key)]
+                    data.handoffs[key] = {"record": dataclasses.asdict(record), "log": log_lines}
             where = ConversationRef.parse(key)
             if where is not None and where.channel == "webchat":
                 for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, where.conversation_id):

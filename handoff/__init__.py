@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import yaml
@@ -53,17 +54,16 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         # kept in the agents file.
         secret_file = handoff_settings.agents_file.with_name("demo-agent-password.txt")
         write_private(secret_file, new_password + "\n")
-        print(f"Agent console: created agent 'demo'; its password is in {secret_file} "
-              f"(add agents with ./aftersales agent add)", flush=True)
+        ctx.tell_operator(f"Agent console: created agent 'demo'; its password is in {secret_file} "
+                          "(add agents with ./aftersales agent add)")
     try:
         agents = load_agents(handoff_settings.agents_file)
     except AgentsFileError as exc:
         raise ConfigError([str(exc)]) from exc
     store: HandoffStore = (RedisHandoffStore(redis_client, keys) if redis_client is not None
                            else MemoryHandoffStore())
-    handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases)
-    hub = ConsoleHub(handoff)
-    handoff.listener = hub
+    hub = ConsoleHub(store, service, agents, clock=time.time)
+    handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
     service.add_hook(handoff)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))

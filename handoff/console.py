@@ -16,12 +16,13 @@ from aiohttp import WSMsgType, web
 from bot.config import Settings
 from bot.log import mask_name
 from bot.messages import ConversationRef
+from bot.plugins import Conversations
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
 from handoff.signin import SignInKey, SignInThrottle, password_matches
-from handoff.store import Handoff
+from handoff.store import Handoff, HandoffStore, LogEntry
 
 log = logging.getLogger("gateway.console")
 
@@ -33,10 +34,17 @@ AGENTS_POLL_SECONDS = 1.0
 
 
 class ConsoleHub(Listener):
-    """Every connected console socket, by agent; pushes state and transcript lines."""
+    """Every connected console socket, by agent; pushes state and transcript lines.
 
-    def __init__(self, handoff: HandoffService) -> None:
-        self.handoff = handoff
+    Built before the handoff service, which it listens to: it reads the same store, the
+    same agents (the dict the agents-file watcher updates in place) and the same clock."""
+
+    def __init__(self, store: HandoffStore, conversations: Conversations, agents: dict[str, Agent],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.conversations = conversations
+        self.agents = agents
+        self.clock = clock
         self.sockets: dict[web.WebSocketResponse, str] = {}
         self.viewing: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
 
@@ -45,17 +53,21 @@ class ConsoleHub(Listener):
 
     def agents_view(self) -> list[dict[str, Any]]:
         online = self.online_agents()
-        return [{**a.public(), "online": a.username in online} for a in self.handoff.agents.values()]
+        return [{**a.public(), "online": a.username in online} for a in self.agents.values()]
 
     def live_view(self, active: list[Handoff]) -> list[dict[str, Any]]:
         """Conversations the bot is handling right now, newest first (an agent may take one)."""
         taken = {h.key for h in active}
-        return [{"key": key, "channel": key.split(":", 1)[0], "last_text": entry.text, "last_role": entry.role,
-                 "ts": entry.ts} for key, entry in self.handoff.conversations.recent(40)
-                if key not in taken][:20]
+        live = []
+        for key, entry in self.conversations.recent(40):
+            ref = ConversationRef.parse(key)
+            if ref is not None and key not in taken:
+                live.append({"key": key, "channel": ref.channel, "last_text": entry.text, "last_role": entry.role,
+                             "ts": entry.ts})
+        return live[:20]
 
     async def state_for(self, agent: str, active: list[Handoff]) -> dict[str, Any]:
-        now = self.handoff.clock()
+        now = self.clock()
         return {
             "type": "state", "now": now, "agents": self.agents_view(), "live": self.live_view(active),
             "queue": [item_view(h, now) for h in active if h.status == "queued"],
@@ -64,16 +76,16 @@ class ConsoleHub(Listener):
         }
 
     async def changed(self) -> None:
-        active = await self.handoff.store.active()
+        active = await self.store.active()
         for ws, agent in list(self.sockets.items()):
             await self._send(ws, await self.state_for(agent, active))
 
-    async def entry(self, handoff: Handoff, entry: dict[str, Any]) -> None:
-        current = await self.handoff.store.get(handoff.key)
+    async def entry(self, handoff: Handoff, entry: LogEntry) -> None:
+        current = await self.store.get(handoff.key)
         owner = current.agent if current else handoff.agent
         for ws, agent in list(self.sockets.items()):
             if agent == owner or self.viewing.get(ws) == handoff.key:
-                await self._send(ws, {"type": "entry", "key": handoff.key, "entry": entry})
+                await self._send(ws, {"type": "entry", "key": handoff.key, "entry": entry.to_dict()})
 
     @staticmethod
     async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from bot.plugins import CaseReader, Conversations, no_cases
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
 from handoff.config import HandoffSettings
-from handoff.store import Handoff, HandoffStore
+from handoff.store import Handoff, HandoffStore, LogEntry
 from handoff.texts import shopper_text
 
 log = logging.getLogger("gateway.handoff")
@@ -52,7 +52,7 @@ class Listener:
 
     async def changed(self) -> None: ...
 
-    async def entry(self, handoff: Handoff, entry: dict[str, Any]) -> None: ...
+    async def entry(self, handoff: Handoff, entry: LogEntry) -> None: ...
 
 
 def sla_state(h: Handoff, now: float) -> str:
@@ -78,14 +78,14 @@ def item_view(h: Handoff, now: float) -> dict[str, Any]:
 class HandoffService:
     def __init__(self, conversations: Conversations, store: HandoffStore, settings: HandoffSettings,
                  agents: dict[str, Agent], cases: CaseReader = no_cases,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, listener: Listener | None = None) -> None:
         self.conversations = conversations
         self.store = store
         self.settings = settings
         self.agents = agents
         self.cases = cases
         self.clock = clock
-        self.listener = Listener()
+        self.listener = listener or Listener()  # the console hub
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, key: str) -> asyncio.Lock:
@@ -99,10 +99,8 @@ class HandoffService:
         if handoff is None:
             return False
         if handoff.active:
-            entry: dict[str, Any] = {"role": "shopper", "author": None, "text": message.text,
-                                     "ts": message.timestamp}
-            if message.attachments:
-                entry["attachments"] = [a.to_dict() for a in message.attachments]
+            entry = LogEntry(role="shopper", text=message.text, ts=message.timestamp,
+                             attachments=tuple(a.to_dict() for a in message.attachments))
             await self.store.append_log(key, entry)
             await self.store.update(key, last_text=message.text[:200],
                                     waiting_messages=handoff.waiting_messages + 1)
@@ -162,8 +160,8 @@ class HandoffService:
             return False  # not an answer: the shopper moved on, the bot takes the message
         score = int(match.group(1))
         await self.store.update(handoff.key, csat=score)
-        await self.store.append_log(handoff.key, {"role": "system", "author": None,
-                                                  "text": f"Satisfaction survey: {score}/5", "ts": self.clock()})
+        await self.store.append_log(handoff.key, LogEntry(role="system", text=f"Satisfaction survey: {score}/5",
+                                                          ts=self.clock()))
         log.info("satisfaction recorded", extra={"conversation": handoff.key, "score": score})
         await self._tell(handoff, shopper_text("survey_thanks", handoff.language))
         return True
@@ -187,8 +185,8 @@ class HandoffService:
             if last_shopper:
                 await self.store.update(key, last_text=last_shopper[:200])
             if history:
-                await self.store.replace_log(key, [
-                    {"role": e.role, "author": e.author, "text": e.text, "ts": e.ts} for e in history])
+                await self.store.replace_log(key, [LogEntry(role=e.role, text=e.text, ts=e.ts, author=e.author)
+                                                   for e in history])
             await self._append(handoff, "system", f"Handed off: {reason}")
             await self._pause_rasa(key, "pause")
             if reason != AGENT_INITIATED:  # an agent taking over greets the shopper by claiming
@@ -317,7 +315,7 @@ class HandoffService:
     # -- helpers ------------------------------------------------------------------------
 
     async def _append(self, handoff: Handoff, role: str, text: str, author: str | None = None) -> None:
-        entry = {"role": role, "author": author, "text": text, "ts": self.clock()}
+        entry = LogEntry(role=role, text=text, ts=self.clock(), author=author)
         await self.store.append_log(handoff.key, entry)
         await self.listener.entry(handoff, entry)
 
@@ -327,5 +325,5 @@ class HandoffService:
 
     async def conversation_view(self, key: str) -> dict[str, Any]:
         handoff = await self._require(key)
-        return {"conversation": item_view(handoff, self.clock()), "transcript": await self.store.log(key),
+        return {"conversation": item_view(handoff, self.clock()), "transcript": [e.to_dict() for e in await self.store.log(key)],
                 "cases": await self.cases(key)}

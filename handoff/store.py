@@ -42,6 +42,36 @@ MAX_FINISHED_IN_MEMORY = 10_000
 MAX_LOG_ENTRIES = 2_000
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a handoff's log: what agents see in the console, in order."""
+
+    role: str  # "shopper" | "bot" | "agent" | "note" | "system"
+    text: str | None
+    ts: float = field(default_factory=time.time)
+    author: str | None = None  # the agent who wrote it (role "agent" or "note")
+    attachments: tuple[dict[str, Any], ...] = ()  # what the shopper sent with it (Attachment.to_dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The console protocol's form (docs/console-protocol.md), also how it is kept."""
+        entry: dict[str, Any] = {"role": self.role, "author": self.author, "text": self.text, "ts": self.ts}
+        if self.attachments:
+            entry["attachments"] = list(self.attachments)
+        return entry
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "LogEntry | None":
+        """An entry as kept; None for something that is not one."""
+        if not isinstance(raw, dict):
+            return None
+        text, ts, author = raw.get("text"), raw.get("ts"), raw.get("author")
+        attachments = raw.get("attachments") or []
+        return cls(role=str(raw.get("role") or "system"), text=text if isinstance(text, str) else None,
+                   ts=float(ts) if isinstance(ts, (int, float)) else 0.0,
+                   author=author if isinstance(author, str) else None,
+                   attachments=tuple(a for a in attachments if isinstance(a, dict)) if isinstance(attachments, list) else ())
+
+
 @dataclass
 class Handoff:
     key: str
@@ -101,19 +131,19 @@ class HandoffStore(ABC):
         """Leave the active set (returned to the bot or resolved); False if it was not active."""
 
     @abstractmethod
-    async def append_log(self, key: str, entry: dict[str, Any]) -> None: ...
+    async def append_log(self, key: str, entry: LogEntry) -> None: ...
 
     @abstractmethod
-    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None: ...
+    async def replace_log(self, key: str, entries: list[LogEntry]) -> None: ...
 
     @abstractmethod
-    async def log(self, key: str) -> list[dict[str, Any]]: ...
+    async def log(self, key: str) -> list[LogEntry]: ...
 
 
 class MemoryHandoffStore(HandoffStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, Handoff] = {}
-        self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._logs: dict[str, list[LogEntry]] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()  # key -> when, oldest first
         self._clock = clock
 
@@ -175,16 +205,16 @@ class MemoryHandoffStore(HandoffStore):
         self._forget_old()
         return True
 
-    async def append_log(self, key: str, entry: dict[str, Any]) -> None:
+    async def append_log(self, key: str, entry: LogEntry) -> None:
         entries = self._logs.setdefault(key, [])
         entries.append(entry)
         if len(entries) > MAX_LOG_ENTRIES:
             del entries[: len(entries) - MAX_LOG_ENTRIES]
 
-    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
+    async def replace_log(self, key: str, entries: list[LogEntry]) -> None:
         self._logs[key] = list(entries)
 
-    async def log(self, key: str) -> list[dict[str, Any]]:
+    async def log(self, key: str) -> list[LogEntry]:
         return list(self._logs.get(key, []))
 
 
@@ -278,17 +308,17 @@ class RedisHandoffStore(HandoffStore):
                     values.pop(name)
         return Handoff(**{k: v for k, v in values.items() if k in _FIELDS})
 
-    def _seal_entry(self, key: str, entry: dict[str, Any]) -> str:
-        return self._keys.seal_text(json.dumps(entry, ensure_ascii=False), f"handoff-log:{key}")
+    def _seal_entry(self, key: str, entry: LogEntry) -> str:
+        return self._keys.seal_text(json.dumps(entry.to_dict(), ensure_ascii=False), f"handoff-log:{key}")
 
-    def _open_entry(self, key: str, raw: bytes | str) -> dict[str, Any] | None:
+    def _open_entry(self, key: str, raw: bytes | str) -> LogEntry | None:
         try:
             entry = json.loads(self._keys.open_text(raw.decode() if isinstance(raw, bytes) else raw,
                                                     f"handoff-log:{key}"))
         except SealingError as exc:
             log.error("a handoff log entry cannot be opened", extra={"conversation": key, "error": str(exc)})
             return None
-        return entry if isinstance(entry, dict) else None
+        return LogEntry.from_dict(entry)
 
     @_unavailable_when_redis_is_down
     async def create(self, handoff: Handoff) -> Handoff:
@@ -352,14 +382,14 @@ class RedisHandoffStore(HandoffStore):
         return bool(done)
 
     @_unavailable_when_redis_is_down
-    async def append_log(self, key: str, entry: dict[str, Any]) -> None:
+    async def append_log(self, key: str, entry: LogEntry) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(self._log(key), self._seal_entry(key, entry))
             pipe.ltrim(self._log(key), -MAX_LOG_ENTRIES, -1)
             await pipe.execute()
 
     @_unavailable_when_redis_is_down
-    async def replace_log(self, key: str, entries: list[dict[str, Any]]) -> None:
+    async def replace_log(self, key: str, entries: list[LogEntry]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._log(key))
             if entries:
@@ -367,7 +397,7 @@ class RedisHandoffStore(HandoffStore):
             await pipe.execute()
 
     @_unavailable_when_redis_is_down
-    async def log(self, key: str) -> list[dict[str, Any]]:
+    async def log(self, key: str) -> list[LogEntry]:
         entries = [self._open_entry(key, item) for item in await self._redis.lrange(self._log(key), 0, -1)]
         return [e for e in entries if e is not None]
 

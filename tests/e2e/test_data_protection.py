@@ -26,7 +26,7 @@ from bot.sealing import DataKeys, Resealed, TamperedError, UnknownKeyError
 from bot.transcript import RedisTranscriptJournal, TranscriptEntry
 from channels.webchat import WEBCHAT_KEY
 from flows.cases import CaseStore
-from handoff.store import Handoff, RedisHandoffStore
+from handoff.store import Handoff, LogEntry, RedisHandoffStore
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ async def test_transcripts_and_handoffs_are_sealed_in_redis(redis_client: redis_
     await handoffs.create(Handoff(key="webchat:a", channel="webchat", conversation_id="a", reason="complaint",
                                   language="zh", created_at=1.0, first_response_due=2.0, last_text=WORDS,
                                   detail={"summary": WORDS}))
-    await handoffs.append_log("webchat:a", {"role": "shopper", "text": WORDS})
+    await handoffs.append_log("webchat:a", LogEntry(role="shopper", text=WORDS))
     assert await handoffs.claim("webchat:a", "alice") == (True, "alice")  # the Lua scripts still compare
 
     raw_values: list[bytes] = []
@@ -131,7 +131,7 @@ async def test_transcripts_and_handoffs_are_sealed_in_redis(redis_client: redis_
     record = await handoffs.get("webchat:a")
     assert record is not None and (record.last_text, record.detail, record.status, record.agent) == (
         WORDS, {"summary": WORDS}, "assigned", "alice")
-    assert await handoffs.log("webchat:a") == [{"role": "shopper", "text": WORDS}]
+    assert [(e.role, e.text) for e in await handoffs.log("webchat:a")] == [("shopper", WORDS)]
 
     # Another key opens nothing (and says so in the log instead of failing the start)
     stranger = RedisTranscriptJournal(redis_client, DataKeys.generate(), prefix=prefix + "transcript:")
@@ -253,7 +253,7 @@ async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: 
     await handoffs.create(Handoff(key=key, channel="webchat", conversation_id=key.partition(":")[2],
                                   reason="complaint", language="zh", created_at=time.time(),
                                   first_response_due=time.time() + 1800, last_text=WORDS))
-    await handoffs.append_log(key, {"role": "shopper", "text": WORDS})
+    await handoffs.append_log(key, LogEntry(role="shopper", text=WORDS))
 
     out = tmp_path / "export"
     done = cli("shopper", "export", f"customer:{customer}", "--out", str(out), env=env)
@@ -266,7 +266,7 @@ async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: 
     assert exported["history"][0]["note"] == NOTE
     assert document["transcripts"][key][0]["text"] == WORDS
     assert document["handoffs"][key]["record"]["last_text"] == WORDS
-    assert document["handoffs"][key]["log"] == [{"role": "shopper", "text": WORDS}]
+    assert [(e["role"], e["text"]) for e in document["handoffs"][key]["log"]] == [("shopper", WORDS)]
     (file,) = document["uploads"]
     assert file["id"] == stored["id"] and file["name"] == "receipt.png"
     assert (out / file["file"]).read_bytes() == PNG + MARK
@@ -356,7 +356,7 @@ async def test_rotation_rekey_reseals_everything_then_the_old_key_can_go(
     await RedisHandoffStore(redis_client, old).create(Handoff(
         key=key, channel="webchat", conversation_id=key.partition(":")[2], reason="complaint", language="en",
         created_at=time.time(), first_response_due=time.time() + 60, last_text=WORDS, detail={"d": WORDS}))
-    await RedisHandoffStore(redis_client, old).append_log(key, {"text": WORDS})
+    await RedisHandoffStore(redis_client, old).append_log(key, LogEntry(role="shopper", text=WORDS))
     await redis_client.expire(f"gateway:transcript:{key}", 1000)
 
     # 1. a new key in front of the old one (what `data new-key` prints)
@@ -378,7 +378,7 @@ async def test_rotation_rekey_reseals_everything_then_the_old_key_can_go(
     assert 0 < await redis_client.ttl(f"gateway:transcript:{key}") <= 1000  # its expiry is kept
     handoff = await RedisHandoffStore(redis_client, new).get(key)
     assert handoff is not None and (handoff.last_text, handoff.detail) == (WORDS, {"d": WORDS})
-    assert await RedisHandoffStore(redis_client, new).log(key) == [{"text": WORDS}]
+    assert [e.text for e in await RedisHandoffStore(redis_client, new).log(key)] == [WORDS]
     uploads = tmp_path / "data" / "uploads"
     assert new.open_bytes((uploads / stored["id"]).read_bytes(), f"upload:{stored['id']}") == PNG + MARK
     with pytest.raises(UnknownKeyError):

@@ -15,6 +15,7 @@ from handoff.store import (
     MAX_LOG_ENTRIES,
     Handoff,
     HandoffStore,
+    LogEntry,
     MemoryHandoffStore,
     RedisHandoffStore,
 )
@@ -70,8 +71,8 @@ async def test_transfer_only_by_the_assignee(store: HandoffStore) -> None:
 async def test_log_keeps_order_and_unicode(store: HandoffStore) -> None:
     await store.create(new("l"))
     for text in ["我要退货", "second", "<b>third</b>"]:
-        await store.append_log("l", {"role": "shopper", "text": text, "ts": 1.0})
-    assert [e["text"] for e in await store.log("l")] == ["我要退货", "second", "<b>third</b>"]
+        await store.append_log("l", LogEntry(role="shopper", text=text, ts=1.0))
+    assert [e.text for e in await store.log("l")] == ["我要退货", "second", "<b>third</b>"]
 
 
 async def test_finished_handoffs_expire_and_transcripts_are_bounded(store: HandoffStore) -> None:
@@ -79,9 +80,9 @@ async def test_finished_handoffs_expire_and_transcripts_are_bounded(store: Hando
     retention period only, and one conversation's transcript keeps its newest lines."""
     await store.create(new("old"))
     for n in range(MAX_LOG_ENTRIES + 20):
-        await store.append_log("old", {"role": "shopper", "text": f"line {n}"})
+        await store.append_log("old", LogEntry(role="shopper", text=f"line {n}"))
     kept = await store.log("old")
-    assert len(kept) == MAX_LOG_ENTRIES and kept[-1]["text"] == f"line {MAX_LOG_ENTRIES + 19}"
+    assert len(kept) == MAX_LOG_ENTRIES and kept[-1].text == f"line {MAX_LOG_ENTRIES + 19}"
     assert await store.finish("old", "resolved")
     if isinstance(store, RedisHandoffStore):
         ttl = await store._redis.ttl(store._rec("old"))
