@@ -8,7 +8,7 @@ returns False (doing nothing) when it is not configured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
 from aiohttp import web
@@ -63,6 +63,12 @@ class PluginContext:
     inbox: Inbox
     redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
     cases: CaseReader = no_cases
+    # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
+    # never prints. `{base}` stands for the gateway's base URL.
+    notices: list[str] = field(default_factory=list)
+
+    def tell_operator(self, line: str) -> None:
+        self.notices.append(line)
 
 
 class Plugin(Protocol):

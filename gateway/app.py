@@ -31,6 +31,7 @@ OPTIONAL_CHANNELS: tuple[tuple[str, Plugin], ...] = (("telegram", telegram.setup
 
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
 CHANNELS_KEY = web.AppKey("optional_channels", list)
+NOTICES_KEY = web.AppKey("operator_notices", list)  # PluginContext.notices: the CLI prints them
 
 MAX_REQUEST_BYTES = 256 * 1024
 PURGE_CASES_EVERY_SECONDS = 3600.0
@@ -119,6 +120,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CHANNELS_KEY] = [name for name, setup in OPTIONAL_CHANNELS if setup(app, ctx)]
     if app[CHANNELS_KEY]:
         log.info("optional channels enabled", extra={"channels": app[CHANNELS_KEY]})
+    app[NOTICES_KEY] = ctx.notices
 
     async def healthz(request: web.Request) -> web.Response:
         rasa_up = await rasa.is_ready()

@@ -38,7 +38,7 @@ def _say(text: str) -> None:
 async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     from bot.serving import serve
     from gateway.app import (
-        CHANNELS_KEY,
+        NOTICES_KEY,
         create_app,  # imported here so `setup` does not load aiohttp apps
     )
 
@@ -54,10 +54,8 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     _say(f"  agent console:      {base}/console")
     _say(f"  REST (Rasa format): {base}/webhooks/rest/webhook")
     _say(f"  health / metrics:   {base}/healthz  {base}/metrics")
-    if "telegram" in app[CHANNELS_KEY]:
-        _say("  Telegram:           on (webhook at /telegram/webhook, or long polling; see docs/telegram.md)")
-    if "slack" in app[CHANNELS_KEY]:
-        _say(f"  Slack events:       {base}/slack/events (or Socket Mode; see docs/slack.md)")
+    for line in app[NOTICES_KEY]:  # from the plugins: which channels are on, a new demo agent
+        _say(line.replace("{base}", base))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

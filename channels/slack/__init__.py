@@ -60,6 +60,9 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     app[SLACK_KEY] = runtime
     if config.mode == "http":
         app.router.add_post(EVENTS_PATH, runtime.handle_events)
+        ctx.tell_operator(f"  Slack:              on, events at {{base}}{EVENTS_PATH} (see docs/slack.md)")
+    else:
+        ctx.tell_operator("  Slack:              on, Socket Mode (see docs/slack.md)")
     app.router.add_get(FILES_PATH + "/{file_id}", runtime.intake.files.handle)
     app.on_startup.append(runtime.on_startup)
     serving.on_listening(app, runtime.on_listening)

@@ -70,6 +70,9 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
 
     if config.mode == "webhook":
         app.router.add_post(config.webhook_path, telegram_input.webhook)
+        ctx.tell_operator(f"  Telegram:           on, webhook at {{base}}{config.webhook_path} (see docs/telegram.md)")
+    else:
+        ctx.tell_operator("  Telegram:           on, long polling (see docs/telegram.md)")
     app.router.add_get(FILES_PATH + "/{file_id}", files.fetch)
 
     async def on_listening(app: web.Application) -> None:

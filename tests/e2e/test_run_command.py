@@ -60,6 +60,10 @@ async def test_run_starts_everything_with_rasa_behind_a_token(rasa_install: tupl
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
+    said = proc.stdout.read().decode() if proc.stdout else ""
+    # The operator is told where the console is and where the new demo agent's password is.
+    assert f"agent console:      http://127.0.0.1:{gateway_port}/console" in said
+    assert f"its password is in {tmp_path / 'data'}" in said
     async with aiohttp.ClientSession() as http:
         for port in (gateway_port, rasa_port, actions_port):  # all three stopped
             with pytest.raises(aiohttp.ClientError):
