@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     keys = ensure_data_keys(settings)  # generated into DATA_DIR/data-key on first start
     settings = dataclasses.replace(settings, data_keys=keys.export())
     rasa = RasaProcesses(venv=venv, model=model, rasa_port=rasa_port, actions_port=args.actions_port,
-                         auth_token=settings.rasa_token, data_keys=keys.export())
+                         auth_token=settings.rasa_token, data_keys=keys.export(), redis_url=settings.redis_url)
     _say(f"Starting the Rasa action server (:{args.actions_port}) and Rasa server (:{rasa_port}); "
          "the gateway answers with a holding message until Rasa is ready (about 20-40 s).")
     rasa.start()
@@ -192,7 +192,8 @@ def cmd_shopper(args: argparse.Namespace) -> int:
             data = await stores.collect(ref)
             _say(f"{ref}: {len(data.cases)} case(s), {len(data.conversations)} conversation(s) "
                  f"({', '.join(data.conversations) or 'none known'}), {len(data.uploads)} upload(s)"
-                 + (f", {len(data.transcripts)} transcript(s) and {len(data.handoffs)} handoff(s) in Redis"
+                 + (f", {len(data.transcripts)} transcript(s), {len(data.handoffs)} handoff(s) and "
+                    f"{len(data.rasa_trackers)} Rasa's tracker(s) in Redis"
                     if stores.redis is not None else ""))
             if args.action == "export":
                 safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(ref))

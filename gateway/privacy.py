@@ -7,9 +7,10 @@ customer (`customer:<id>`, the id in the shop's customer token); a customer cove
 cases and every conversation those cases were made in.
 
 What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`) and,
-with `REDIS_URL`, the kept transcript and the handoff record and log. Not reached, and said
-so in the output: a running gateway's in-memory copy of a transcript, and Rasa's tracker
-(kept in the Rasa server's memory); both go when those processes restart.
+with `REDIS_URL`, the kept transcript, the handoff record and log, and Rasa's tracker (Rasa
+keeps it in the same Redis then, sealed). Not reached, and said so in the output: a running
+gateway's in-memory copy of a transcript; without Redis, Rasa's tracker too (in the Rasa
+server's memory). Both go when those processes restart.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from bot.config import Settings, ensure_secret
 from bot.messages import ConversationRef
-from bot.sealing import DataKeys, Resealed
+from bot.resealing import as_text
+from bot.sealing import DataKeys, Resealed, SealingError
+from gateway.rasa_runtime import tracker_context, tracker_name
 
 CHANNELS = ("webchat", "rest", "socketio", "telegram", "slack")
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_.@+:\-]{1,200}$")
@@ -35,12 +40,12 @@ _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
                "application/pdf": ".pdf"}
 
 NOT_REACHED = (
-    "Not reached from here: Rasa's tracker of these conversations (kept in the Rasa server's "
-    "memory; it goes when Rasa restarts, which `./aftersales run` does on every start) and the "
-    "running gateway's in-memory copy of their history (it goes when the gateway restarts).")
+    "Not reached from here: the running gateway's in-memory copy of their history (it goes "
+    "when the gateway restarts).")
 NO_REDIS = (
     "REDIS_URL is not set: the gateway kept these conversations' history and handoffs in its "
-    "memory only, which this command cannot reach; they go when the gateway restarts.")
+    "memory only, and the Rasa server its trackers in its own, which this command cannot reach; "
+    "they go when those processes restart (`./aftersales run` restarts Rasa on every start).")
 
 
 class RefError(ValueError):
@@ -81,6 +86,7 @@ class ShopperData:
     cases: list[Any] = field(default_factory=list)  # flows.cases.Case
     transcripts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     handoffs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rasa_trackers: dict[str, Any] = field(default_factory=dict)  # conversation key -> Rasa's tracker (opened)
     uploads: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)  # (conversation, id, meta)
     redis: bool = False
 
@@ -92,6 +98,7 @@ class ShopperData:
             "cases": [dataclasses.asdict(c) for c in self.cases],
             "transcripts": self.transcripts if self.redis else None,
             "handoffs": self.handoffs if self.redis else None,
+            "rasa_trackers": self.rasa_trackers if self.redis else None,
             "uploads": [{"conversation": conv, "id": file_id, "name": meta.get("name"), "kind": meta.get("kind"),
                          "mime_type": meta.get("mime_type"), "size": meta.get("size"),
                          "file": f"uploads/{file_id}{_EXTENSIONS.get(str(meta.get('mime_type')), '')}"}
@@ -138,6 +145,40 @@ class Stores:
 
         return RedisHandoffStore(self.redis, self.keys)
 
+    async def rasa_tracker(self, key: str) -> Any:
+        """The conversation's Rasa tracker as Rasa keeps it in Redis (rasa_project/sealed_store.py), opened."""
+        raw = await self.redis.get(tracker_name(key))
+        if raw is None:
+            return None
+        return json.loads(self.keys.open_text(as_text(raw), tracker_context(key)))
+
+    async def reseal_rasa_trackers(self) -> Resealed:
+        """Rasa's trackers sealed with the newest key (their expiry kept); one that a Rasa
+        server saves meanwhile is read again."""
+        done = Resealed()
+        async for raw_name in self.redis.scan_iter(match=tracker_name("*"), count=500):
+            name = as_text(raw_name)
+            context = tracker_context(name.removeprefix(tracker_name("")))
+            while True:
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(name)
+                        raw = await pipe.get(name)
+                        if raw is None or self.keys.text_is_current(as_text(raw)):
+                            break
+                        value = self.keys.seal_text(self.keys.open_text(as_text(raw), context), context)
+                        pipe.multi()
+                        pipe.set(name, value, keepttl=True)
+                        await pipe.execute()
+                        done.rewritten += 1
+                        break
+                except WatchError:
+                    continue
+                except SealingError as exc:
+                    done.skip(name, exc)
+                    break
+        return done
+
     async def collect(self, ref: ShopperRef) -> ShopperData:
         data = ShopperData(ref, redis=self.redis is not None)
         conversations = [ref.conversation] if ref.conversation else []
@@ -156,6 +197,9 @@ class Stores:
                 if record is not None:
                     log_lines = [e.to_dict() for e in await store.log(key)]
                     data.handoffs[key] = {"record": dataclasses.asdict(record), "log": log_lines}
+                tracker = await self.rasa_tracker(key)
+                if tracker is not None:
+                    data.rasa_trackers[key] = tracker
             where = ConversationRef.parse(key)
             if where is not None and where.channel == "webchat":
                 for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, where.conversation_id):
@@ -195,8 +239,10 @@ class Stores:
             if self.redis is not None:
                 entries = await self.journal().erase(key)
                 had_handoff = await self.handoffs().erase(key)
+                had_tracker = await self.redis.delete(tracker_name(key))
                 done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
-                            f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}")
+                            f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}; "
+                            f"Rasa's tracker {'deleted' if had_tracker else 'not in Redis'}")
             forgotten = await asyncio.to_thread(self.proof_failures.forget_sync, key)
             if forgotten:
                 done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")
@@ -215,5 +261,6 @@ class Stores:
         if self.redis is not None:
             done += [("Redis transcripts (entries)", await self.journal().reseal_all()),
                      ("Redis handoffs (values)", await self.handoffs().reseal_all()),
-                     ("Redis inbox (deliveries)", await RedisInbox(self.redis, self.keys).reseal_all())]
+                     ("Redis inbox (deliveries)", await RedisInbox(self.redis, self.keys).reseal_all()),
+                     ("Rasa trackers in Redis", await self.reseal_rasa_trackers())]
         return done

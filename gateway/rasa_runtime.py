@@ -29,7 +29,12 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from bot.files import write_private
 
 log = logging.getLogger("gateway.rasa_runtime")
 
@@ -215,6 +220,49 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+# How long Rasa keeps an idle conversation's tracker in Redis (the domain's session expiry
+# starts a new session sooner; this is when the whole history goes). As long as a finished
+# handoff is kept.
+TRACKER_RETENTION_SECONDS = 30 * 24 * 3600
+TRACKER_STORE = "sealed_store.SealedRedisTrackerStore"  # rasa_project/sealed_store.py
+RASA_KEY_PREFIX = "aftersales"  # Rasa's keys in Redis: "aftersales:tracker:<conversation key>", ...
+
+
+def tracker_name(conversation_key: str, key_prefix: str = RASA_KEY_PREFIX) -> str:
+    """The Redis key of a conversation's Rasa tracker (Rasa's RedisTrackerStore naming)."""
+    return f"{key_prefix}:tracker:{conversation_key}"
+
+
+def tracker_context(conversation_key: str) -> str:
+    """What a sealed tracker is bound to (rasa_project/sealed_store.py)."""
+    return f"rasa-tracker:{conversation_key}"
+
+
+def rasa_endpoints(action_url: str, redis_url: str = "", key_prefix: str = RASA_KEY_PREFIX) -> dict[str, Any]:
+    """Rasa's endpoints: the action server always; with `redis_url`, the tracker store (sealed)
+    and the lock store in that Redis, so that a restarted Rasa server, or another one, carries
+    on every conversation (slots, forms, pause) and one conversation's turns never run at once."""
+    endpoints: dict[str, Any] = {"action_endpoint": {"url": action_url}}
+    if not redis_url:
+        return endpoints
+    if not key_prefix.isalnum():
+        raise RasaSetupError(f"the Rasa key prefix must be letters and digits, not {key_prefix!r}")
+    parts = urlsplit(redis_url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise RasaSetupError(f"Rasa can use Redis only at a redis:// or rediss:// URL, not {parts.scheme}://")
+    path = parts.path.strip("/")
+    common: dict[str, Any] = {"type": "redis", "url": parts.hostname or "localhost", "port": parts.port or 6379,
+                              "db": int(path) if path.isdigit() else 0, "key_prefix": key_prefix,
+                              "use_ssl": parts.scheme == "rediss"}
+    if parts.username:
+        common["username"] = unquote(parts.username)
+    if parts.password:
+        common["password"] = unquote(parts.password)
+    endpoints["tracker_store"] = {**common, "type": TRACKER_STORE, "record_exp": TRACKER_RETENTION_SECONDS}
+    endpoints["lock_store"] = common
+    return endpoints
+
+
 @dataclass
 class RasaProcesses:
     """The Rasa server and the action server as child processes of the gateway's CLI."""
@@ -230,6 +278,9 @@ class RasaProcesses:
     # would name another key file). Empty: the action server inherits the environment's.
     data_keys: str = field(default="", repr=False)
     log_dir: Path = field(default_factory=lambda: cache_dir() / "logs")
+    # With a Redis URL, Rasa keeps its trackers (sealed with `data_keys`) and locks there.
+    redis_url: str = field(default="", repr=False)
+    key_prefix: str = RASA_KEY_PREFIX
     actions: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
 
@@ -237,10 +288,15 @@ class RasaProcesses:
     def rasa_url(self) -> str:
         return f"http://{self.host}:{self.rasa_port}"
 
+    @property
+    def action_url(self) -> str:
+        return f"http://{self.host}:{self.actions_port}/webhook"
+
     def env_for(self, name: str) -> dict[str, str]:
         """The environment of the Rasa server ("rasa") or the action server ("actions")."""
-        extra = {"ACTION_ENDPOINT_URL": f"http://{self.host}:{self.actions_port}/webhook"}
-        if self.data_keys and name == "actions":  # only the action server runs the flows
+        extra = {"ACTION_ENDPOINT_URL": self.action_url}
+        # The action server seals cases; the Rasa server seals its trackers when they are in Redis.
+        if self.data_keys and (name == "actions" or self.redis_url):
             extra["DATA_KEYS"] = self.data_keys
         return rasa_env(self.venv, extra)
 
@@ -257,9 +313,20 @@ class RasaProcesses:
         self.actions = self._spawn("actions", ["run", "actions", "--port", str(self.actions_port),
                                                "--actions", "actions"])
 
+    def endpoints_file(self) -> Path:
+        """The endpoints this Rasa server starts with, written for it (it may hold a Redis
+        password: readable by its owner only)."""
+        path = self.log_dir / f"endpoints-{self.rasa_port}.yml"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        write_private(path, yaml.safe_dump(rasa_endpoints(self.action_url, self.redis_url, self.key_prefix), sort_keys=False))
+        return path
+
     def start_server(self) -> None:
+        if self.redis_url and not self.data_keys:
+            raise RasaSetupError("Rasa's trackers in Redis are sealed: give RasaProcesses the data keys")
         args = ["run", "--enable-api", "--interface", self.host, "--port", str(self.rasa_port),
-                "--model", str(self.model), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"]
+                "--model", str(self.model), "--endpoints", str(self.endpoints_file()),
+                "--credentials", "credentials.yml"]
         if self.auth_token:
             # One argument: a token that starts with "-" (one in 64 of the generated ones)
             # would otherwise be read by Rasa's argparse as an option, and Rasa exits with 2.

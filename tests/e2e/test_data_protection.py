@@ -328,7 +328,7 @@ async def own_redis(redis_url: str) -> AsyncIterator[tuple[str, redis_asyncio.Re
     base, _, number = redis_url.rpartition("/")
     url = f"{base}/{(int(number) - 1) % 16}"
     client = redis_asyncio.from_url(url)
-    for pattern in ("gateway:transcript:*", "gateway:handoff:*", "gateway:inbox:*"):  # an earlier run's
+    for pattern in ("gateway:transcript:*", "gateway:handoff:*", "gateway:inbox:*", "aftersales:tracker:*"):  # earlier runs
         async for name in client.scan_iter(match=pattern):
             await client.delete(name)
     yield url, client
