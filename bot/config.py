@@ -132,6 +132,16 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _http_urls(raw: str) -> str:
+    """One URL or several, comma-separated (each checked); given back comma-joined."""
+    urls = [_http_url(u.strip()) for u in raw.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("give at least one URL")
+    if len(set(urls)) != len(urls):
+        raise ValueError("a URL is given twice")
+    return ",".join(urls)
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     items = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in items:
@@ -202,7 +212,10 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
         "comma-separated IPs or CIDRs of your reverse proxies (e.g. `10.0.0.5,10.1.0.0/16`); only from these are "
         "`X-Forwarded-For` (the shopper's or agent's address, used by sign-in lockout) and `X-Forwarded-Proto` "
         "(marks the console cookie `Secure`) believed"),
-    "rasa_url": Setting("RASA_URL", _D.rasa_url, _http_url, "the Rasa server"),
+    "rasa_url": Setting("RASA_URL", _D.rasa_url, _http_urls,
+                        "the Rasa server, or several comma-separated (they must share a tracker and lock store, "
+                        "as Rasa servers on `REDIS_URL` started by the gateway do); "
+                        "turns go to the least busy, around one that is down"),
     "rasa_token": Setting("RASA_TOKEN", _D.rasa_token, str,
                           "Rasa's `--auth-token`, if it was started with one (`./aftersales run` generates one for "
                           "the Rasa it starts, so Rasa's HTTP API is never open)", secret=True),

@@ -13,6 +13,8 @@ class Metrics:
         "rasa_failures_total": "Rasa calls that failed (unreachable, timeout, 5xx).",
         "store_failures_total": "Calls to the state store (Redis) that failed; the message was kept and retried.",
         "rasa_rejected_total": "Rasa calls refused (4xx or malformed answer).",
+        "rasa_requests_total": "Requests sent to each Rasa server (several Rasa servers share the turns).",
+        "rasa_refused_total": "Connections a Rasa server refused; the request went to the next one.",
         "rasa_empty_replies_total": "Normal messages Rasa answered with no reply (a crashed action).",
         "holding_replies_total": "Holding notices sent while Rasa was unreachable.",
         "delivery_failures_total": "Replies a channel failed to deliver.",

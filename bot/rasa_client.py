@@ -9,13 +9,22 @@ A turn whose request was sent but whose answer never came (timeout, dropped conn
 turn is not sent again; its replies are read from the tracker's bot events (once the turn
 has finished). Only a message Rasa never saw is resent. The action server keys the cases
 it creates by the same message id, so even a resend cannot create a second case.
+
+Several Rasa servers (RASA_URL with several URLs; they must share a tracker store and lock
+store, as `./aftersales run` and the cluster set them up on Redis) are used as one: each
+request goes to the server with the fewest requests in flight (in turn among equals); one
+that refuses the connection is skipped for a while and the request goes to the next, since
+it never ran. One conversation's turns stay in order: the conversation service sends them
+one at a time, and Rasa's lock store keeps two gateways from running them at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Sequence
 from urllib.parse import quote
 
@@ -24,6 +33,7 @@ import yarl
 
 from bot.errors import DependencyUnavailable
 from bot.messages import InboundMessage, MessageFormatError, OutboundReply, parse_rasa_replies
+from bot.metrics import Metrics
 
 log = logging.getLogger("gateway.rasa")
 
@@ -60,13 +70,30 @@ class RasaRejected(RasaError):
 
 MAX_UNSETTLED = 10_000
 REPLY_FIELDS = ("buttons", "image", "custom", "attachment")
+SKIP_REFUSING_SERVER_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class RasaServer:
+    """One Rasa server of the pool, as the client sees it."""
+
+    url: str
+    in_flight: int = 0
+    refused_until: float = 0.0  # monotonic time before which it is tried only after the others
 
 
 class RasaClient:
-    """Composes one `aiohttp.ClientSession`; call `start()` before use and `close()` after."""
+    """Composes one `aiohttp.ClientSession`; call `start()` before use and `close()` after.
+    `base_urls`: one Rasa server's URL, or several (a comma-separated string or a sequence)."""
 
-    def __init__(self, base_url: str, timeout_seconds: float = 30.0, token: str = "") -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_urls: str | Sequence[str], timeout_seconds: float = 30.0, token: str = "",
+                 metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
+        urls = [u.strip() for u in base_urls.split(",")] if isinstance(base_urls, str) else list(base_urls)
+        self.servers = [RasaServer(u.rstrip("/")) for u in urls if u.strip()]
+        if not self.servers:
+            raise ValueError("no Rasa server URL given")
+        self._turn = 0
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=min(5.0, timeout_seconds))
         self._token = token
         self._session: aiohttp.ClientSession | None = None
@@ -166,19 +193,52 @@ class RasaClient:
         return body
 
     async def is_ready(self) -> bool:
-        """True when the server answers and has a model loaded."""
+        """True when at least one server answers and has a model loaded."""
+        return any(await asyncio.gather(*(self._server_ready(server) for server in self.servers)))
+
+    async def ready_servers(self) -> list[str]:
+        """The URLs of the servers that answer with a model loaded."""
+        ready = await asyncio.gather(*(self._server_ready(server) for server in self.servers))
+        return [server.url for server, ok in zip(self.servers, ready, strict=True) if ok]
+
+    async def _server_ready(self, server: RasaServer) -> bool:
         try:
-            body = await self._request("GET", "/status")
+            body = await self._request_one(server, "GET", "/status", None, self._params())
         except RasaError:
             return False
         return isinstance(body, dict) and bool(body.get("model_file"))
 
+    def _candidates(self) -> list[RasaServer]:
+        """Every server once: the least busy first (in turn among equals), those that
+        refused a connection lately last."""
+        now = time.monotonic()
+        self._turn = (self._turn + 1) % len(self.servers)
+        rotated = self.servers[self._turn:] + self.servers[:self._turn]
+        return sorted(rotated, key=lambda s: (s.refused_until > now, s.in_flight))
+
     async def _request(self, method: str, path: str, *, json: Any = None,
                        params: dict[str, str] | None = None) -> Any:
         query = {**self._params(), **(params or {})}
+        refused: RasaNotReached | None = None
+        for server in self._candidates():
+            try:
+                return await self._request_one(server, method, path, json, query)
+            except RasaNotReached as exc:  # it never ran there: the next server may take it
+                server.refused_until = time.monotonic() + SKIP_REFUSING_SERVER_SECONDS
+                self.metrics.inc("rasa_refused_total", rasa=server.url)
+                if len(self.servers) > 1:
+                    log.warning("a Rasa server refused the connection; trying the next",
+                                extra={"rasa": server.url, "error": str(exc)})
+                refused = exc
+        raise refused or RasaNotReached("no Rasa server to send to")
+
+    async def _request_one(self, server: RasaServer, method: str, path: str, json: Any,
+                           query: dict[str, str]) -> Any:
+        server.in_flight += 1
+        self.metrics.inc("rasa_requests_total", rasa=server.url)
         try:
             # `encoded=True`: the escaped segments reach Rasa as they are (no "/../" is ever resolved).
-            url = yarl.URL(self.base_url + path, encoded=True)
+            url = yarl.URL(server.url + path, encoded=True)
             async with self.session.request(method, url, json=json, params=query) as resp:
                 if resp.status >= 500:
                     raise RasaUnavailable(f"Rasa answered HTTP {resp.status} to {method} {path}")
@@ -192,6 +252,8 @@ class RasaClient:
         except asyncio.TimeoutError as exc:
             raise RasaUnavailable(f"Rasa did not answer {method} {path} in time") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise RasaNotReached(f"cannot reach Rasa at {self.base_url}: {exc}") from exc
+            raise RasaNotReached(f"cannot reach Rasa at {server.url}: {exc}") from exc
         except aiohttp.ClientError as exc:
-            raise RasaUnavailable(f"cannot reach Rasa at {self.base_url}: {exc}") from exc
+            raise RasaUnavailable(f"cannot reach Rasa at {server.url}: {exc}") from exc
+        finally:
+            server.in_flight -= 1

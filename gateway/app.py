@@ -31,6 +31,7 @@ OPTIONAL_CHANNELS: tuple[tuple[str, Plugin], ...] = (("telegram", telegram.setup
 
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
 CHANNELS_KEY = web.AppKey("optional_channels", list)
+READY_TIMEOUT_SECONDS = 2.0
 NOTICES_KEY = web.AppKey("operator_notices", list)  # PluginContext.notices: the CLI prints them
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -82,7 +83,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[guard.middleware, error_middleware, security_headers(settings)],
                           client_max_size=MAX_REQUEST_BYTES)
     app[GUARD_KEY] = guard
-    rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token)
+    metrics = Metrics()
+    rasa = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, settings.rasa_token, metrics=metrics)
     keys = ensure_data_keys(settings)  # seals what is kept at rest; the action server has the same
     deduper: Deduper
     inbox: Inbox
@@ -98,7 +100,7 @@ def create_app(settings: Settings) -> web.Application:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
     service = ConversationService(
         rasa,
-        metrics=Metrics(),
+        metrics=metrics,
         transcripts=TranscriptStore(journal=journal),
         max_pending=settings.max_pending_per_conversation,
         max_pending_total=settings.max_pending_total,
@@ -123,16 +125,33 @@ def create_app(settings: Settings) -> web.Application:
     app[NOTICES_KEY] = ctx.notices
 
     async def healthz(request: web.Request) -> web.Response:
+        """Live: this process answers (200 while it runs); what it depends on, for people."""
         rasa_up = await rasa.is_ready()
         return web.json_response({"status": "ok", "rasa": "up" if rasa_up else "down",
                                   "pending_messages": service.total_pending})
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready for shoppers: Redis (when configured) answers and at least one Rasa server
+        has a model loaded; 503 otherwise, so that a load balancer sends them elsewhere."""
+        ready_rasa = await rasa.ready_servers()
+        redis_ok: bool | None = None
+        if redis_client is not None:
+            try:
+                redis_ok = bool(await asyncio.wait_for(redis_client.ping(), READY_TIMEOUT_SECONDS))
+            except Exception:
+                redis_ok = False
+        ready = bool(ready_rasa) and redis_ok is not False
+        body = {"ready": ready, "rasa": {"ready": ready_rasa, "servers": [s.url for s in rasa.servers]},
+                "redis": {None: "not configured", True: "up", False: "down"}[redis_ok]}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics_page(request: web.Request) -> web.Response:
         body = service.metrics.render({"pending_messages": service.total_pending})
         return web.Response(text=body, content_type="text/plain", charset="utf-8")
 
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
 
     async def on_cleanup(app: web.Application) -> None:
         await service.close()

@@ -92,6 +92,9 @@ def _settings_or_exit() -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings_or_exit()
     setup_logging(settings.log_level, settings.log_format)
+    if "," in settings.rasa_url:
+        raise RasaSetupError("`run` starts one Rasa server, but RASA_URL names several; give one, or start "
+                             "the Rasa servers yourself and the gateway with `./aftersales gateway`")
     venv = ensure_rasa_venv()
     model = ensure_model(venv)
     from urllib.parse import urlsplit

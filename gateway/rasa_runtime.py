@@ -225,6 +225,7 @@ def _http_ok(url: str) -> bool:
 # handoff is kept.
 TRACKER_RETENTION_SECONDS = 30 * 24 * 3600
 TRACKER_STORE = "sealed_store.SealedRedisTrackerStore"  # rasa_project/sealed_store.py
+LOCK_LIFETIME_SECONDS = 15
 RASA_KEY_PREFIX = "aftersales"  # Rasa's keys in Redis: "aftersales:tracker:<conversation key>", ...
 
 
@@ -298,6 +299,11 @@ class RasaProcesses:
         # The action server seals cases; the Rasa server seals its trackers when they are in Redis.
         if self.data_keys and (name == "actions" or self.redis_url):
             extra["DATA_KEYS"] = self.data_keys
+        if self.redis_url and name == "rasa":
+            # A server killed in the middle of a turn leaves its conversation's lock in Redis
+            # until the lock's lifetime ends (Rasa's default: 60 s); the next turn, on another
+            # server, waits that long. A turn takes well under a second.
+            extra["TICKET_LOCK_LIFETIME"] = str(LOCK_LIFETIME_SECONDS)
         return rasa_env(self.venv, extra)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
