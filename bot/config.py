@@ -39,6 +39,7 @@ class Settings:
     rasa_timeout_seconds: float = 30.0
     rasa_retry_initial_seconds: float = 0.5
     rasa_retry_max_seconds: float = 15.0
+    drain_seconds: float = 10.0
     holding_after_seconds: float = 2.0
     max_text_length: int = 4000
     max_pending_per_conversation: int = 50
@@ -216,6 +217,9 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
                         "the Rasa server, or several comma-separated (they must share a tracker and lock store, "
                         "as Rasa servers on `REDIS_URL` started by the gateway do); "
                         "turns go to the least busy, around one that is down"),
+    "drain_seconds": Setting("DRAIN_SECONDS", _D.drain_seconds, _positive_float,
+                             "on SIGTERM, how long the gateway goes on answering messages it accepted (new ones "
+                             "go to another gateway) before it stops"),
     "rasa_token": Setting("RASA_TOKEN", _D.rasa_token, str,
                           "Rasa's `--auth-token`, if it was started with one (`./aftersales run` generates one for "
                           "the Rasa it starts, so Rasa's HTTP API is never open)", secret=True),

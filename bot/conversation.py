@@ -67,6 +67,10 @@ class QueueFull(Exception):
     """The conversation already has too many unanswered messages."""
 
 
+class Draining(QueueFull):
+    """The gateway is stopping (SIGTERM): the client should send it to another gateway."""
+
+
 @dataclass(eq=False)
 class Turn:
     """One shopper message on its way through the service."""
@@ -133,6 +137,8 @@ class ConversationService:
         self._remembered_ids = remembered_ids
         self._group_window = group_window_seconds
         self._closing = False
+        self._draining = False
+        self._all_answered = asyncio.Event()  # set when the last accepted message is answered
 
     # -- channels -------------------------------------------------------------------------
 
@@ -206,8 +212,24 @@ class ConversationService:
 
     @property
     def closing(self) -> bool:
-        """True once `close()` began: nothing new is accepted."""
-        return self._closing
+        """True once `stop_accepting()` or `close()` began: nothing new is accepted."""
+        return self._closing or self._draining
+
+    def stop_accepting(self) -> None:
+        """The first step of a graceful stop: new messages are refused with `Draining`, the
+        accepted ones go on being answered."""
+        self._draining = True
+
+    async def drained(self, timeout: float) -> int:
+        """Wait until every accepted message is answered, at most `timeout` seconds; how many
+        are still unanswered (kept ones are answered after a restart)."""
+        if self._pending_total:
+            self._all_answered.clear()
+            try:
+                await asyncio.wait_for(self._all_answered.wait(), timeout)
+            except TimeoutError:
+                pass
+        return self._pending_total
 
     def language_for(self, message: InboundMessage) -> str:
         """The language this message would be answered in, without accepting it."""
@@ -240,8 +262,8 @@ class ConversationService:
         sent to Rasa again. Raises `QueueFull` when the conversation has `max_pending`
         unanswered messages; the caller tells the client, nothing is kept.
         """
-        if self._closing:
-            raise QueueFull("the gateway is shutting down")
+        if self._closing or self._draining:
+            raise Draining("this gateway is stopping; send it again after reconnecting")
         if message.channel not in self._outputs:
             raise LookupError(f"no output channel registered for {message.channel!r}")
         state = self._state(message.conversation_key)
@@ -326,6 +348,8 @@ class ConversationService:
                 self._pending_total -= 1
                 if not member.replies.done():
                     member.replies.set_result(replies if member is turn else [])
+            if not self._pending_total:
+                self._all_answered.set()
 
     async def _next_batch(self, state: _ConversationState) -> list[Turn]:
         """The head turn, merged with the rest of its group (an album) once the group is complete:

@@ -32,6 +32,7 @@ OPTIONAL_CHANNELS: tuple[tuple[str, Plugin], ...] = (("telegram", telegram.setup
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)
 CHANNELS_KEY = web.AppKey("optional_channels", list)
 READY_TIMEOUT_SECONDS = 2.0
+DRAINING_KEY = web.AppKey("draining", asyncio.Event)  # set by `drain`: /readyz answers 503
 NOTICES_KEY = web.AppKey("operator_notices", list)  # PluginContext.notices: the CLI prints them
 
 MAX_REQUEST_BYTES = 256 * 1024
@@ -77,6 +78,20 @@ def security_headers(settings: Settings) -> Callable[..., Awaitable[web.StreamRe
     return middleware
 
 
+async def drain(app: web.Application, timeout: float) -> int:
+    """A graceful stop's first part (SIGTERM): /readyz turns 503 so the load balancer sends
+    no one new, new messages are refused (web chat sockets are closed with a reconnect hint,
+    REST answers 503 "draining"), the accepted ones are answered for up to `timeout`
+    seconds. How many are left (those kept are answered after the restart). The app's
+    shutdown then closes every socket with the reconnect hint."""
+    app[DRAINING_KEY].set()
+    service = app[SERVICE_KEY]
+    service.stop_accepting()
+    left = await service.drained(timeout)
+    log.info("drained", extra={"unanswered": left})
+    return left
+
+
 def create_app(settings: Settings) -> web.Application:
     guard = ConnectionGuard(settings.max_connections_per_address, settings.header_timeout_seconds,
                             settings.trusted_proxies)
@@ -109,6 +124,7 @@ def create_app(settings: Settings) -> web.Application:
         holding_after_seconds=settings.holding_after_seconds,
     )
     app[SERVICE_KEY] = service
+    app[DRAINING_KEY] = asyncio.Event()
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
                         keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys))
     for _, setup in PLUGINS:
@@ -140,8 +156,9 @@ def create_app(settings: Settings) -> web.Application:
                 redis_ok = bool(await asyncio.wait_for(redis_client.ping(), READY_TIMEOUT_SECONDS))
             except Exception:
                 redis_ok = False
-        ready = bool(ready_rasa) and redis_ok is not False
-        body = {"ready": ready, "rasa": {"ready": ready_rasa, "servers": [s.url for s in rasa.servers]},
+        draining = app[DRAINING_KEY].is_set()
+        ready = bool(ready_rasa) and redis_ok is not False and not draining
+        body = {"ready": ready, "draining": draining, "rasa": {"ready": ready_rasa, "servers": [s.url for s in rasa.servers]},
                 "redis": {None: "not configured", True: "up", False: "down"}[redis_ok]}
         return web.json_response(body, status=200 if ready else 503)
 

@@ -40,6 +40,7 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     from gateway.app import (
         NOTICES_KEY,
         create_app,  # imported here so `setup` does not load aiohttp apps
+        drain,
     )
 
     app = create_app(settings)
@@ -75,8 +76,11 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     watcher = asyncio.create_task(watch_rasa())
     try:
         await stop.wait()
+        _say(f"Stopping: answering the messages already accepted (up to {settings.drain_seconds:g} s)...")
+        left = await drain(app, settings.drain_seconds)
+        if left:
+            _say(f"{left} message(s) not answered in time; those kept are answered after the restart")
     finally:
-        _say("Stopping...")
         watcher.cancel()
         await runner.cleanup()
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from bot.channels import OutputChannel
 from bot.config import Settings
-from bot.conversation import ConversationService, QueueFull
+from bot.conversation import ConversationService, Draining, QueueFull
 from bot.messages import InboundMessage, OutboundReply, safe_id
 from bot.outbox import Outbox
 from bot.rasa_client import RasaError
@@ -129,6 +129,9 @@ class RestInput:
         )
         try:
             turn = self.service.submit(message)
+        except Draining as exc:  # another gateway behind the load balancer takes it
+            return web.json_response({"error": "draining", "message": str(exc)}, status=503,
+                                     headers={"Retry-After": "1", "Connection": "close"})
         except QueueFull as exc:
             return web.json_response({"error": "queue_full", "message": str(exc)}, status=429,
                                      headers={"Retry-After": "5"})

@@ -15,7 +15,7 @@ from aiohttp import WSMessage, WSMsgType, web
 
 from bot.channels import OutputChannel
 from bot.config import Settings
-from bot.conversation import ConversationService, QueueFull, Turn
+from bot.conversation import ConversationService, Draining, QueueFull, Turn
 from bot.i18n import language_of_locale
 from bot.inbox import Inbox
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
@@ -33,6 +33,10 @@ MAX_ID_LENGTH = 100
 MAX_PAYLOAD_LENGTH = 1000
 FLOOD_CLOSE_AFTER = 50  # refused frames (invalid or over a limit) before the socket is closed
 # A shopper's own mistakes: answered, but not counted as flooding.
+# Closing a socket because this gateway stops: 1012 "service restart", reconnect (through the
+# load balancer, to another gateway) and resend what was not acknowledged.
+RECONNECT_CLOSE_CODE = 1012
+RECONNECT_REASON = b"gateway restarting: reconnect"
 SHOPPER_ERRORS = frozenset({"text_too_long", "empty_text", "queue_full", "invalid_customer", "invalid_attachment"})
 HELLO_BURST, HELLO_PER_SECOND = 3, 0.1  # per socket: a hello resends the whole history
 
@@ -178,7 +182,7 @@ class WebchatInput:
 
     async def close_all(self) -> None:
         for ws in list(self.sockets):
-            await ws.close(code=1001, message=b"gateway shutting down")
+            await ws.close(code=RECONNECT_CLOSE_CODE, message=RECONNECT_REASON)
 
 
 class _Connection:
@@ -332,6 +336,8 @@ class _Connection:
         )
         try:
             turn = self.owner.service.submit(message)
+        except Draining:  # not acknowledged: once the accepted ones are answered, the socket is
+            return        # closed with the reconnect hint and the client resends it to another gateway
         except QueueFull as exc:
             await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
             return

@@ -1,0 +1,74 @@
+"""SIGTERM stops a gateway gracefully, as an orchestrator or the cluster's load balancer
+needs: /readyz turns 503 at once, a message already accepted is still answered, a new one is
+not acknowledged but the socket is closed with a reconnect hint (so the client resends it to
+another gateway), and the process then exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from gateway.rasa_runtime import REPO_ROOT
+from tests.conftest import ChatClient, free_port
+from tests.fake_rasa import FakeRasa
+
+
+async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
+        fake_rasa: FakeRasa, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "DATA_DIR": str(tmp_path / "data"),
+           "REDIS_URL": "", "LOG_LEVEL": "warning", "DRAIN_SECONDS": "10"}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with http.get(f"{base}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "the gateway did not come up"
+                await asyncio.sleep(0.2)
+
+            chat = await ChatClient.connect(f"ws://127.0.0.1:{port}/webchat/ws")
+            fake_rasa.delay_next(2.0, path="/webhooks/rest/webhook")  # Rasa is slow on this turn
+            accepted = await chat.say("hello")
+            assert (await chat.next_frame("ack"))["id"] == accepted
+            await asyncio.sleep(0.3)  # the turn is with Rasa
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 503 and (await resp.json())["draining"] is True
+            async with http.post(f"{base}/webhooks/rest/webhook", json={"sender": "late", "message": "hi"}) as resp:
+                assert resp.status == 503 and (await resp.json())["error"] == "draining"
+
+            late = await chat.say("are you there?")  # arrives while draining: not acknowledged
+            frames = []
+            while True:
+                msg = await asyncio.wait_for(chat.ws.receive(), 15)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frames.append(json.loads(msg.data))
+            answered = [f for f in frames if f["type"] == "reply" and not f.get("holding")]
+            assert answered and "after-sales assistant" in answered[0]["text"]  # the accepted one is answered
+            assert not [f for f in frames if f["type"] == "ack" and f["id"] == late]
+            assert chat.ws.close_code == 1012  # "service restart": reconnect
+            await chat.session.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
