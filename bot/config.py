@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class Settings:
     rasa_retry_initial_seconds: float = 0.5
     rasa_retry_max_seconds: float = 15.0
     drain_seconds: float = 10.0
+    gateway_id: str = ""
     holding_after_seconds: float = 2.0
     max_text_length: int = 4000
     max_pending_per_conversation: int = 50
@@ -133,6 +135,12 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _gateway_id(raw: str) -> str:
+    if raw and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", raw):
+        raise ValueError("must be 1-64 letters, digits or _ . -")
+    return raw
+
+
 def _http_urls(raw: str) -> str:
     """One URL or several, comma-separated (each checked); given back comma-joined."""
     urls = [_http_url(u.strip()) for u in raw.split(",") if u.strip()]
@@ -217,6 +225,10 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
                         "the Rasa server, or several comma-separated (they must share a tracker and lock store, "
                         "as Rasa servers on `REDIS_URL` started by the gateway do); "
                         "turns go to the least busy, around one that is down"),
+    "gateway_id": Setting("GATEWAY_ID", _D.gateway_id, _gateway_id,
+                          "this gateway's name among several on one `REDIS_URL` (default: the host and a part new on "
+                          "every start); a restart under the same name takes its unanswered messages back at once, "
+                          "otherwise a survivor takes them over once its heartbeat runs out (15 s)"),
     "drain_seconds": Setting("DRAIN_SECONDS", _D.drain_seconds, _positive_float,
                              "on SIGTERM, how long the gateway goes on answering messages it accepted (new ones "
                              "go to another gateway) before it stops"),

@@ -255,8 +255,9 @@ class ConversationService:
 
     # -- intake ---------------------------------------------------------------------------
 
-    def submit(self, message: InboundMessage) -> Turn:
-        """Accept a message: it will be answered, in order. Returns at once.
+    def submit(self, message: InboundMessage, replayed: bool = False) -> Turn:
+        """Accept a message: it will be answered, in order. Returns at once. `replayed`: it
+        was kept and may already have run in Rasa (a dead gateway's, an earlier run's).
 
         A message id seen before returns the earlier turn (marked `duplicate`) and is not
         sent to Rasa again. Raises `QueueFull` when the conversation has `max_pending`
@@ -286,6 +287,8 @@ class ConversationService:
             state.recent.popitem(last=False)
         state.queue.append(turn)
         self._pending_total += 1
+        if replayed:
+            self.rasa.may_have_run(message)
         if state.outage:
             turn.held.set()
         self.transcripts.add_inbound(message)

@@ -4,19 +4,31 @@ shopper got the answer, replayed at start-up: an acknowledged message is never l
 when the process dies. In memory by default (survives nothing); in Redis when REDIS_URL
 is set. If Redis is down, `put` raises and the adapter refuses the delivery (non-2xx) so
 the platform retries it later instead of the gateway losing it. In Redis each kept
-delivery is sealed (`bot/sealing.py`, bound to its channel and event id)."""
+delivery is sealed (`bot/sealing.py`, bound to its channel and event id).
+
+Several gateways share one Redis inbox. Each kept delivery is owned by the gateway that
+kept it; a gateway is alive while its heartbeat key (`Liveness`) exists. `claim_unowned`
+takes over, atomically, what belongs to no live gateway (one that died, or this gateway's
+earlier run of this gateway under the same `GATEWAY_ID`) and returns it to be answered; so a delivery is answered by one gateway,
+and by a survivor when its gateway dies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import socket
+import uuid
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 from bot.resealing import Writes, as_text, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.inbox")
+
+TAKEOVER_SECONDS = 5.0  # how often a running gateway looks for deliveries a dead one left
 
 
 class Inbox(ABC):
@@ -29,11 +41,20 @@ class Inbox(ABC):
         """The delivery was answered; forget it."""
 
     @abstractmethod
-    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
-        """Deliveries kept but not answered, oldest first (replayed at start-up)."""
+    async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,
+                            ) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries kept but not answered that no live gateway is answering (and whose event
+        id `belongs` here, if given), oldest first, now owned by this gateway: answered at
+        start-up, and taken over while running (every `TAKEOVER_SECONDS`)."""
+
+
+    def release(self, channel: str, event_id: str) -> None:
+        """A delivery taken over here could not be started: the next take-over tries it again."""
 
 
 class MemoryInbox(Inbox):
+    """One process: what it keeps it answers, so nothing is ever unowned while it runs."""
+
     def __init__(self) -> None:
         self._items: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -43,39 +64,143 @@ class MemoryInbox(Inbox):
     async def done(self, channel: str, event_id: str) -> None:
         self._items.get(channel, {}).pop(event_id, None)
 
-    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
-        return list(self._items.get(channel, {}).items())
+    async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,
+                            ) -> list[tuple[str, dict[str, Any]]]:
+        return []
+
+
+def default_gateway_id() -> str:
+    """This gateway's name among others on one Redis when `GATEWAY_ID` is not set: the host
+    and a part new on every run (a restarted gateway then takes its earlier run's deliveries
+    over once that run's heartbeat has run out)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Liveness:
+    """This gateway's heartbeat in Redis: a key that lives `ttl` seconds, renewed every
+    `ttl / 3`; deleted on a clean stop, so survivors take over its deliveries at once."""
+
+    def __init__(self, redis: Any, gateway_id: str, ttl: float = 15.0, prefix: str = "gateway:alive:") -> None:
+        self.redis = redis
+        self.gateway_id = gateway_id
+        self.ttl = ttl
+        self.prefix = prefix
+        self._task: asyncio.Task[None] | None = None
+
+    def key(self, gateway_id: str) -> str:
+        return self.prefix + gateway_id
+
+    async def beat(self) -> None:
+        await self.redis.set(self.key(self.gateway_id), "1", px=int(self.ttl * 1000))
+
+    async def start(self) -> None:
+        try:
+            await self.beat()
+        except Exception as exc:  # Redis away at start: the loop keeps trying
+            log.error("cannot write this gateway's heartbeat", extra={"error": repr(exc)})
+        self._task = asyncio.create_task(self._beat_forever(), name="gateway-heartbeat")
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.error("cannot renew this gateway's heartbeat; its deliveries may be taken over",
+                          extra={"error": repr(exc)})
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await self.redis.delete(self.key(self.gateway_id))
+        except Exception as exc:
+            log.warning("cannot remove this gateway's heartbeat; it expires on its own", extra={"error": repr(exc)})
+
+    async def alive(self, gateway_ids: set[str]) -> set[str]:
+        ids = sorted(gateway_ids)
+        if not ids:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id in ids:
+                pipe.exists(self.key(gateway_id))
+            answers = await pipe.execute()
+        return {gateway_id for gateway_id, n in zip(ids, answers, strict=True) if n}
+
+
+# Take a delivery over only if its owner is still the one we saw dead (another survivor may
+# have taken it first) and it is still kept.
+_CLAIM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if (owner or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
 
 
 class RedisInbox(Inbox):
-    """One hash per channel (event id -> JSON) plus a list that keeps arrival order."""
+    """Per channel: a hash of kept deliveries (event id -> sealed JSON), a list that keeps
+    their arrival order, and a hash of their owners (event id -> gateway id)."""
 
-    def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:inbox:") -> None:
+    def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:inbox:",
+                 liveness: Liveness | None = None) -> None:
         self._redis = redis
         self._keys = keys
         self._prefix = prefix
+        self.liveness = liveness or Liveness(redis, default_gateway_id())
+        self._kept_here: set[tuple[str, str]] = set()  # (channel, event id) this process kept
+
+    @property
+    def owner(self) -> str:
+        return self.liveness.gateway_id
+
+    def release(self, channel: str, event_id: str) -> None:
+        self._kept_here.discard((channel, event_id))
 
     async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
         key = self._prefix + channel
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, event_id, self._keys.seal_text(json.dumps(payload), f"inbox:{channel}:{event_id}"))
             pipe.rpush(key + ":order", event_id)
+            pipe.hset(key + ":owner", event_id, self.owner)
             await pipe.execute()
+        self._kept_here.add((channel, event_id))
 
     async def done(self, channel: str, event_id: str) -> None:
         key = self._prefix + channel
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(key, event_id)
             pipe.lrem(key + ":order", 0, event_id)
+            pipe.hdel(key + ":owner", event_id)
             await pipe.execute()
+        self._kept_here.discard((channel, event_id))
 
-    async def pending(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
+    async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,
+                            ) -> list[tuple[str, dict[str, Any]]]:
         key = self._prefix + channel
-        order = [e.decode() if isinstance(e, bytes) else e for e in await self._redis.lrange(key + ":order", 0, -1)]
-        raw = await self._redis.hgetall(key)
-        items = {as_text(k): as_text(v) for k, v in raw.items()}
-        found = []
+        order = [as_text(e) for e in await self._redis.lrange(key + ":order", 0, -1)]
+        if not order:
+            return []
+        owners = {as_text(k): as_text(v) for k, v in (await self._redis.hgetall(key + ":owner")).items()}
+        others = {o for o in owners.values() if o != self.owner}
+        alive = await self.liveness.alive(others)
+        claimed = []
         for event_id in order:
+            owner = owners.get(event_id, "")
+            if (channel, event_id) in self._kept_here or owner in alive or (belongs and not belongs(event_id)):
+                continue  # being answered here, or by a live gateway, or another bot's
+            if await self._redis.eval(_CLAIM, 2, key, key + ":owner", event_id, owner, self.owner):
+                claimed.append(event_id)
+                self._kept_here.add((channel, event_id))
+        if not claimed:
+            return []
+        raw = await self._redis.hmget(key, claimed)
+        items = {event_id: as_text(value) for event_id, value in zip(claimed, raw, strict=True) if value is not None}
+        found = []
+        for event_id in claimed:
             if event_id not in items:
                 continue
             try:
@@ -92,7 +217,7 @@ class RedisInbox(Inbox):
         done = Resealed()
         async for raw_name in self._redis.scan_iter(match=self._prefix + "*", count=500):
             name = as_text(raw_name)
-            if name.endswith(":order") or await self._redis.type(name) not in (b"hash", "hash"):
+            if name.endswith((":order", ":owner")) or await self._redis.type(name) not in (b"hash", "hash"):
                 continue
             try:
                 done.rewritten += await self._reseal_one(name, name[len(self._prefix):])

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
@@ -86,7 +86,7 @@ class DurableIntake:
             raise NotKept from exc
         return True
 
-    async def submit(self, service: ConversationService, message: InboundMessage) -> Turn:
+    async def submit(self, service: ConversationService, message: InboundMessage, replayed: bool = False) -> Turn:
         """Submit a kept delivery; while its conversation's queue is full, wait (it stays kept,
         behind the earlier ones) and tell the shopper once (not again while any of theirs
         still waits). Cancelled at shutdown, it stays in the inbox, answered after the restart."""
@@ -96,7 +96,7 @@ class DurableIntake:
             async with self._waiting.hold(key):
                 while True:
                     try:
-                        return service.submit(message)
+                        return service.submit(message, replayed=replayed)
                     except QueueFull as exc:
                         log.warning("conversation queue full; the kept message waits for its turn",
                                     extra={"conversation": key, "error": str(exc)})
@@ -120,11 +120,16 @@ class DurableIntake:
             log.warning("cannot forget an answered delivery; it will be answered again after a restart",
                         extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
 
-    async def pending(self) -> list[tuple[str, dict[str, Any]]]:
-        """Deliveries kept by an earlier run and not answered, oldest first; [] when the store cannot say."""
+    def release(self, event_id: str) -> None:
+        """A delivery taken over could not be started here; the next take-over tries it again."""
+        self.inbox.release(self.channel, event_id)
+
+    async def take_over(self, belongs: Callable[[str], bool] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Deliveries kept and not answered that no live gateway is answering (an earlier run's,
+        a dead gateway's), oldest first, now this gateway's to answer; [] when the store cannot say."""
         try:
-            return await asyncio.wait_for(self.inbox.pending(self.channel), self.store_timeout)
+            return await asyncio.wait_for(self.inbox.claim_unowned(self.channel, belongs), self.store_timeout)
         except Exception as exc:
-            log.error("cannot read the deliveries kept before a restart",
+            log.error("cannot read the deliveries left unanswered",
                       extra={"channel": self.channel, "error": repr(exc)})
             return []

@@ -119,6 +119,13 @@ class RasaClient:
     def _params(self) -> dict[str, str]:
         return {"token": self._token} if self._token else {}
 
+    def may_have_run(self, message: InboundMessage) -> None:
+        """`message` may have been sent to Rasa before (by a gateway that died, by this one
+        before a restart): its first send reads the tracker first."""
+        self._unsettled[(message.conversation_key, message.message_id)] = None
+        while len(self._unsettled) > MAX_UNSETTLED:
+            self._unsettled.popitem(last=False)
+
     async def send_message(self, message: InboundMessage) -> list[OutboundReply]:
         """Run one turn through Rasa's REST channel and return its replies; a retried turn
         that already ran is answered from the tracker instead of running again."""

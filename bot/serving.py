@@ -60,6 +60,33 @@ def periodically(app: web.Application, name: str, every_seconds: float,
     app.cleanup_ctx.append(context)
 
 
+def every_while_listening(app: web.Application, name: str, every_seconds: float,
+                          job: Callable[[], Awaitable[object]]) -> None:
+    """Run `job` once the port is bound, then every `every_seconds` until shutdown begins
+    (taking over deliveries a dead gateway left: they are answered only by a gateway that
+    takes traffic). A failure is logged; the next run comes as planned."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def loop() -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("periodic job failed", extra={"job": name})
+            await asyncio.sleep(every_seconds)
+
+    async def begin(app: web.Application) -> None:
+        tasks.append(asyncio.create_task(loop(), name=name))
+
+    async def end(app: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    on_listening(app, begin)
+    app.on_shutdown.append(end)
+
+
 class ConnectionGuard:
     """Per-address connection counts and the header deadline, shared by every connection."""
 

@@ -12,7 +12,7 @@ import handoff
 from bot.config import Settings, ensure_data_keys, ensure_secret
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
-from bot.inbox import Inbox, MemoryInbox, RedisInbox
+from bot.inbox import Inbox, Liveness, MemoryInbox, RedisInbox, default_gateway_id
 from bot.metrics import Metrics
 from bot.plugins import Plugin, PluginContext
 from bot.rasa_client import RasaClient
@@ -105,11 +105,13 @@ def create_app(settings: Settings) -> web.Application:
     inbox: Inbox
     redis_client = None
     journal = None
+    liveness: Liveness | None = None
     if settings.redis_url:
         import redis.asyncio as redis_asyncio
 
         redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
-        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client, keys)
+        liveness = Liveness(redis_client, settings.gateway_id or default_gateway_id())
+        deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client, keys, liveness=liveness)
         journal = RedisTranscriptJournal(redis_client, keys)
     else:
         deduper, inbox = MemoryDeduper(), MemoryInbox()
@@ -133,6 +135,8 @@ def create_app(settings: Settings) -> web.Application:
     async def start_rasa_client(app: web.Application) -> None:
         await rasa.start()  # before any channel's start-up hook replays kept deliveries
         await service.transcripts.start()  # the history kept in Redis, before anything is added
+        if liveness is not None:
+            await liveness.start()  # this gateway's kept deliveries are its own while it beats
 
     app.on_startup.append(start_rasa_client)
     app[CHANNELS_KEY] = [name for name, setup in OPTIONAL_CHANNELS if setup(app, ctx)]
@@ -172,6 +176,8 @@ def create_app(settings: Settings) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         await service.close()
+        if liveness is not None:
+            await liveness.stop()  # what is left unanswered goes to a survivor at once
         await service.transcripts.close()
         await rasa.close()
         if redis_client is not None:

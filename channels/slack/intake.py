@@ -140,19 +140,20 @@ class SlackIntake:
             return BoltResponse(status=503, body="")
         return None if kept else BoltResponse(status=200, body="")
 
-    def accept(self, delivery: Delivery) -> None:
+    def accept(self, delivery: Delivery, replayed: bool = False) -> None:
         """Submit a kept delivery to the conversation service (bot/intake.py: a full queue
         makes it wait, never refuses it); returns at once."""
-        self._spawn(self._submit(delivery))
+        self._spawn(self._submit(delivery, replayed))
 
-    async def _submit(self, delivery: Delivery) -> None:
+    async def _submit(self, delivery: Delivery, replayed: bool) -> None:
         message = delivery.message
         self.files.remember(delivery.files)
         if SlackTarget.parse(message.conversation_id).thread_ts is not None:
             self.threads.add(message.conversation_id)
         try:
-            turn = await self.intake.submit(self.service, message)
-        except Exception as exc:  # kept in the inbox: answered after the next start
+            turn = await self.intake.submit(self.service, message, replayed)
+        except Exception as exc:  # still kept: the next take-over (or start) tries it again
+            self.intake.release(delivery.key)
             log.error(LogText.ACCEPT_FAILED, extra={"conversation": message.conversation_key, "error": repr(exc)})
             return
         log.info(LogText.ACCEPTED, extra={"conversation": message.conversation_key, "delivery": delivery.key,
@@ -170,7 +171,7 @@ class SlackIntake:
 
     async def replay(self) -> int:
         """Submit the deliveries kept but not answered before the last stop; how many there were."""
-        pending = await self.intake.pending()
+        pending = await self.intake.take_over()
         if pending:
             log.info(LogText.REPLAYING, extra={"count": len(pending)})
         for key, record in pending:
@@ -180,7 +181,7 @@ class SlackIntake:
                 log.error(LogText.REPLAY_BAD_RECORD, extra={"delivery": key, "error": repr(exc)})
                 await self._done(key)
                 continue
-            self.accept(delivery)
+            self.accept(delivery, replayed=True)
         return len(pending)
 
     def _learn_identity(self, context: AsyncBoltContext) -> None:

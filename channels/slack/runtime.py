@@ -95,9 +95,9 @@ class SlackRuntime:
         await self.session.open()
 
     async def on_listening(self, app: web.Application) -> None:
-        """Once the port is bound: who the app is, kept deliveries, then Socket Mode."""
+        """Once the port is bound: who the app is, then Socket Mode (kept deliveries are
+        taken over by `intake.replay`, registered in `setup` to run periodically)."""
         await self.identify()
-        await self.intake.replay()
         if self.config.mode == "socket":
             self.socket = AsyncSocketModeHandler(self.bolt, app_token=self.config.app_token,
                                                  logger=logging.getLogger("gateway.slack.socket"),

@@ -18,6 +18,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
 from bot import serving
+from bot.inbox import TAKEOVER_SECONDS
 from bot.plugins import PluginContext
 from channels.telegram.config import FILES_PATH, TelegramConfig, load_telegram_config
 from channels.telegram.convert import UpdateConverter
@@ -89,6 +90,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         await state.close()
 
     serving.on_listening(app, on_listening)
+    serving.every_while_listening(app, "telegram-takeover", TAKEOVER_SECONDS, telegram_input.replay_pending)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return True

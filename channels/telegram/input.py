@@ -66,8 +66,8 @@ class TelegramInput:
     # -- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Replay what was kept but not answered, then register the webhook or start polling."""
-        await self.replay_pending()
+        """Register the webhook or start polling (kept updates are taken over by
+        `replay_pending`, at start and then periodically)."""
         if self.config.mode == "webhook":
             self._spawn(self._register_webhook(), "telegram-set-webhook")
         else:
@@ -196,16 +196,16 @@ class TelegramInput:
     # -- processing (after the acknowledgement) ------------------------------------------
 
     async def replay_pending(self) -> None:
-        """Updates kept by an earlier run but not answered: answered now, oldest first."""
-        pending = await self.intake.pending()
-        mine = [(event_id, raw) for event_id, raw in pending
-                if event_id.startswith(f"{self.config.bot_id}:")]
+        """This bot's updates kept and not answered by any live gateway (an earlier run's, a
+        dead gateway's): answered now, oldest first."""
+        prefix = f"{self.config.bot_id}:"
+        mine = await self.intake.take_over(lambda event_id: event_id.startswith(prefix))
         if mine:
-            log.info("answering Telegram updates kept before a restart", extra={"count": len(mine)})
+            log.info("answering Telegram updates left unanswered", extra={"count": len(mine)})
         for event_id, raw in mine:
-            self._spawn(self.process(event_id, raw), f"telegram-replay:{event_id}")
+            self._spawn(self.process(event_id, raw, replayed=True), f"telegram-replay:{event_id}")
 
-    async def process(self, event_id: str, raw: dict[str, Any]) -> None:
+    async def process(self, event_id: str, raw: dict[str, Any], replayed: bool = False) -> None:
         """Convert and submit in the chat's order, settle a button press, wait for the answer."""
         try:
             update = Update.model_validate(raw, context={"bot": self.bot})
@@ -218,7 +218,7 @@ class TelegramInput:
             intake = await self._convert(update, event_id)
             if intake is not None and self._already_pressed(intake):
                 intake = None
-            turn = await self.intake.submit(self.service, intake.message) if intake is not None else None
+            turn = await self.intake.submit(self.service, intake.message, replayed) if intake is not None else None
         if update.callback_query is not None:
             await self.output.answer_callback(update.callback_query.id)
         if intake is not None and intake.keyboard_message_id is not None:

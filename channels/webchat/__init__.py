@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import serving
+from bot.inbox import TAKEOVER_SECONDS
 from bot.messages import ConversationRef
 from bot.plugins import PluginContext
 from channels.webchat.rest import RestInput, RestOutput
@@ -64,10 +65,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         await webchat.close_all()
         await webchat.stop_tracking()
 
-    async def replay_kept(app: web.Application) -> None:
-        await webchat.replay_kept()
-
-    serving.on_listening(app, replay_kept)
+    serving.every_while_listening(app, "webchat-takeover", TAKEOVER_SECONDS, webchat.replay_kept)
     app.on_shutdown.append(close_sockets)
     serving.periodically(app, "expire-uploads", EXPIRE_EVERY_SECONDS, uploads.expire)
     return True

@@ -160,15 +160,16 @@ class WebchatInput:
         """Answer what was acknowledged before the last stop but not answered: the shopper
         finds the answer in the history when they come back."""
         try:
-            kept = await self.inbox.pending(CHANNEL)
+            kept = await self.inbox.claim_unowned(CHANNEL)
         except Exception as exc:
             log.error("cannot read kept web chat messages", extra={"error": repr(exc)})
             return
         for event_id, record in kept:
             try:
                 message = _from_record(record)
-                turn = self.service.submit(message)
+                turn = self.service.submit(message, replayed=True)
             except (KeyError, TypeError, ValueError, QueueFull) as exc:
+                self.inbox.release(CHANNEL, event_id)  # tried again at the next take-over
                 log.error("kept web chat message could not be replayed", extra={"error": repr(exc)})
                 continue
             self.track(turn, event_id)

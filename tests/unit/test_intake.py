@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from bot.dedupe import RedisDeduper
-from bot.inbox import RedisInbox
+from bot.inbox import Liveness, RedisInbox
 from bot.intake import DurableIntake, NotKept
 from bot.metrics import Metrics
 from bot.sealing import DataKeys
@@ -38,10 +38,15 @@ async def hung_redis() -> AsyncIterator[str]:
     server.close()
 
 
-def intake_on(client: redis_asyncio.Redis, timeout: float) -> DurableIntake:
-    prefix = f"test-intake-{uuid.uuid4().hex[:8]}:"
+KEYS = DataKeys.generate()
+
+
+def intake_on(client: redis_asyncio.Redis, timeout: float, prefix: str = "", gateway: str = "") -> DurableIntake:
+    """One gateway's intake; gateways given the same `prefix` share one Redis inbox."""
+    prefix = prefix or f"test-intake-{uuid.uuid4().hex[:8]}:"
+    liveness = Liveness(client, gateway or uuid.uuid4().hex, ttl=1.0, prefix=prefix + "alive:")
     return DurableIntake("slack", RedisDeduper(client, prefix=prefix + "dedupe:"),
-                         RedisInbox(client, DataKeys.generate(), prefix=prefix + "inbox:"), Metrics(), timeout)
+                         RedisInbox(client, KEYS, prefix=prefix + "inbox:", liveness=liveness), Metrics(), timeout)
 
 
 async def test_a_delivery_is_kept_once_and_forgotten_when_answered(redis_url: str) -> None:
@@ -51,9 +56,9 @@ async def test_a_delivery_is_kept_once_and_forgotten_when_answered(redis_url: st
         assert await intake.keep("Ev1", {"text": "where is my refund"}) is True
         assert await intake.keep("Ev1", {"text": "where is my refund"}) is False  # Slack's retry
         assert intake.metrics.value("messages_duplicate_total") == 1
-        assert [event for event, _ in await intake.pending()] == ["Ev1"]  # a restart would answer it
+        assert await intake.take_over() == []  # being answered here
         await intake.done("Ev1")
-        assert await intake.pending() == []
+        assert await intake.take_over() == []
     finally:
         await client.aclose()
 
@@ -65,6 +70,50 @@ async def test_a_hung_store_refuses_the_delivery_before_the_platforms_deadline(h
         async with asyncio.timeout(3):  # Slack's acknowledgement window: never waited out
             with pytest.raises(NotKept):
                 await intake.keep("Ev2", {"text": "hello"})
-            assert await intake.pending() == []  # and a replay at start does not hang either
+            assert await intake.take_over() == []  # and a replay at start does not hang either
     finally:
         await client.aclose(close_connection_pool=True)
+
+
+async def test_a_dead_gateways_deliveries_are_taken_over_by_one_survivor(redis_url: str) -> None:
+    """Gateways share one Redis inbox: what a live gateway keeps no other answers; when it
+    dies (its heartbeat runs out), exactly one survivor takes each delivery over, oldest first."""
+    client = redis_asyncio.from_url(redis_url)
+    prefix = f"test-intake-{uuid.uuid4().hex[:8]}:"
+    keeper, first, second = (intake_on(client, 2.0, prefix) for _ in range(3))
+    try:
+        for gateway in (keeper, first, second):
+            assert isinstance(gateway.inbox, RedisInbox)
+            await gateway.inbox.liveness.start()
+        for n in range(5):
+            assert await keeper.keep(f"Ev{n}", {"text": f"message {n}"})
+        assert await first.take_over() == [] and await second.take_over() == []  # the keeper is alive
+        await keeper.inbox.liveness.stop()  # kill: its heartbeat stops (here: at once)
+        taken = await asyncio.gather(first.take_over(), second.take_over())
+        events = [event for batch in taken for event, _ in batch]
+        assert sorted(events) == [f"Ev{n}" for n in range(5)]  # each once, none lost
+        assert all([e for e, _ in batch] == sorted(e for e, _ in batch) for batch in taken)  # oldest first
+        assert {r["text"] for batch in taken for _, r in batch} == {f"message {n}" for n in range(5)}
+        assert await first.take_over() == [] and await second.take_over() == []  # theirs now, both alive
+    finally:
+        for gateway in (first, second):
+            assert isinstance(gateway.inbox, RedisInbox)
+            await gateway.inbox.liveness.stop()
+        await client.aclose()
+
+
+async def test_a_restart_under_the_same_gateway_id_takes_its_own_back_at_once(redis_url: str) -> None:
+    client = redis_asyncio.from_url(redis_url)
+    prefix = f"test-intake-{uuid.uuid4().hex[:8]}:"
+    try:
+        before = intake_on(client, 2.0, prefix, gateway="gateway-1")
+        assert isinstance(before.inbox, RedisInbox)
+        await before.inbox.liveness.start()
+        assert await before.keep("Ev1", {"text": "where is my refund"})
+        # kill -9: the heartbeat is still there for a while, but this is the same gateway again
+        after = intake_on(client, 2.0, prefix, gateway="gateway-1")
+        assert [e for e, _ in await after.take_over()] == ["Ev1"]
+        assert await intake_on(client, 2.0, prefix).take_over() == []  # a third gateway: not its to take
+        await before.inbox.liveness.stop()
+    finally:
+        await client.aclose()
