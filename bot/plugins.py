@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper
+from bot.fanout import Fanout
 from bot.inbox import Inbox
 from bot.messages import OutboundReply
 from bot.sealing import DataKeys
@@ -63,6 +64,7 @@ class PluginContext:
     inbox: Inbox
     redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
     cases: CaseReader = no_cases
+    fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
     # never prints. `{base}` stands for the gateway's base URL.
     notices: list[str] = field(default_factory=list)

@@ -34,6 +34,23 @@ ListeningHook = Callable[[web.Application], Awaitable[None]]
 LISTENING_KEY = web.AppKey("on_listening", list)
 
 
+DRAINED_KEY = web.AppKey("on_drained", list)
+
+
+def on_drained(app: web.Application, hook: ListeningHook) -> None:
+    """Run `hook(app)` when a graceful stop has answered what it could (SIGTERM, before the
+    port is closed): e.g. close sockets with a reconnect hint while the server still runs."""
+    app.setdefault(DRAINED_KEY, []).append(hook)
+
+
+async def drained(app: web.Application) -> None:
+    for hook in app.get(DRAINED_KEY, []):
+        try:
+            await hook(app)
+        except Exception:
+            log.exception("a drain hook failed")
+
+
 def on_listening(app: web.Application, hook: ListeningHook) -> None:
     """Run `hook(app)` once the gateway's port is bound (in registration order)."""
     app.setdefault(LISTENING_KEY, []).append(hook)

@@ -224,3 +224,23 @@ class TranscriptStore:
 
     def history(self, key: str) -> list[TranscriptEntry]:
         return list(self._by_key.get(key, ()))
+
+    async def shared_history(self, key: str) -> list[TranscriptEntry]:
+        """The history as every gateway on the Redis has written it (a shopper may have talked
+        through another gateway since this one started), merged with what this gateway has
+        not written there yet; this gateway's own copy when there is no Redis or it is away."""
+        local = self.history(key)
+        if self.journal is None:
+            return local
+        try:
+            kept = await self.journal.read(key)
+        except Exception as exc:
+            log.error("the shared history could not be read; this gateway's copy is shown",
+                      extra={"conversation": key, "error": repr(exc)})
+            return local
+        seen = {(e.role, e.ts, e.text) for e in kept}
+        merged = sorted([*kept, *(e for e in local if (e.role, e.ts, e.text) not in seen)], key=lambda e: e.ts)
+        entries = self._entries(key)
+        entries.clear()
+        entries.extend(merged)
+        return list(entries)

@@ -9,9 +9,11 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 import handoff
+from bot import serving
 from bot.config import Settings, ensure_data_keys, ensure_secret
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
+from bot.fanout import Fanout, RedisFanout
 from bot.inbox import Inbox, Liveness, MemoryInbox, RedisInbox, default_gateway_id
 from bot.metrics import Metrics
 from bot.plugins import Plugin, PluginContext
@@ -89,6 +91,7 @@ async def drain(app: web.Application, timeout: float) -> int:
     service.stop_accepting()
     left = await service.drained(timeout)
     log.info("drained", extra={"unanswered": left})
+    await serving.drained(app)  # the web chat closes its sockets with the reconnect hint
     return left
 
 
@@ -106,11 +109,13 @@ def create_app(settings: Settings) -> web.Application:
     redis_client = None
     journal = None
     liveness: Liveness | None = None
+    fanout = Fanout()
     if settings.redis_url:
         import redis.asyncio as redis_asyncio
 
         redis_client = redis_asyncio.from_url(settings.redis_url)  # type: ignore[no-untyped-call]
         liveness = Liveness(redis_client, settings.gateway_id or default_gateway_id())
+        fanout = RedisFanout(redis_client)
         deduper, inbox = RedisDeduper(redis_client), RedisInbox(redis_client, keys, liveness=liveness)
         journal = RedisTranscriptJournal(redis_client, keys)
     else:
@@ -128,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICE_KEY] = service
     app[DRAINING_KEY] = asyncio.Event()
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
-                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys))
+                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout)
     for _, setup in PLUGINS:
         setup(app, ctx)
 
@@ -137,6 +142,7 @@ def create_app(settings: Settings) -> web.Application:
         await service.transcripts.start()  # the history kept in Redis, before anything is added
         if liveness is not None:
             await liveness.start()  # this gateway's kept deliveries are its own while it beats
+        await fanout.start()  # the other gateways' frames for sockets held here
 
     app.on_startup.append(start_rasa_client)
     app[CHANNELS_KEY] = [name for name, setup in OPTIONAL_CHANNELS if setup(app, ctx)]
@@ -176,6 +182,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def on_cleanup(app: web.Application) -> None:
         await service.close()
+        await fanout.close()
         if liveness is not None:
             await liveness.stop()  # what is left unanswered goes to a survivor at once
         await service.transcripts.close()

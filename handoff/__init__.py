@@ -62,7 +62,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         raise ConfigError([str(exc)]) from exc
     store: HandoffStore = (RedisHandoffStore(redis_client, keys) if redis_client is not None
                            else MemoryHandoffStore())
-    hub = ConsoleHub(store, service, agents, clock=time.time)
+    hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
     service.add_hook(handoff)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
@@ -85,10 +85,14 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(REFRESH_SECONDS)
+                try:
+                    await hub.announce_presence()  # other gateways count agents signed in here
+                except Exception:
+                    log.exception("presence announcement failed")
                 if hub.sockets:
                     try:
                         await console.end_invalid_sessions()  # e.g. signed out on another gateway
-                        await hub.changed()
+                        await hub.changed_here()
                     except Exception:
                         log.exception("console refresh failed")
         tasks = [asyncio.create_task(loop(), name="console-refresh"), reconciled,

@@ -7,6 +7,8 @@ import asyncio
 import html
 import logging
 import os
+import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +16,7 @@ from typing import Any, Callable
 from aiohttp import WSMsgType, web
 
 from bot.config import Settings
+from bot.fanout import Fanout
 from bot.log import mask_name
 from bot.messages import ConversationRef
 from bot.plugins import Conversations
@@ -28,6 +31,8 @@ log = logging.getLogger("gateway.console")
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "console_session"
+FANOUT_TOPIC = "console"
+PRESENCE_FRESH_SECONDS = 30.0  # another gateway's word on who is signed in there counts this long
 MAX_TEXT = 4000
 SESSION_ENDED = 4401  # websocket close code: signed out, removed, or the password changed
 AGENTS_POLL_SECONDS = 1.0
@@ -40,16 +45,33 @@ class ConsoleHub(Listener):
     same agents (the dict the agents-file watcher updates in place) and the same clock."""
 
     def __init__(self, store: HandoffStore, conversations: Conversations, agents: dict[str, Agent],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], fanout: Fanout | None = None) -> None:
         self.store = store
         self.conversations = conversations
         self.agents = agents
         self.clock = clock
+        # A change or a transcript line made on any gateway reaches the consoles on every one.
+        self.fanout = fanout or Fanout()
+        self.fanout.subscribe(FANOUT_TOPIC, self._heard)
+        # Who is signed in on the other gateways: gateway -> (agents, when it last said so).
+        self.hub_id = uuid.uuid4().hex
+        self._elsewhere: dict[str, tuple[frozenset[str], float]] = {}
         self.sockets: dict[web.WebSocketResponse, str] = {}
         self.viewing: weakref.WeakKeyDictionary[web.WebSocketResponse, str] = weakref.WeakKeyDictionary()
 
     def online_agents(self) -> set[str]:
-        return set(self.sockets.values())
+        """Agents with a console open on this gateway or, as they last said, on another."""
+        here = set(self.sockets.values())
+        fresh = time.monotonic() - PRESENCE_FRESH_SECONDS
+        for agents, said_at in self._elsewhere.values():
+            if said_at >= fresh:
+                here |= agents
+        return here
+
+    async def announce_presence(self) -> None:
+        """Tell the other gateways who is signed in here (on every change, and periodically)."""
+        await self.fanout.publish(FANOUT_TOPIC, {"kind": "presence", "hub": self.hub_id,
+                                                 "agents": sorted(set(self.sockets.values()))})
 
     def agents_view(self) -> list[dict[str, Any]]:
         online = self.online_agents()
@@ -76,16 +98,39 @@ class ConsoleHub(Listener):
         }
 
     async def changed(self) -> None:
+        await self.announce_presence()
+        await self.fanout.publish(FANOUT_TOPIC, {"kind": "changed"})
+
+    async def entry(self, handoff: Handoff, entry: LogEntry) -> None:
+        await self.fanout.publish(FANOUT_TOPIC, {"kind": "entry", "key": handoff.key, "agent": handoff.agent,
+                                                 "entry": entry.to_dict()})
+
+    async def _heard(self, frame: dict[str, Any]) -> None:
+        if frame.get("kind") == "presence":
+            hub, agents = frame.get("hub"), frame.get("agents")
+            if isinstance(hub, str) and hub != self.hub_id and isinstance(agents, list):
+                self._elsewhere[hub] = (frozenset(a for a in agents if isinstance(a, str)), time.monotonic())
+        elif frame.get("kind") == "changed":
+            await self.changed_here()
+        elif frame.get("kind") == "entry" and isinstance(frame.get("key"), str) and isinstance(frame.get("entry"), dict):
+            await self._entry_here(frame["key"], frame.get("agent"), frame["entry"])
+
+    async def changed_here(self) -> None:
+        """Fresh state to the consoles on this gateway."""
+        if not self.sockets:
+            return
         active = await self.store.active()
         for ws, agent in list(self.sockets.items()):
             await self._send(ws, await self.state_for(agent, active))
 
-    async def entry(self, handoff: Handoff, entry: LogEntry) -> None:
-        current = await self.store.get(handoff.key)
-        owner = current.agent if current else handoff.agent
+    async def _entry_here(self, key: str, agent_then: Any, entry: dict[str, Any]) -> None:
+        if not self.sockets:
+            return
+        current = await self.store.get(key)
+        owner = current.agent if current else agent_then
         for ws, agent in list(self.sockets.items()):
-            if agent == owner or self.viewing.get(ws) == handoff.key:
-                await self._send(ws, {"type": "entry", "key": handoff.key, "entry": entry.to_dict()})
+            if agent == owner or self.viewing.get(ws) == key:
+                await self._send(ws, {"type": "entry", "key": key, "entry": entry})
 
     @staticmethod
     async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     service, settings, secret, keys, inbox = ctx.service, ctx.settings, ctx.secret, ctx.keys, ctx.inbox
     signer = SessionSigner(secret)
 
-    webchat_output = WebchatOutput()
+    webchat_output = WebchatOutput(ctx.fanout)
     service.register_output("webchat", webchat_output)
     uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url, keys=keys,
                       language_of=lambda conversation_id: service.language_of(ConversationRef("webchat", conversation_id).key),
@@ -66,6 +66,10 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         await webchat.stop_tracking()
 
     serving.every_while_listening(app, "webchat-takeover", TAKEOVER_SECONDS, webchat.replay_kept)
+    async def close_sockets_when_drained(app: web.Application) -> None:
+        await webchat.close_all()
+
+    serving.on_drained(app, close_sockets_when_drained)
     app.on_shutdown.append(close_sockets)
     serving.periodically(app, "expire-uploads", EXPIRE_EVERY_SECONDS, uploads.expire)
     return True

@@ -16,6 +16,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, Draining, QueueFull, Turn
+from bot.fanout import Fanout
 from bot.i18n import language_of_locale
 from bot.inbox import Inbox
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
@@ -37,17 +38,21 @@ FLOOD_CLOSE_AFTER = 50  # refused frames (invalid or over a limit) before the so
 # load balancer, to another gateway) and resend what was not acknowledged.
 RECONNECT_CLOSE_CODE = 1012
 RECONNECT_REASON = b"gateway restarting: reconnect"
+FANOUT_TOPIC = "webchat"
 SHOPPER_ERRORS = frozenset({"text_too_long", "empty_text", "queue_full", "invalid_customer", "invalid_attachment"})
 HELLO_BURST, HELLO_PER_SECOND = 3, 0.1  # per socket: a hello resends the whole history
 
 
 class WebchatOutput(OutputChannel):
-    """Pushes replies to every socket attached to a conversation (several tabs may be)."""
+    """Pushes replies to every socket attached to a conversation (several tabs may be), on
+    whichever gateway holds them (`bot/fanout.py`)."""
 
     name = CHANNEL
 
-    def __init__(self) -> None:
+    def __init__(self, fanout: Fanout | None = None) -> None:
         self._sockets: dict[str, weakref.WeakSet[web.WebSocketResponse]] = {}
+        self.fanout = fanout or Fanout()
+        self.fanout.subscribe(FANOUT_TOPIC, self._deliver_here)
 
     def attach(self, conversation_id: str, ws: web.WebSocketResponse) -> None:
         self._sockets.setdefault(conversation_id, weakref.WeakSet()).add(ws)
@@ -61,9 +66,18 @@ class WebchatOutput(OutputChannel):
 
     async def _broadcast(self, conversation_id: str, frame: dict[str, Any]) -> None:
         # A shopper who is not connected sees the reply in the history frame on resume.
+        await self.fanout.publish(FANOUT_TOPIC, {"conversation_id": conversation_id, "frame": frame})
+
+    async def _deliver_here(self, published: dict[str, Any]) -> None:
+        conversation_id, frame = published.get("conversation_id"), published.get("frame")
+        if not isinstance(conversation_id, str) or not isinstance(frame, dict):
+            return
         for ws in list(self._sockets.get(conversation_id, ())):
             if not ws.closed:
-                await ws.send_json(frame)
+                try:
+                    await ws.send_json(frame)
+                except ConnectionError:
+                    pass
 
     async def send_text(self, conversation_id: str, text: str) -> None:
         await self.send_reply(conversation_id, OutboundReply(text=text))
@@ -296,7 +310,7 @@ class _Connection:
         await self.ws.send_json({"type": "session", "conversation_id": conversation_id, "token": token,
                                  "resumed": resumed_id is not None})
         if resumed_id is not None:
-            history = self.owner.service.transcripts.history(f"{CHANNEL}:{conversation_id}")
+            history = await self.owner.service.transcripts.shared_history(f"{CHANNEL}:{conversation_id}")
             await self.ws.send_json({"type": "history", "messages": [e.to_dict() for e in history]})
         log.info("web chat session", extra={"conversation": conversation_id, "resumed": resumed_id is not None})
 

@@ -25,9 +25,10 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
         fake_rasa: FakeRasa, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "DATA_DIR": str(tmp_path / "data"),
-           "REDIS_URL": "", "LOG_LEVEL": "warning", "DRAIN_SECONDS": "10"}
+           "REDIS_URL": "", "LOG_LEVEL": "info", "DRAIN_SECONDS": "10"}
+    output = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=output, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -57,15 +58,19 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
 
             late = await chat.say("are you there?")  # arrives while draining: not acknowledged
             frames = []
+            ended: tuple[object, ...] = ()
             while True:
                 msg = await asyncio.wait_for(chat.ws.receive(), 15)
                 if msg.type != aiohttp.WSMsgType.TEXT:
+                    ended = (msg.type, msg.data, msg.extra)
                     break
                 frames.append(json.loads(msg.data))
             answered = [f for f in frames if f["type"] == "reply" and not f.get("holding")]
             assert answered and "after-sales assistant" in answered[0]["text"]  # the accepted one is answered
             assert not [f for f in frames if f["type"] == "ack" and f["id"] == late]
-            assert chat.ws.close_code == 1012  # "service restart": reconnect
+            said = (tmp_path / "gateway.log").read_text(errors="replace")
+            # The close frame the client got: 1012 "service restart", reconnect.
+            assert ended[0] == aiohttp.WSMsgType.CLOSE and ended[1] == 1012, (ended, said)
             await chat.session.close()
         assert proc.wait(timeout=30) == 0
     finally:
