@@ -56,20 +56,21 @@ def on_listening(app: web.Application, hook: ListeningHook) -> None:
     app.setdefault(LISTENING_KEY, []).append(hook)
 
 
+async def _repeat(name: str, every_seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception:
+            log.exception("periodic job failed", extra={"job": name})
+        await asyncio.sleep(every_seconds)
+
+
 def periodically(app: web.Application, name: str, every_seconds: float,
                  job: Callable[[], Awaitable[object]]) -> None:
     """Run `job` at start, then every `every_seconds`, in a task cancelled at shutdown; a
     failure is logged and the next run comes as planned (housekeeping: expiry, retention)."""
     async def context(app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                try:
-                    await job()
-                except Exception:
-                    log.exception("housekeeping failed", extra={"job": name})
-                await asyncio.sleep(every_seconds)
-
-        task = asyncio.create_task(loop(), name=name)
+        task = asyncio.create_task(_repeat(name, every_seconds, job), name=name)
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -84,16 +85,8 @@ def every_while_listening(app: web.Application, name: str, every_seconds: float,
     takes traffic). A failure is logged; the next run comes as planned."""
     tasks: list[asyncio.Task[None]] = []
 
-    async def loop() -> None:
-        while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("periodic job failed", extra={"job": name})
-            await asyncio.sleep(every_seconds)
-
     async def begin(app: web.Application) -> None:
-        tasks.append(asyncio.create_task(loop(), name=name))
+        tasks.append(asyncio.create_task(_repeat(name, every_seconds, job), name=name))
 
     async def end(app: web.Application) -> None:
         for task in tasks:

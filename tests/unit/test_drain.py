@@ -9,16 +9,13 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
 
-from gateway.rasa_runtime import REPO_ROOT
 from tests.conftest import ChatClient, free_port
 from tests.fake_rasa import FakeRasa
+from tests.gateway_process import start_gateway_process, stop, wait_ready
 
 
 async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
@@ -27,22 +24,11 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "DATA_DIR": str(tmp_path / "data"),
            "REDIS_URL": "", "LOG_LEVEL": "info", "DRAIN_SECONDS": "10"}
     output = (tmp_path / "gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=REPO_ROOT, env=env,
-                            stdout=output, stderr=subprocess.STDOUT)
+    proc = start_gateway_process(env, output)
     base = f"http://127.0.0.1:{port}"
     try:
+        await wait_ready(base, proc)
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(f"{base}/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, "the gateway did not come up"
-                await asyncio.sleep(0.2)
-
             chat = await ChatClient.connect(f"ws://127.0.0.1:{port}/webchat/ws")
             fake_rasa.delay_next(2.0, path="/webhooks/rest/webhook")  # Rasa is slow on this turn
             accepted = await chat.say("hello")
@@ -74,6 +60,4 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
             await chat.session.close()
         assert proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)

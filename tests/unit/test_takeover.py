@@ -8,32 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import aiohttp
-
-from gateway.rasa_runtime import REPO_ROOT
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
+from tests.gateway_process import start_gateway_process, stop, wait_ready
 
 WEBHOOK = "/webhooks/rest/webhook"
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as http:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                async with http.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "gateway A did not come up"
-            await asyncio.sleep(0.2)
 
 
 async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
@@ -43,8 +24,7 @@ async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "REDIS_URL": redis_url,
            "DATA_DIR": str(tmp_path / "a"), "GATEWAY_SECRET": survivor_settings.secret,
            "DATA_KEYS": survivor_settings.data_keys, "LOG_LEVEL": "warning"}
-    doomed = subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=REPO_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    doomed = start_gateway_process(env)
     try:
         await wait_ready(f"http://127.0.0.1:{port}", doomed)
         fake_rasa.hang_next(path=WEBHOOK, after=True)  # the turn runs; its answer never comes back
@@ -59,9 +39,7 @@ async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
         doomed.wait()
         await shopper.session.close()
     finally:
-        if doomed.poll() is None:
-            doomed.kill()
-            doomed.wait()
+        stop(doomed)
 
     survivor, runner = await start_gateway(survivor_settings)
     try:
