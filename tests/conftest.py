@@ -1,5 +1,10 @@
 """Shared fixtures: a real Rasa server and action server (trained model, started once per
-run), and real gateways on real ports talking to them."""
+run), a fake Rasa (tests/fake_rasa.py, one per test), and real gateways on real ports
+talking to them.
+
+Every test that (transitively) uses `rasa_install` — the real engine — is marked `e2e`
+here, so `pytest -m "not e2e"` (`./aftersales test-quick`) runs everything else and never
+starts Rasa."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from bot.sealing import DataKeys
 from bot.serving import serve
 from gateway.app import SERVICE_KEY, create_app
 from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
+from tests.fake_rasa import FakeRasa
 
 # The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
 # any fixture starts the action server, which inherits the environment; tests read the
@@ -49,6 +55,26 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+REAL_RASA = "rasa_install"  # the fixture every use of the real engine goes through
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real engine `e2e`: `-m "not e2e"` is then exactly
+    everything but the real-engine suite."""
+    for item in items:
+        if REAL_RASA in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
+_RUNNING: dict[str, pytest.Item] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _RUNNING["item"] = item
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,6 +83,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def rasa_install() -> tuple[Path, Path]:
+    item = _RUNNING.get("item")
+    if item is not None and item.get_closest_marker("e2e") is None:  # e.g. reached by getfixturevalue
+        pytest.fail(f"{item.nodeid} starts the real Rasa but is not marked e2e: ask for `rasa_stack` "
+                    "(or `rasa_install`) in its arguments", pytrace=False)
     venv = ensure_rasa_venv()
     return venv, ensure_model(venv)
 
@@ -73,6 +103,28 @@ def rasa_stack(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPat
         yield procs
     finally:
         procs.stop()
+
+
+@pytest.fixture
+async def fake_rasa() -> AsyncIterator[FakeRasa]:
+    """A fake Rasa (tests/fake_rasa.py) on its own port, for this test only: a tiny dialogue
+    with the flows' own texts, the tracker API, and fault injection."""
+    rasa = await FakeRasa().start()
+    try:
+        yield rasa
+    finally:
+        await rasa.close()
+
+
+@pytest.fixture
+def rasa_url(request: pytest.FixtureRequest) -> str:
+    """The Rasa a fixture's gateway talks to: the test's `fake_rasa`, or the real one when the
+    test asks for `rasa_stack` itself (its assertions need the real flows, orders or NLU)."""
+    if "rasa_stack" in request.fixturenames:
+        stack: RasaProcesses = request.getfixturevalue("rasa_stack")
+        return stack.rasa_url
+    fake: FakeRasa = request.getfixturevalue("fake_rasa")
+    return fake.url
 
 
 def make_settings(tmp_path: Path, rasa_url: str, **overrides: Any) -> Settings:

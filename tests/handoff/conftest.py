@@ -4,6 +4,7 @@ that signs in over HTTP and speaks the console websocket protocol."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -11,17 +12,23 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.rasa_runtime import RasaProcesses
-from handoff.agents import write_agents_file
+from handoff.agents import Agent, hash_password, save_agents
 from tests.conftest import RunningGateway, make_settings, start_gateway
 
 TEAM = {"alice": ("Alice Chen", "alice-pw"), "bob": ("Bob Li", "bob-pw"), "carol": ("Carol Wu", "carol-pw")}
 
 
+@functools.cache
+def team_agents() -> dict[str, Agent]:
+    """The team with hashed passwords, hashed once per run (200,000 PBKDF2 rounds each: a
+    third of a second per test otherwise)."""
+    return {user: Agent(user, name, hash_password(password)) for user, (name, password) in TEAM.items()}
+
+
 def team_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     agents_file = tmp_path / "agents.yml"
     if not agents_file.exists():
-        write_agents_file(agents_file, TEAM)
+        save_agents(agents_file, team_agents())  # what write_agents_file(agents_file, TEAM) writes
     return {"AGENTS_FILE": str(agents_file), **extra}
 
 
@@ -76,9 +83,10 @@ class ConsoleClient:
 
 
 @pytest.fixture
-async def team_gateway(rasa_stack: RasaProcesses, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    running, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url,
-                                                        environ=team_environ(tmp_path)))
+async def team_gateway(rasa_url: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway with the team of agents, in front of the fake Rasa (the real one for a test
+    that asks for `rasa_stack`)."""
+    running, runner = await start_gateway(make_settings(tmp_path, rasa_url, environ=team_environ(tmp_path)))
     try:
         yield running
     finally:

@@ -18,9 +18,8 @@ from gateway.rasa_runtime import RasaProcesses
 from handoff import HANDOFF_KEY
 from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, start_gateway
 from tests.e2e.test_rasa_contracts import SocketIOShopper
+from tests.fake_rasa import FakeRasa
 from tests.handoff.conftest import ConsoleClient, team_environ
-
-pytestmark = pytest.mark.e2e
 
 
 async def rasa_events(rasa_url: str, conversation_key: str) -> list[str]:
@@ -44,7 +43,7 @@ async def ask_for_a_person(chat: ChatClient, text: str = "I want to talk to a hu
 
 
 async def test_handoff_to_an_agent_and_back_to_the_bot(team_gateway: RunningGateway,
-                                                       rasa_stack: RasaProcesses) -> None:
+                                                       fake_rasa: FakeRasa) -> None:
     alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
     chat = await ChatClient.connect(team_gateway.ws_url)
     key = f"webchat:{chat.conversation_id}"
@@ -81,7 +80,7 @@ async def test_handoff_to_an_agent_and_back_to_the_bot(team_gateway: RunningGate
         assert entry["entry"] == {**entry["entry"], "role": "shopper", "text": "are you a bot?"}
         with pytest.raises(TimeoutError):
             await chat.next_frame("reply", timeout=1.5)
-        assert "pause" in await rasa_events(rasa_stack.rasa_url, key)
+        assert "pause" in await rasa_events(fake_rasa.url, key)
 
         await alice.send(type="reply", key=key, text="Sorry about that! A replacement is on its way.")
         reply = await chat.next_frame("reply")
@@ -91,7 +90,7 @@ async def test_handoff_to_an_agent_and_back_to_the_bot(team_gateway: RunningGate
 
         await alice.send(type="hand_back", key=key)
         assert "back with the assistant" in (await chat.next_frame("reply"))["text"]
-        assert (await rasa_events(rasa_stack.rasa_url, key))[-1] == "resume"
+        assert (await rasa_events(fake_rasa.url, key))[-1] == "resume"
         await chat.say("thanks")
         assert (await chat.next_frame("reply"))["text"].startswith("You're welcome")  # the bot answers again
     finally:
@@ -129,14 +128,14 @@ async def test_no_agent_online_creates_a_ticket_and_says_when(team_gateway: Runn
         await chat.close()
 
 
-async def test_outside_working_hours_is_said_honestly(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+async def test_outside_working_hours_is_said_honestly(fake_rasa: FakeRasa, tmp_path: Path) -> None:
     now = dt.datetime.now(ZoneInfo("Asia/Shanghai"))
     closed_from = (now + dt.timedelta(hours=2)).strftime("%H:00")
     closed_to = (now + dt.timedelta(hours=3)).strftime("%H:00")
     if closed_to <= closed_from:  # crossing midnight: pick another window that excludes now
         closed_from, closed_to = (now - dt.timedelta(hours=3)).strftime("%H:00"), (now - dt.timedelta(hours=2)).strftime("%H:00")
     environ = team_environ(tmp_path, HANDOFF_HOURS=f"{closed_from}-{closed_to}", HANDOFF_TIMEZONE="Asia/Shanghai")
-    running, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url, environ=environ))
+    running, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url, environ=environ))
     alice = await ConsoleClient.sign_in(running.url, "alice")  # online, but the shop is closed
     chat = await ChatClient.connect(running.ws_url)
     try:
@@ -260,11 +259,11 @@ async def test_repeated_wrong_passwords_lock_out(team_gateway: RunningGateway) -
 
 
 async def test_behind_a_trusted_proxy_a_guessed_account_locks_only_for_its_guesser(
-        rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path) -> None:
     """Behind the shop's proxy every agent arrives from one address: guessing at bob's account
     must not lock alice out, nor bob signing in from his own desk."""
     import ipaddress
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path),
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path),
                              trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
     running, runner = await start_gateway(settings)
     login = f"{running.url}/console/login"
@@ -379,10 +378,10 @@ async def _closed_code(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0
                 return ws.close_code
 
 
-async def test_sign_out_ends_the_open_console_at_once_and_for_good(rasa_stack: RasaProcesses,
+async def test_sign_out_ends_the_open_console_at_once_and_for_good(fake_rasa: FakeRasa,
                                                                     tmp_path: Path) -> None:
     """A signed-out cookie must not work again, not on an open socket, not after a restart."""
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path))
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path))
     gateway, runner = await start_gateway(settings)
     alice = await ConsoleClient.sign_in(gateway.url, "alice")
     cookie = alice.session.cookie_jar.filter_cookies(URL(gateway.url + "/console"))["console_session"].value
@@ -434,9 +433,9 @@ async def test_removing_an_agent_or_changing_a_password_ends_their_sessions(team
             await client.close()
 
 
-async def test_with_redis_a_sign_out_holds_on_every_gateway(rasa_stack: RasaProcesses, tmp_path: Path,
+async def test_with_redis_a_sign_out_holds_on_every_gateway(fake_rasa: FakeRasa, tmp_path: Path,
                                                             redis_url: str) -> None:
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path), redis_url=redis_url)
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path), redis_url=redis_url)
     first, first_runner = await start_gateway(settings)
     second, second_runner = await start_gateway(dataclasses.replace(settings, port=free_port()))
     try:
@@ -455,9 +454,9 @@ async def test_with_redis_a_sign_out_holds_on_every_gateway(rasa_stack: RasaProc
         await first_runner.cleanup()
 
 
-async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcesses, tmp_path: Path,
+async def test_redis_restart_keeps_queue_and_assignments(fake_rasa: FakeRasa, tmp_path: Path,
                                                          redis_url: str) -> None:
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path), redis_url=redis_url)
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path), redis_url=redis_url)
     first, runner = await start_gateway(settings)
     alice = await ConsoleClient.sign_in(first.url, "alice")
     claimed_chat = await ChatClient.connect(first.ws_url)
@@ -495,7 +494,7 @@ async def test_redis_restart_keeps_queue_and_assignments(rasa_stack: RasaProcess
 
 
 async def test_agent_takes_over_a_conversation_from_the_live_list(team_gateway: RunningGateway,
-                                                                  rasa_stack: RasaProcesses) -> None:
+                                                                  fake_rasa: FakeRasa) -> None:
     chat = await ChatClient.connect(team_gateway.ws_url)
     key = f"webchat:{chat.conversation_id}"
     alice = await ConsoleClient.sign_in(team_gateway.url, "alice")
@@ -521,8 +520,8 @@ async def test_agent_takes_over_a_conversation_from_the_live_list(team_gateway: 
 
 
 @pytest.mark.parametrize("agent_online", [True, False])
-async def test_a_severe_complaint_gets_one_honest_promise_not_two(team_gateway: RunningGateway,
-                                                                  agent_online: bool) -> None:
+async def test_a_severe_complaint_gets_one_honest_promise_not_two(team_gateway: RunningGateway, agent_online: bool,
+                                                                  rasa_stack: RasaProcesses) -> None:
     alice = await ConsoleClient.sign_in(team_gateway.url, "alice") if agent_online else None
     chat = await ChatClient.connect(team_gateway.ws_url)
     try:
@@ -544,9 +543,9 @@ async def test_a_severe_complaint_gets_one_honest_promise_not_two(team_gateway: 
 
 
 async def test_a_gateway_restart_mid_handoff_puts_the_shopper_back_in_the_queue(
-        rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path) -> None:
     """Memory store: the restart forgets the handoff, Rasa still has the conversation paused."""
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path))
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path))
     first, runner = await start_gateway(settings)
     chat = await ChatClient.connect(first.ws_url)
     token = chat.token

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.handoff.conftest import team_environ
-
-pytestmark = pytest.mark.e2e
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -37,11 +35,11 @@ async def wait_port(port: int) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-async def test_redis_stopped_mid_conversation_then_started(rasa_stack: RasaProcesses, tmp_path: Path) -> None:
+async def test_redis_stopped_mid_conversation_then_started(fake_rasa: FakeRasa, tmp_path: Path) -> None:
     port = free_port()
     redis_proc = start_redis(port, tmp_path)
     await wait_port(port)
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=team_environ(tmp_path),
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_environ(tmp_path),
                              redis_url=f"redis://127.0.0.1:{port}/0")
     running, runner = await start_gateway(settings)
     chat = await ChatClient.connect(running.ws_url)

@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import RunningGateway, make_settings, start_gateway
 from tests.slack.fake_web_api import ApiCall, FakeSlackApi
 
@@ -142,10 +141,9 @@ async def fake_slack() -> AsyncIterator[FakeSlackApi]:
 
 
 @pytest.fixture
-async def slack_gateway(rasa_stack: RasaProcesses, tmp_path: Path,
-                        fake_slack: FakeSlackApi) -> AsyncIterator[SlackGateway]:
-    """A gateway with Slack (HTTP mode) against the fake Web API, in front of the real Rasa."""
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=slack_env(fake_slack))
+async def slack_gateway(rasa_url: str, tmp_path: Path, fake_slack: FakeSlackApi) -> AsyncIterator[SlackGateway]:
+    """A gateway with Slack (HTTP mode) against the fake Web API, in front of the fake Rasa (`rasa_url`)."""
+    settings = make_settings(tmp_path, rasa_url, environ=slack_env(fake_slack))
     running, runner = await start_gateway(settings)
     http = aiohttp.ClientSession()
     try:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port, make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.slack.conftest import SlackClient, dm, new_id, slack_env
 from tests.slack.fake_web_api import FakeSlackApi
 
 
 async def test_an_acknowledged_message_is_answered_after_a_restart_and_retries_stay_duplicates(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake_slack: FakeSlackApi, redis_url: str) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake_slack: FakeSlackApi, redis_url: str) -> None:
     env, channel, event_id = slack_env(fake_slack), new_id("D"), new_id("Ev")
     dead_rasa = f"http://127.0.0.1:{free_port()}"
     async with aiohttp.ClientSession() as http:
@@ -27,7 +27,7 @@ async def test_an_acknowledged_message_is_answered_after_a_restart_and_retries_s
         finally:
             await runner.cleanup()  # the gateway stops before Rasa came back
 
-        second, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url, redis_url=redis_url,
+        second, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url, redis_url=redis_url,
                                                            environ=env))
         try:
             answer = (await fake_slack.wait_for_posts(channel, 2))[1]
@@ -37,7 +37,7 @@ async def test_an_acknowledged_message_is_answered_after_a_restart_and_retries_s
 
         # A third start, with fresh memory: nothing is replayed twice, and Slack's late retry of
         # the same event is recognised from Redis and not answered again.
-        third, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url, redis_url=redis_url,
+        third, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url, redis_url=redis_url,
                                                           environ=env))
         try:
             retry = await SlackClient(third.url, http).event(dm("hello", channel), event_id=event_id, retry_num=3)
@@ -49,9 +49,9 @@ async def test_an_acknowledged_message_is_answered_after_a_restart_and_retries_s
 
 
 async def test_when_redis_is_down_the_delivery_is_refused_so_slack_retries_it(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
     channel = new_id("D")
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    settings = make_settings(tmp_path, fake_rasa.url, redis_url=f"redis://127.0.0.1:{free_port()}/0",
                              environ=slack_env(fake_slack))
     gateway, runner = await start_gateway(settings)
     try:

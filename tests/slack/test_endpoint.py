@@ -15,8 +15,8 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from bot.config import ConfigError
 from channels.slack.config import load_slack_config
 from gateway.app import CHANNELS_KEY, create_app
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.slack.conftest import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -123,12 +123,12 @@ def test_wrong_settings_stop_the_start_with_every_problem_named_and_no_secret_sh
     assert BOT_TOKEN not in repr(config) and SIGNING_SECRET not in repr(config)
 
 
-async def test_a_gateway_that_cannot_bind_does_not_start_on_slack(rasa_stack: RasaProcesses, tmp_path: Path,
+async def test_a_gateway_that_cannot_bind_does_not_start_on_slack(fake_rasa: FakeRasa, tmp_path: Path,
                                                                   fake_slack: FakeSlackApi) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        settings = make_settings(tmp_path, rasa_stack.rasa_url, port=taken.getsockname()[1],
+        settings = make_settings(tmp_path, fake_rasa.url, port=taken.getsockname()[1],
                                  environ=slack_env(fake_slack))
         with pytest.raises(OSError):
             await start_gateway(settings)

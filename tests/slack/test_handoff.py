@@ -7,18 +7,18 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.rasa_runtime import RasaProcesses
 from handoff.agents import write_agents_file
 from tests.conftest import make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.handoff.conftest import ConsoleClient
 from tests.slack.conftest import FakeSlackApi, SlackClient, dm, new_id, slack_env
 
 
-async def test_slack_buyer_is_handed_to_an_agent_and_back(rasa_stack: RasaProcesses, tmp_path: Path,
+async def test_slack_buyer_is_handed_to_an_agent_and_back(fake_rasa: FakeRasa, tmp_path: Path,
                                                           fake_slack: FakeSlackApi) -> None:
     agents = tmp_path / "agents.yml"
     write_agents_file(agents, {"alice": ("Alice Chen", "alice-pw")})
-    settings = make_settings(tmp_path, rasa_stack.rasa_url,
+    settings = make_settings(tmp_path, fake_rasa.url,
                              environ={**slack_env(fake_slack), "AGENTS_FILE": str(agents)})
     gateway, runner = await start_gateway(settings)
     channel = new_id("D")

@@ -8,8 +8,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.messages import OutboundReply
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port, make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.slack.conftest import SlackClient, SlackGateway, click_payload, dm, new_id, slack_env
 from tests.slack.fake_web_api import FakeSlackApi
 
@@ -68,11 +68,11 @@ async def test_a_shopper_who_keeps_writing_while_unanswered_is_asked_to_wait(
 
 
 async def test_messages_sent_while_the_first_is_unanswered_are_all_answered_in_order(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
     """The one full-queue policy (bot/intake.py): Slack was told each message arrived, so none
     is refused; the ones beyond the limit wait, and the shopper is told so once."""
     channel = new_id("D")
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=slack_env(fake_slack),
+    settings = make_settings(tmp_path, fake_rasa.url, environ=slack_env(fake_slack),
                              max_pending_per_conversation=1)
     gateway, runner = await start_gateway(settings)
     try:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.slack.conftest import APP_TOKEN, click_payload, dm, event_body, new_id, slack_env
 from tests.slack.fake_web_api import FakeSlackApi
 
 
 async def test_socket_mode_acks_envelopes_and_answers_messages_and_clicks(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake_slack: FakeSlackApi) -> None:
     channel, event_id = new_id("D"), new_id("Ev")
-    settings = make_settings(tmp_path, rasa_stack.rasa_url, environ=slack_env(fake_slack, mode="socket"))
+    settings = make_settings(tmp_path, fake_rasa.url, environ=slack_env(fake_slack, mode="socket"))
     gateway, runner = await start_gateway(settings)
     try:
         [opened] = await fake_slack.wait_for(lambda: fake_slack.calls_of("apps.connections.open"), 15)

@@ -1,5 +1,5 @@
 """Fixtures for the Telegram channel: a fake Bot API server, and real gateways (in front of the
-shared real Rasa) whose real aiogram client is pointed at it."""
+test's fake Rasa) whose real aiogram client is pointed at it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 
 from channels.telegram import TELEGRAM_KEY, TelegramChannel
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import RunningGateway, free_port, make_settings, start_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 
@@ -28,7 +27,7 @@ def new_token() -> str:
 
 
 def new_chat_id() -> int:
-    """A fresh chat per test: Rasa keeps one tracker per chat for the whole run."""
+    """A fresh chat per test: a real Rasa keeps one tracker per chat for the whole run."""
     return random.randint(10**9, 2 * 10**9)
 
 
@@ -99,9 +98,9 @@ async def fake() -> AsyncIterator[FakeBotAPI]:
 
 
 @pytest.fixture
-async def tg(rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> AsyncIterator[TelegramGateway]:
-    """A webhook-mode gateway (memory deduper/inbox) in front of the real Rasa."""
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake) as running:
+async def tg(rasa_url: str, tmp_path: Path, fake: FakeBotAPI) -> AsyncIterator[TelegramGateway]:
+    """A webhook-mode gateway (memory deduper/inbox) in front of the fake Rasa (`rasa_url`)."""
+    async with telegram_gateway(tmp_path, rasa_url, fake) as running:
         yield running
 
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 import redis.asyncio as redis_asyncio
 
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port
+from tests.fake_rasa import FakeRasa
 from tests.telegram.conftest import new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
-
-pytestmark = pytest.mark.e2e
 
 
 def unreachable_rasa() -> str:
@@ -38,7 +35,7 @@ async def eventually_empty(redis_url: str, fake: FakeBotAPI, timeout: float = 5.
 
 
 async def test_webhook_update_acknowledged_before_a_restart_is_answered_after_it(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI, redis_url: str) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI, redis_url: str) -> None:
     chat_id = new_chat_id()
     update = fake.text_update(chat_id, "hello")
     async with telegram_gateway(tmp_path, unreachable_rasa(), fake, redis_url=redis_url) as first:
@@ -48,7 +45,7 @@ async def test_webhook_update_acknowledged_before_a_restart_is_answered_after_it
         await first.stop()  # the process goes away before the answer
     assert await kept_updates(redis_url, fake) == [f"{fake.bot_id}:{update['update_id']}"]
 
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, redis_url=redis_url):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=redis_url):
         replies = await fake.wait_sent(chat_id, 2)
         assert "after-sales assistant" in replies[1].params["text"]
         await eventually_empty(redis_url, fake)  # answered: no longer kept
@@ -59,7 +56,7 @@ async def test_webhook_update_acknowledged_before_a_restart_is_answered_after_it
 
 
 async def test_polled_update_confirmed_before_a_restart_is_answered_after_it(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI, redis_url: str) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI, redis_url: str) -> None:
     chat_id = new_chat_id()
     update = fake.queue_update(fake.text_update(chat_id, "hello"))
     async with telegram_gateway(tmp_path, unreachable_rasa(), fake, mode="polling", redis_url=redis_url) as first:
@@ -67,7 +64,7 @@ async def test_polled_update_confirmed_before_a_restart_is_answered_after_it(
         await first.stop()
     assert not fake.pending_updates()  # Telegram will not send it again: only the gateway has it
 
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, mode="polling", redis_url=redis_url):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling", redis_url=redis_url):
         await fake.wait_until(lambda: any("after-sales assistant" in t for t in fake.texts(chat_id)))
         fake.queue_update(dict(update))  # served again anyway: still answered once
         await fake.wait_until(lambda: not fake.pending_updates())
@@ -76,10 +73,10 @@ async def test_polled_update_confirmed_before_a_restart_is_answered_after_it(
 
 
 async def test_without_a_working_redis_updates_are_refused_not_lost(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, redis_url=dead_redis):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=dead_redis):
         assert await fake.deliver(fake.text_update(chat_id, "hello")) == 503  # Telegram retries later
         await fake.quiet(1.0)
         assert fake.sent(chat_id, ok_only=False) == []

@@ -6,11 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.telegram.conftest import TelegramGateway
-
-pytestmark = pytest.mark.e2e
 
 PHOTO = b"\xff\xd8\xff\xe0 fake jpeg of a crushed shoe box " * 50
 RECEIPT = b"%PDF-1.4 fake receipt"

@@ -4,12 +4,9 @@ relays through the Telegram channel without knowing it is Telegram."""
 from __future__ import annotations
 
 import aiohttp
-import pytest
 
 from handoff import HANDOFF_KEY
 from tests.telegram.conftest import TelegramGateway
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_a_telegram_shopper_is_handed_to_an_agent_and_back(tg: TelegramGateway, chat_id: int) -> None:

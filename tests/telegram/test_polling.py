@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from gateway.rasa_runtime import RasaProcesses
+from tests.fake_rasa import FakeRasa
 from tests.telegram.conftest import new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 
-pytestmark = pytest.mark.e2e
-
 
 async def test_polling_end_to_end_survives_telegram_errors_and_confirms_updates(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
     fake.webhook_url = "https://old.example/telegram/webhook"  # left over from an earlier set-up
     fake.fail_next("getUpdates", 2, status=500)
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, mode="polling"):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling"):
         hello = fake.queue_update(fake.text_update(chat_id, "hello"))
         [greeting] = await fake.wait_sent(chat_id)
         assert "after-sales assistant" in greeting.params["text"]
@@ -35,10 +31,10 @@ async def test_polling_end_to_end_survives_telegram_errors_and_confirms_updates(
 
 
 async def test_polling_answers_an_update_served_twice_once(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
     update = fake.text_update(chat_id, "hello")
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, mode="polling"):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling"):
         fake.queue_update(update)
         await fake.wait_sent(chat_id)
         fake.queue_update(dict(update))  # Telegram serves it again (e.g. the offset was not confirmed)

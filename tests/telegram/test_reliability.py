@@ -11,11 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.rasa_runtime import RasaProcesses
+from tests.fake_rasa import FakeRasa
 from tests.telegram.conftest import TelegramGateway, new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_rate_limit_delays_replies_without_losing_or_reordering_them(tg: TelegramGateway, chat_id: int) -> None:
@@ -86,9 +84,9 @@ async def test_server_errors_are_retried_and_the_reply_arrives(tg: TelegramGatew
 
 
 async def test_a_telegram_outage_is_bounded_and_does_not_block_web_chat(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
-    async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, TELEGRAM_SEND_RETRIES="2") as tg:
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, TELEGRAM_SEND_RETRIES="2") as tg:
         fake.fail_next("sendMessage", 1000, status=502)
         fake.fail_next("sendChatAction", 1000, status=502)
         assert await fake.deliver(fake.text_update(chat_id, "hello")) == 200

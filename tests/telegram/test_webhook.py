@@ -11,12 +11,10 @@ import aiohttp
 import pytest
 
 from bot.messages import Button, OutboundReply
-from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import make_settings, start_gateway
+from tests.fake_rasa import FakeRasa
 from tests.telegram.conftest import WEBHOOK_SECRET, TelegramGateway
 from tests.telegram.fake_bot_api import SECRET_HEADER, FakeBotAPI
-
-pytestmark = pytest.mark.e2e
 
 
 def keyboard(call_params: dict[str, object]) -> list[tuple[str, str]]:
@@ -170,14 +168,14 @@ async def test_a_text_longer_than_the_gateways_limit_is_cut_like_every_channel_c
 
 
 async def test_a_gateway_that_cannot_bind_never_points_the_webhook_at_itself(
-        rasa_stack: RasaProcesses, tmp_path: Path, fake: FakeBotAPI) -> None:
+        fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     """Port taken: the start fails with a clear error and Telegram's webhook is left alone
     (before, setWebhook ran first and pointed the bot at a gateway that was not there)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = make_settings(tmp_path, rasa_stack.rasa_url, port=port, public_url=f"http://127.0.0.1:{port}",
+        settings = make_settings(tmp_path, fake_rasa.url, port=port, public_url=f"http://127.0.0.1:{port}",
                                  environ={"TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_BASE": fake.base_url,
                                           "TELEGRAM_MODE": "webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET})
         with pytest.raises(OSError):

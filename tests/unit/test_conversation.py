@@ -1,5 +1,6 @@
-"""The conversation service on its own: a recording output channel in front, the real
-Rasa (or a port where nothing listens, for outages) behind."""
+"""The conversation service on its own: a recording output channel in front, the fake Rasa
+(or a port where nothing listens, for outages; the real Rasa without its action server for
+a crashed action) behind."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.messages import InboundMessage, OutboundReply
 from bot.rasa_client import RasaClient
 from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import free_port
+from tests.fake_rasa import FakeRasa
 
 
 class RecordingOutput(OutputChannel):
@@ -62,8 +64,8 @@ async def make_service(rasa_url: str, **kwargs: float) -> tuple[ConversationServ
 
 
 @pytest.fixture
-async def live(rasa_stack: RasaProcesses) -> AsyncIterator[tuple[ConversationService, RecordingOutput]]:
-    service, output = await make_service(rasa_stack.rasa_url)
+async def live(fake_rasa: FakeRasa) -> AsyncIterator[tuple[ConversationService, RecordingOutput]]:
+    service, output = await make_service(fake_rasa.url)
     yield service, output
     await service.close()
     await service.rasa.close()
