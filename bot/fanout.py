@@ -6,8 +6,9 @@ gateway than the one holding the shopper's socket. `RedisFanout` publishes each 
 Redis pub/sub channel per topic; every gateway, this one included, hears it and hands it to
 its local handler. Frames of one conversation stay in order: one gateway publishes them one
 after the other on one connection, and Redis delivers in that order. `LocalFanout` (no
-Redis) hands frames to the handler directly. If Redis cannot take a frame, it is handed to
-the local handler, so a socket on this gateway still gets it.
+Redis) hands frames to the handler directly. If Redis cannot take a frame, or this gateway
+is not subscribed at the moment (Redis came back, the subscription is being renewed), the
+frame is handed to the local handler too, so a socket on this gateway still gets it.
 """
 
 from __future__ import annotations
@@ -61,17 +62,20 @@ class RedisFanout(Fanout):
         self._subscribed = asyncio.Event()
 
     async def publish(self, topic: str, frame: dict[str, Any]) -> None:
+        hearing = self._subscribed.is_set()  # else this gateway would not hear its own frame
         try:
             await self.redis.publish(self.prefix + topic, json.dumps(frame, ensure_ascii=False))
         except Exception as exc:
             log.error("cannot publish a frame to the other gateways; delivered here only",
                       extra={"topic": topic, "error": repr(exc)})
+            hearing = False
+        if not hearing:
             await self._deliver(topic, frame)
 
     async def start(self) -> None:
         self._reader = asyncio.create_task(self._read_forever(), name="fanout-reader")
         try:  # frames published from now on reach this gateway's sockets
-            await asyncio.wait_for(self._subscribed.wait(), 5.0)
+            await asyncio.wait_for(self._subscribed.wait(), 1.0)
         except TimeoutError:
             log.error("not subscribed to the other gateways' frames yet (Redis away?); retrying")
 
@@ -104,6 +108,7 @@ class RedisFanout(Fanout):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._subscribed.clear()
                 attempt += 1
                 log.error("lost the other gateways' frames (Redis away?); resubscribing",
                           extra={"error": repr(exc)})

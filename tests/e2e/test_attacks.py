@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from bot.log import JsonFormatter, TextFormatter
+from gateway.app import NOTICES_KEY
 from gateway.rasa_runtime import RasaProcesses
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
@@ -125,7 +126,7 @@ async def test_pages_carry_security_headers_and_the_demo_password_is_not_printed
     settings = make_settings(tmp_path, rasa_stack.rasa_url, webchat_allowed_origins=("https://shop.example",))
     gateway, runner = await start_gateway(settings)
     try:
-        printed = capsys.readouterr().out
+        printed = "\n".join(gateway.app[NOTICES_KEY])  # what the CLI prints to the operator
         secret_file = settings.data_dir / "agents.yml"
         password_file = secret_file.with_name("demo-agent-password.txt")
         password = password_file.read_text().strip()

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
+import redis.asyncio as redis_asyncio
 
-from gateway.rasa_runtime import RasaProcesses
+from gateway.rasa_runtime import RasaProcesses, tracker_name
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 
 pytestmark = pytest.mark.e2e
@@ -64,6 +65,11 @@ async def test_turns_are_shared_and_a_killed_server_loses_nothing(
         metrics = gateway.service.metrics
         sent = {p.rasa_url: metrics.value("rasa_requests_total", rasa=p.rasa_url) for p in two_rasa}
         assert all(n > 0 for n in sent.values()), sent  # both servers took requests
+        client = redis_asyncio.from_url(redis_url)
+        try:  # the conversation is in Redis, where either server finds it (not in one's memory)
+            assert await client.exists(tracker_name(f"webchat:{chat.conversation_id}"))
+        finally:
+            await client.aclose()
 
         # Kill -9 whichever server is running the next turn, while it runs it.
         await chat.say("I changed my mind")
