@@ -201,7 +201,7 @@ class RasaClient:
 
     async def is_ready(self) -> bool:
         """True when at least one server answers and has a model loaded."""
-        return any(await asyncio.gather(*(self._server_ready(server) for server in self.servers)))
+        return bool(await self.ready_servers())
 
     async def ready_servers(self) -> list[str]:
         """The URLs of the servers that answer with a model loaded."""

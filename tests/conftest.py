@@ -14,6 +14,7 @@ import os
 import socket
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -95,11 +96,17 @@ def rasa_install() -> tuple[Path, Path]:
 def rasa_stack(rasa_install: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaProcesses]:
     """The real Rasa server + action server, shared by the whole run."""
     venv, model = rasa_install
-    procs = RasaProcesses(venv=venv, model=model, rasa_port=free_port(), actions_port=free_port(),
-                          log_dir=tmp_path_factory.mktemp("rasa-logs"))
+    with running(RasaProcesses(venv=venv, model=model, rasa_port=free_port(), actions_port=free_port(),
+                               log_dir=tmp_path_factory.mktemp("rasa-logs"))) as procs:
+        yield procs
+
+
+@contextmanager
+def running(procs: RasaProcesses, timeout: float = 240) -> Iterator[RasaProcesses]:
+    """Both Rasa processes started and answering; stopped afterwards."""
     procs.start()
     try:
-        procs.wait_ready(timeout=240)
+        procs.wait_ready(timeout=timeout)
         yield procs
     finally:
         procs.stop()

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from gateway.rasa_runtime import RasaProcesses, tracker_name
-from tests.conftest import free_port, make_settings, start_gateway
+from tests.conftest import free_port, make_settings, running, start_gateway
 from tests.e2e.test_data_protection import cli
 
 pytestmark = pytest.mark.e2e
@@ -26,15 +26,10 @@ pytestmark = pytest.mark.e2e
 async def rasa_on_redis(rasa_install: tuple[Path, Path], tmp_path: Path,
                         redis_url: str) -> AsyncIterator[RasaProcesses]:
     venv, model = rasa_install
-    procs = RasaProcesses(venv=venv, model=model, rasa_port=free_port(), actions_port=free_port(),
-                          log_dir=tmp_path / "rasa-logs", redis_url=redis_url,
-                          data_keys=make_settings(tmp_path, "").data_keys)  # the default prefix: the CLI finds it
-    procs.start()
-    try:
-        procs.wait_ready(timeout=240)
+    with running(RasaProcesses(venv=venv, model=model, rasa_port=free_port(), actions_port=free_port(),
+                               log_dir=tmp_path / "rasa-logs", redis_url=redis_url,
+                               data_keys=make_settings(tmp_path, "").data_keys)) as procs:  # the default key prefix
         yield procs
-    finally:
-        procs.stop()
 
 
 async def test_a_rasa_restart_keeps_forms_pauses_and_seals_what_was_said(

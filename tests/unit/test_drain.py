@@ -61,3 +61,4 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
         assert proc.wait(timeout=30) == 0
     finally:
         stop(proc)
+        output.close()
