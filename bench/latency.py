@@ -104,7 +104,7 @@ async def run_round(kind: str, target: str, shoppers: int, turns: int) -> Sample
 def start_gateway(rasa_url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, GATEWAY_PORT=str(port), RASA_URL=rasa_url, LOG_LEVEL="warning",
                DATA_DIR=str(data_dir), WEBCHAT_RATE_BURST="100000", WEBCHAT_RATE_PER_SECOND="100000")
-    return subprocess.Popen([sys.executable, "-m", "bot", "gateway"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "gateway", "gateway"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
