@@ -184,6 +184,15 @@ class OutboundReply:
             "author": self.author,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "OutboundReply":
+        """The reply `to_dict` gave (kept in an outbox, read back on any gateway)."""
+        custom = data.get("custom")
+        return cls(text=data.get("text"), buttons=tuple(Button(title=str(b["title"]), payload=str(b["payload"]))
+                                                       for b in data.get("buttons") or ()),
+                   image=data.get("image"), custom=dict(custom) if isinstance(custom, Mapping) else None,
+                   holding=bool(data.get("holding")), author=data.get("author"))
+
     def to_rasa_dict(self, recipient_id: str) -> dict[str, Any]:
         """The shape Rasa's REST channel returns, for clients written against Rasa."""
         out: dict[str, Any] = {"recipient_id": recipient_id}

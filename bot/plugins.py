@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper
 from bot.fanout import Fanout
-from bot.inbox import Inbox
+from bot.inbox import Inbox, Liveness
 from bot.messages import OutboundReply
 from bot.sealing import DataKeys
 from bot.transcript import TranscriptEntry
@@ -65,6 +65,7 @@ class PluginContext:
     redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
     cases: CaseReader = no_cases
     fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
+    liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
     # never prints. `{base}` stands for the gateway's base URL.
     notices: list[str] = field(default_factory=list)

@@ -133,7 +133,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICE_KEY] = service
     app[DRAINING_KEY] = asyncio.Event()
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
-                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout)
+                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout,
+                        liveness=liveness)
     for _, setup in PLUGINS:
         setup(app, ctx)
 

@@ -7,7 +7,8 @@ customer (`customer:<id>`, the id in the shop's customer token); a customer cove
 cases and every conversation those cases were made in.
 
 What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`) and,
-with `REDIS_URL`, the kept transcript, the handoff record and log, and Rasa's tracker (Rasa
+with `REDIS_URL`, the kept transcript, the handoff record and log, the replies kept for a REST or
+socket.io client, and Rasa's tracker (Rasa
 keeps it in the same Redis then, sealed). Not reached, and said so in the output: a running
 gateway's in-memory copy of a transcript; without Redis, Rasa's tracker too (in the Rasa
 server's memory). Both go when those processes restart.
@@ -29,11 +30,13 @@ from redis.exceptions import WatchError
 
 from bot.config import Settings, ensure_secret
 from bot.messages import ConversationRef
+from bot.outbox import RedisOutbox
 from bot.resealing import as_text
 from bot.sealing import DataKeys, Resealed, SealingError
 from gateway.rasa_runtime import tracker_context, tracker_name
 
 CHANNELS = ("webchat", "rest", "socketio", "telegram", "slack")
+OUTBOX_CHANNELS = ("rest", "socketio")  # replies kept in Redis for a client's next request or session
 _CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_.@+:\-]{1,200}$")
 _CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
@@ -240,6 +243,9 @@ class Stores:
                 entries = await self.journal().erase(key)
                 had_handoff = await self.handoffs().erase(key)
                 had_tracker = await self.redis.delete(tracker_name(key))
+                ref = ConversationRef.parse(key)
+                if ref is not None and ref.channel in OUTBOX_CHANNELS:
+                    await RedisOutbox(self.redis, self.keys, ref.channel).erase(ref.conversation_id)
                 done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
                             f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}; "
                             f"Rasa's tracker {'deleted' if had_tracker else 'not in Redis'}")
@@ -262,5 +268,7 @@ class Stores:
             done += [("Redis transcripts (entries)", await self.journal().reseal_all()),
                      ("Redis handoffs (values)", await self.handoffs().reseal_all()),
                      ("Redis inbox (deliveries)", await RedisInbox(self.redis, self.keys).reseal_all()),
+                     *[(f"Redis {channel} outbox (replies)", await RedisOutbox(self.redis, self.keys, channel).reseal_all())
+                       for channel in OUTBOX_CHANNELS],
                      ("Rasa trackers in Redis", await self.reseal_rasa_trackers())]
         return done

@@ -11,10 +11,11 @@ from aiohttp import web
 from bot import serving
 from bot.inbox import TAKEOVER_SECONDS
 from bot.messages import ConversationRef
+from bot.outbox import MemoryOutbox, Outbox, RedisOutbox
 from bot.plugins import PluginContext
 from channels.webchat.rest import RestInput, RestOutput
 from channels.webchat.session import SessionSigner
-from channels.webchat.socketio import SocketIOInput
+from channels.webchat.socketio import Presence, SocketIOInput
 from channels.webchat.uploads import UploadLimits, Uploads
 from channels.webchat.websocket import WebchatInput, WebchatOutput
 
@@ -41,11 +42,15 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     webchat = WebchatInput(service, webchat_output, signer, settings, uploads, inbox)
     app[WEBCHAT_KEY] = webchat
 
-    rest_output = RestOutput()
+    # Replies for a REST sender's next request or a socket.io client's next session: in Redis
+    # when there is one, so that the next request or session may reach any gateway.
+    rest_outbox: Outbox = RedisOutbox(ctx.redis, keys, "rest") if ctx.redis is not None else MemoryOutbox()
+    rest_output = RestOutput(rest_outbox)
     service.register_output("rest", rest_output)
     rest = RestInput(service, rest_output, settings)
 
-    socketio_input = SocketIOInput(service, signer, settings)
+    socketio_outbox: Outbox = RedisOutbox(ctx.redis, keys, "socketio") if ctx.redis is not None else MemoryOutbox()
+    socketio_input = SocketIOInput(service, signer, settings, socketio_outbox, Presence(ctx.redis, ctx.liveness))
     service.register_output("socketio", socketio_input.output)
     socketio_input.sio.attach(app, socketio_path="socket.io")
 
@@ -65,11 +70,15 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         await webchat.close_all()
         await webchat.stop_tracking()
 
+    async def close_socketio(app: web.Application) -> None:
+        await socketio_input.close()
+
     serving.every_while_listening(app, "webchat-takeover", TAKEOVER_SECONDS, webchat.replay_kept)
     async def close_sockets_when_drained(app: web.Application) -> None:
         await webchat.close_all()
 
     serving.on_drained(app, close_sockets_when_drained)
     app.on_shutdown.append(close_sockets)
+    app.on_cleanup.append(close_socketio)
     serving.periodically(app, "expire-uploads", EXPIRE_EVERY_SECONDS, uploads.expire)
     return True

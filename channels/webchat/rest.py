@@ -8,7 +8,8 @@ their own `rest:` namespace. The gateway's internal signals (a flow's handoff re
 are never returned.
 
 When the assistant is unreachable the answer is a holding reply; the message is kept, and
-its real replies are returned first in the answer to the sender's next request.
+its real replies are returned first in the answer to the sender's next request, on any
+gateway (with REDIS_URL the replies wait in Redis).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, Draining, QueueFull
 from bot.messages import InboundMessage, OutboundReply, safe_id
-from bot.outbox import Outbox
+from bot.outbox import MemoryOutbox, Outbox
 from bot.rasa_client import RasaError
 from bot.ratelimit import KeyedBuckets
 from bot.security import parse_json, same_secret
@@ -40,17 +41,18 @@ class RestOutput(OutputChannel):
 
     name = CHANNEL
 
-    def __init__(self) -> None:
-        self._outbox: Outbox[OutboundReply] = Outbox()
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        self._outbox = outbox or MemoryOutbox()
 
     async def send_text(self, conversation_id: str, text: str) -> None:
-        self._outbox.put(conversation_id, OutboundReply(text=text))
+        await self._outbox.put(conversation_id, OutboundReply(text=text).to_dict())
 
     async def send_reply(self, conversation_id: str, reply: OutboundReply) -> None:
-        self._outbox.put(conversation_id, self.signed(reply))  # Rasa's format has no author field
+        # Rasa's format has no author field
+        await self._outbox.put(conversation_id, self.signed(reply).to_dict())
 
-    def collect(self, conversation_id: str) -> list[OutboundReply]:
-        return self._outbox.take(conversation_id)
+    async def collect(self, conversation_id: str) -> list[OutboundReply]:
+        return [OutboundReply.from_dict(item) for item in await self._outbox.take(conversation_id)]
 
 
 def _declared_locale(metadata: Any) -> str | None:
@@ -139,7 +141,7 @@ class RestInput:
             replies = turn.replies.result()
         else:
             answered = await turn.wait(timeout=self.settings.rasa_timeout_seconds + 5)
-            replies = self.output.collect(sender)
+            replies = await self.output.collect(sender)
             if answered is None and not any(r.holding for r in replies):
                 replies.append(OutboundReply(text=gateway_text("holding", turn.message.language), holding=True))
         return web.json_response([r.to_rasa_dict(sender) for r in replies if r.visible])
