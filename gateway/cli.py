@@ -2,6 +2,8 @@
 
   run           set up Rasa if needed, start the action server, the Rasa server and the gateway
   gateway       start only the gateway (Rasa runs elsewhere: RASA_URL)
+  cluster       the production topology on this machine: Redis (AOF), Rasa servers, an action
+                server, gateways and HAProxy in front (--gateways N --rasa N --port P --dir D)
   setup         install the Rasa venv and train the model when needed, then exit
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
@@ -128,6 +130,16 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     asyncio.run(_serve(settings, None))
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.cluster import run_cluster
+
+    setup_logging("INFO", "text")
+    venv = ensure_rasa_venv()
+    return run_cluster(args.gateways, args.rasa, args.port, Path(args.dir), venv, ensure_model(venv), _say)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -297,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--actions-port", type=int, default=5055)
     run.set_defaults(func=cmd_run)
     sub.add_parser("gateway", help="start only the gateway").set_defaults(func=cmd_gateway)
+    cluster = sub.add_parser("cluster", help="Redis, Rasa servers, actions, gateways and HAProxy on this machine")
+    cluster.add_argument("--gateways", type=int, default=2)
+    cluster.add_argument("--rasa", type=int, default=2)
+    cluster.add_argument("--port", type=int, default=8080, help="where HAProxy listens (default 8080)")
+    cluster.add_argument("--dir", default="var/cluster", help="Redis's AOF, the shared data, logs (default var/cluster)")
+    cluster.set_defaults(func=cmd_cluster)
     sub.add_parser("setup", help="install Rasa and train the model if needed").set_defaults(func=cmd_setup)
     train = sub.add_parser("train", help="train the Rasa model")
     train.add_argument("--force", action="store_true")

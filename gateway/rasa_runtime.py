@@ -306,18 +306,33 @@ class RasaProcesses:
             extra["TICKET_LOCK_LIFETIME"] = str(LOCK_LIFETIME_SECONDS)
         return rasa_env(self.venv, extra)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def command_for(self, name: str) -> list[str]:
+        """The command line of the Rasa server ("rasa") or the action server ("actions"), run
+        in `RASA_PROJECT` with `env_for(name)` (the cluster command supervises them itself)."""
+        rasa = str(self.venv / "bin" / "rasa")
+        if name == "actions":
+            return [rasa, "run", "actions", "--port", str(self.actions_port), "--actions", "actions"]
+        if self.redis_url and not self.data_keys:
+            raise RasaSetupError("Rasa's trackers in Redis are sealed: give RasaProcesses the data keys")
+        args = [rasa, "run", "--enable-api", "--interface", self.host, "--port", str(self.rasa_port),
+                "--model", str(self.model), "--endpoints", str(self.endpoints_file()),
+                "--credentials", "credentials.yml"]
+        if self.auth_token:
+            # One argument: a token that starts with "-" (one in 64 of the generated ones)
+            # would otherwise be read by Rasa's argparse as an option, and Rasa exits with 2.
+            args.append(f"--auth-token={self.auth_token}")
+        return args
+
+    def _spawn(self, name: str) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_dir / f"{name}-{self.rasa_port}.log", "ab")
-        env = self.env_for(name)
-        proc = subprocess.Popen([str(self.venv / "bin" / "rasa"), *args], cwd=RASA_PROJECT, env=env,
+        proc = subprocess.Popen(self.command_for(name), cwd=RASA_PROJECT, env=self.env_for(name),
                                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
         return proc
 
     def start_actions(self) -> None:
-        self.actions = self._spawn("actions", ["run", "actions", "--port", str(self.actions_port),
-                                               "--actions", "actions"])
+        self.actions = self._spawn("actions")
 
     def endpoints_file(self) -> Path:
         """The endpoints this Rasa server starts with, written for it (it may hold a Redis
@@ -328,16 +343,7 @@ class RasaProcesses:
         return path
 
     def start_server(self) -> None:
-        if self.redis_url and not self.data_keys:
-            raise RasaSetupError("Rasa's trackers in Redis are sealed: give RasaProcesses the data keys")
-        args = ["run", "--enable-api", "--interface", self.host, "--port", str(self.rasa_port),
-                "--model", str(self.model), "--endpoints", str(self.endpoints_file()),
-                "--credentials", "credentials.yml"]
-        if self.auth_token:
-            # One argument: a token that starts with "-" (one in 64 of the generated ones)
-            # would otherwise be read by Rasa's argparse as an option, and Rasa exits with 2.
-            args.append(f"--auth-token={self.auth_token}")
-        self.server = self._spawn("rasa", args)
+        self.server = self._spawn("rasa")
 
     def start(self) -> None:
         self.start_actions()
