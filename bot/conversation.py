@@ -267,12 +267,12 @@ class ConversationService:
             raise Draining("this gateway is stopping; send it again after reconnecting")
         if message.channel not in self._outputs:
             raise LookupError(f"no output channel registered for {message.channel!r}")
-        state = self._state(message.conversation_key)
+        key = message.conversation_key
+        state = self._state(key)
         earlier = state.recent.get(message.message_id)
         if earlier is not None:
             self.metrics.inc("messages_duplicate_total", channel=message.channel)
-            log.info("duplicate message ignored", extra={"conversation": message.conversation_key,
-                                                         "message_id": message.message_id})
+            log.info("duplicate message ignored", extra={"conversation": key, "message_id": message.message_id})
             return Turn(message=earlier.message, replies=earlier.replies, held=earlier.held, duplicate=True)
         if len(state.queue) >= self._max_pending:
             raise QueueFull(f"{len(state.queue)} messages are still waiting for an answer")
@@ -280,10 +280,11 @@ class ConversationService:
             self.metrics.inc("messages_refused_total", reason="gateway_busy")
             raise QueueFull("the gateway is holding as many messages as it may; try again shortly")
         state.language = follow_language(state.language, self._evidence(message), message.locale)
-        message = replace(message, language=state.language.known)
+        if message.language != state.language.known:
+            message = replace(message, language=state.language.known)
         turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
         state.recent[message.message_id] = turn
-        while len(state.recent) > self._remembered_ids:
+        if len(state.recent) > self._remembered_ids:
             state.recent.popitem(last=False)
         state.queue.append(turn)
         self._pending_total += 1
@@ -291,14 +292,13 @@ class ConversationService:
             self.rasa.may_have_run(message)
         if state.outage:
             turn.held.set()
-        self.transcripts.add_inbound(message)
+        self.transcripts.add_inbound(message, key)
         self.metrics.inc("messages_received_total", channel=message.channel)
-        log.info("message accepted", extra={"conversation": message.conversation_key,
-                                            "message_id": message.message_id, "text": message.summary,
-                                            "pending": len(state.queue)})
+        if log.isEnabledFor(logging.INFO):
+            log.info("message accepted", extra={"conversation": key, "message_id": message.message_id,
+                                                "text": message.summary, "pending": len(state.queue)})
         if state.worker is None or state.worker.done():
-            state.worker = asyncio.create_task(self._drain(message.conversation_key, state),
-                                               name=f"conversation:{message.conversation_key}")
+            state.worker = asyncio.create_task(self._drain(key, state), name=f"conversation:{key}")
         return turn
 
     def pending(self, conversation_key: str) -> int:
@@ -324,7 +324,8 @@ class ConversationService:
 
     async def _drain(self, key: str, state: _ConversationState) -> None:
         while state.queue:
-            batch = await self._next_batch(state)
+            head = state.queue[0]
+            batch = [head] if head.message.group_id is None else await self._next_batch(state)
             turn = batch[0]
             message = turn.message
             answered_by_rasa = False

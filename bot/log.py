@@ -26,7 +26,10 @@ _PRIVATE_FIELDS = {"text"}
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]{1,63})((?:\.[A-Za-z0-9-]{1,63})+)")
 # An international number (+ and 7-15 digits, spaces or dashes allowed) or a mainland mobile
 # (11 digits from 13-19, perhaps after 86). Telegram chat ids (at most 10 digits, no +) are left readable.
-_PHONE = re.compile(r"\+\d[\d -]{5,18}\d|(?<!\d)(?:86)?1[3-9]\d{9}(?!\d)")
+# Written as `(?<!\d)(?:86)?1[3-9]\d{9}(?!\d)` would be, but with each alternative starting with
+# its first character ("1(?<!\d.)" is "(?<!\d)1"): the regex engine then skips every position
+# that holds none of "+", "8", "1" instead of trying each (several times faster on ids).
+_PHONE = re.compile(r"\+\d[\d -]{5,18}\d|8(?<!\d.)61[3-9]\d{9}(?!\d)|1(?<!\d.)[3-9]\d{9}(?!\d)")
 
 
 def _mask_email(m: re.Match[str]) -> str:
@@ -55,6 +58,9 @@ def _scrub(value: Any) -> Any:
     return mask_identifiers(value) if isinstance(value, str) else value
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -63,15 +69,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": mask_identifiers(record.getMessage()),
         }
+        private = _PRIVATE_FIELDS if record.levelno > logging.DEBUG else ()
         for key, value in record.__dict__.items():
-            if key in _STANDARD or key.startswith("_"):
+            if key in _STANDARD or key in private or key.startswith("_"):
                 continue
-            if key in _PRIVATE_FIELDS and record.levelno > logging.DEBUG:
-                continue
-            entry[key] = _scrub(value)
+            entry[key] = mask_identifiers(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -91,6 +96,12 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+    # Neither format shows where a call was made from, nor the thread or process: logging
+    # need not look them up for every record (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -81,6 +81,13 @@ class RasaServer:
     in_flight: int = 0
     refused_until: float = 0.0  # monotonic time before which it is tried only after the others
 
+    def __post_init__(self) -> None:
+        self.webhook = self.url_of(REST_WEBHOOK)  # every turn's URL, built once
+
+    def url_of(self, path: str) -> yarl.URL:
+        # `encoded=True`: the escaped segments reach Rasa as they are (no "/../" is ever resolved).
+        return yarl.URL(self.url + path, encoded=True)
+
 
 class RasaClient:
     """Composes one `aiohttp.ClientSession`; call `start()` before use and `close()` after.
@@ -218,6 +225,8 @@ class RasaClient:
     def _candidates(self) -> list[RasaServer]:
         """Every server once: the least busy first (in turn among equals), those that
         refused a connection lately last."""
+        if len(self.servers) == 1:
+            return self.servers
         now = time.monotonic()
         self._turn = (self._turn + 1) % len(self.servers)
         rotated = self.servers[self._turn:] + self.servers[:self._turn]
@@ -225,7 +234,7 @@ class RasaClient:
 
     async def _request(self, method: str, path: str, *, json: Any = None,
                        params: dict[str, str] | None = None) -> Any:
-        query = {**self._params(), **(params or {})}
+        query = {**self._params(), **params} if params else self._params()
         refused: RasaNotReached | None = None
         for server in self._candidates():
             try:
@@ -244,9 +253,8 @@ class RasaClient:
         server.in_flight += 1
         self.metrics.inc("rasa_requests_total", rasa=server.url)
         try:
-            # `encoded=True`: the escaped segments reach Rasa as they are (no "/../" is ever resolved).
-            url = yarl.URL(server.url + path, encoded=True)
-            async with self.session.request(method, url, json=json, params=query) as resp:
+            url = server.webhook if path == REST_WEBHOOK else server.url_of(path)
+            async with self.session.request(method, url, json=json, params=query or None) as resp:
                 if resp.status >= 500:
                     raise RasaUnavailable(f"Rasa answered HTTP {resp.status} to {method} {path}")
                 if resp.status >= 400:

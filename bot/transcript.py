@@ -196,13 +196,17 @@ class TranscriptStore:
             self._by_key.move_to_end(key)
         return entries
 
-    def add_inbound(self, message: InboundMessage) -> None:
-        entries = self._entries(message.conversation_key)
-        if any(e.role == "shopper" and e.message_id == message.message_id for e in islice(reversed(entries), 20)):
-            return  # replayed after a restart: it is in the history already
-        self._append(message.conversation_key,
-                     TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp,
-                                     message_id=message.message_id))
+    def add_inbound(self, message: InboundMessage, key: str | None = None) -> None:
+        """`key`: the message's conversation key, when the caller has it at hand."""
+        key = key or message.conversation_key
+        entries = self._entries(key)
+        message_id = message.message_id
+        for earlier in islice(reversed(entries), 20):
+            if earlier.message_id == message_id and earlier.role == "shopper":
+                return  # replayed after a restart: it is in the history already
+        entries.append(TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp, message_id=message_id))
+        if self.journal is not None:
+            self.journal.record(key, entries[-1])
 
     def add_reply(self, key: str, reply: OutboundReply) -> None:
         if reply.text is None and reply.image is None and not reply.buttons:
