@@ -15,12 +15,14 @@ and by a survivor when its gateway dies."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import os
 import socket
 import uuid
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from typing import Any, Callable
 
 from bot.resealing import Writes, as_text, rewrite_watched
@@ -31,14 +33,36 @@ log = logging.getLogger("gateway.inbox")
 TAKEOVER_SECONDS = 5.0  # how often a running gateway looks for deliveries a dead one left
 
 
+class Kept(enum.Enum):
+    """What `keep_new` found: the delivery is now kept, or it was sent before (kept by some
+    gateway and not answered yet, or answered within `ANSWERED_SECONDS`)."""
+
+    NOW = "now"
+    BEFORE = "before"
+    ANSWERED = "answered"
+
+
+ANSWERED_SECONDS = 3600  # how long an answered delivery's id is remembered (a client's resend)
+ANSWERED_REMEMBERED_HERE = 100_000
+
+
 class Inbox(ABC):
     @abstractmethod
     async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
         """Keep a delivery before acknowledging it to the platform."""
 
     @abstractmethod
+    async def keep_new(self, channel: str, event_id: str, payload: dict[str, Any]) -> Kept:
+        """Keep a delivery unless it was sent before, on any gateway (a client resending what
+        it sent to a gateway that died): such a one is answered, or will be, by its keeper."""
+
+    @abstractmethod
     async def done(self, channel: str, event_id: str) -> None:
-        """The delivery was answered; forget it."""
+        """The delivery was answered; forget it (its id is remembered `ANSWERED_SECONDS`)."""
+
+    @abstractmethod
+    async def discard(self, channel: str, event_id: str) -> None:
+        """The delivery was kept but then refused (not acknowledged): forget it entirely."""
 
     @abstractmethod
     async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,
@@ -57,11 +81,26 @@ class MemoryInbox(Inbox):
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, dict[str, Any]]] = {}
+        self._answered: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def put(self, channel: str, event_id: str, payload: dict[str, Any]) -> None:
         self._items.setdefault(channel, {})[event_id] = payload
 
+    async def keep_new(self, channel: str, event_id: str, payload: dict[str, Any]) -> Kept:
+        if (channel, event_id) in self._answered:
+            return Kept.ANSWERED
+        if event_id in self._items.get(channel, {}):
+            return Kept.BEFORE
+        await self.put(channel, event_id, payload)
+        return Kept.NOW
+
     async def done(self, channel: str, event_id: str) -> None:
+        self._items.get(channel, {}).pop(event_id, None)
+        self._answered[(channel, event_id)] = None
+        while len(self._answered) > ANSWERED_REMEMBERED_HERE:
+            self._answered.popitem(last=False)
+
+    async def discard(self, channel: str, event_id: str) -> None:
         self._items.get(channel, {}).pop(event_id, None)
 
     async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,
@@ -141,6 +180,18 @@ return 1
 """
 
 
+# Keep a delivery unless it is kept already or was answered lately: 0 kept now, 1 kept
+# before, 2 answered.
+_KEEP_NEW = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 0
+"""
+
+
 class RedisInbox(Inbox):
     """Per channel: a hash of kept deliveries (event id -> sealed JSON), a list that keeps
     their arrival order, and a hash of their owners (event id -> gateway id)."""
@@ -169,9 +220,29 @@ class RedisInbox(Inbox):
             await pipe.execute()
         self._kept_here.add((channel, event_id))
 
+    def _answered_key(self, channel: str, event_id: str) -> str:
+        return f"{self._prefix}{channel}:answered:{event_id}"
+
+    async def keep_new(self, channel: str, event_id: str, payload: dict[str, Any]) -> Kept:
+        key = self._prefix + channel
+        sealed = self._keys.seal_text(json.dumps(payload), f"inbox:{channel}:{event_id}")
+        found = int(await self._redis.eval(_KEEP_NEW, 4, key, key + ":order", key + ":owner",
+                                           self._answered_key(channel, event_id), event_id, sealed, self.owner))
+        if found == 0:
+            self._kept_here.add((channel, event_id))
+        return (Kept.NOW, Kept.BEFORE, Kept.ANSWERED)[found]
+
     async def done(self, channel: str, event_id: str) -> None:
+        await self._forget(channel, event_id, remember=True)
+
+    async def discard(self, channel: str, event_id: str) -> None:
+        await self._forget(channel, event_id, remember=False)
+
+    async def _forget(self, channel: str, event_id: str, remember: bool) -> None:
         key = self._prefix + channel
         async with self._redis.pipeline(transaction=True) as pipe:
+            if remember:
+                pipe.set(self._answered_key(channel, event_id), "1", ex=ANSWERED_SECONDS)
             pipe.hdel(key, event_id)
             pipe.lrem(key + ":order", 0, event_id)
             pipe.hdel(key + ":owner", event_id)

@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.conversation import ConversationService, Draining, QueueFull, Turn
 from bot.fanout import Fanout
 from bot.i18n import language_of_locale
-from bot.inbox import Inbox
+from bot.inbox import Inbox, Kept
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
@@ -349,21 +349,37 @@ class _Connection:
             text=text, payload=payload, message_id=frame_id, locale=self.locale, context=self.context, raw=frame,
             attachments=tuple(attachments),
         )
+        inbox, event_id = self.owner.inbox, self.owner.event_id(message)
+        try:  # kept before the ack promises it, unless it was sent before (to any gateway)
+            kept: Kept | None = await inbox.keep_new(CHANNEL, event_id, _record(message))
+        except Exception as exc:  # Redis away: it is answered, but would not survive a crash
+            log.error("web chat message could not be kept; answering it anyway", extra={"error": repr(exc)})
+            kept = None
+        if kept in (Kept.BEFORE, Kept.ANSWERED):
+            # A resend after a drop (maybe to another gateway): its keeper answers it, or has,
+            # or a survivor takes it over if the keeper died; never run twice.
+            self.owner.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
+            await self.ws.send_json({"type": "ack", "id": frame_id})
+            return
         try:
             turn = self.owner.service.submit(message)
-        except Draining:  # not acknowledged: once the accepted ones are answered, the socket is
-            return        # closed with the reconnect hint and the client resends it to another gateway
-        except QueueFull as exc:
-            await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
+        except (Draining, QueueFull) as exc:
+            if kept is Kept.NOW:
+                await self._discard(event_id)
+            if isinstance(exc, QueueFull):
+                await self.error("queue_full", f"please wait for an answer first ({exc})", frame_id)
+            # Draining: not acknowledged; once the accepted ones are answered, the socket is
+            # closed with the reconnect hint and the client resends it to another gateway.
             return
-        if not turn.duplicate:  # a resend of an acknowledged message is kept already
-            event_id = self.owner.event_id(message)
-            try:
-                await self.owner.inbox.put(CHANNEL, event_id, _record(message))  # before the ack promises it
-                self.owner.track(turn, event_id)
-            except Exception as exc:  # Redis away: it is being answered, but would not survive a crash
-                log.error("web chat message could not be kept; answering it anyway", extra={"error": repr(exc)})
+        if kept is Kept.NOW and not turn.duplicate:
+            self.owner.track(turn, event_id)
         await self.ws.send_json({"type": "ack", "id": frame_id})
+
+    async def _discard(self, event_id: str) -> None:
+        try:
+            await self.owner.inbox.discard(CHANNEL, event_id)
+        except Exception as exc:  # answered at the next take-over instead; the client resends it too
+            log.warning("refused web chat message left in the inbox", extra={"error": repr(exc)})
 
     async def _attachments(self, raw: object) -> list[Attachment] | None:
         """The uploaded files a message refers to; None when any id is not this conversation's."""
