@@ -186,9 +186,10 @@ class ConversationService:
         """What was said in a conversation, oldest first."""
         return self.transcripts.history(key)
 
-    def recent(self, limit: int) -> list[tuple[str, TranscriptEntry]]:
-        """The most recently active conversations with their last entry, newest first."""
-        return self.transcripts.recent(limit)
+    async def recent(self, limit: int) -> list[tuple[str, TranscriptEntry]]:
+        """The most recently active conversations with their last entry, newest first, on
+        every gateway sharing the Redis."""
+        return await self.transcripts.shared_recent(limit)
 
     async def set_bot_paused(self, key: str, paused: bool, at: float) -> None:
         """Pause the bot in a conversation (a person answers) or let it answer again.

@@ -28,6 +28,7 @@ log = logging.getLogger("gateway.transcript")
 
 JOURNAL_DAYS = 30
 MAX_ENTRIES = 500  # per conversation, in memory and in the journal
+RECENT_KEPT = 1000  # conversations in the shared "recently active" list
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,13 @@ class RedisTranscriptJournal:
     """The transcript's copy in Redis: appended by one writer task, read once at start."""
 
     def __init__(self, redis: Any, keys: DataKeys, max_entries: int = MAX_ENTRIES,
-                 prefix: str = "gateway:transcript:") -> None:
+                 prefix: str = "gateway:transcript:", recent_key: str = "gateway:recent-conversations") -> None:
         self.redis = redis
         self.keys = keys
         self.max_entries = max_entries
         self.prefix = prefix
+        # Conversations by their last entry's time (not under `prefix`: that holds lists only).
+        self.recent_key = recent_key
         # Bounded: during a long Redis outage the newest entries past this stay in memory only.
         self._queue: asyncio.Queue[tuple[str, TranscriptEntry]] = asyncio.Queue(maxsize=50_000)
         self._writer: asyncio.Task[None] | None = None
@@ -110,8 +113,29 @@ class RedisTranscriptJournal:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.llen(self.prefix + key)
             pipe.delete(self.prefix + key)
-            count, _ = await pipe.execute()
+            pipe.zrem(self.recent_key, key)
+            count, _, _ = await pipe.execute()
         return int(count)
+
+    async def recent(self, limit: int) -> list[tuple[str, TranscriptEntry]]:
+        """The most recently active conversations on every gateway, with their last entry,
+        newest first (what the console's live list shows, the same from any gateway)."""
+        keys = [as_text(k) for k in await self.redis.zrevrange(self.recent_key, 0, limit - 1)]
+        if not keys:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.lindex(self.prefix + key, -1)
+            lasts = await pipe.execute()
+        found = []
+        for key, raw in zip(keys, lasts, strict=True):
+            if raw is None:
+                continue
+            try:
+                found.append((key, self._open(key, raw)))
+            except SealingError as exc:
+                log.error("a kept transcript entry cannot be opened", extra={"conversation": key, "error": str(exc)})
+        return found
 
     async def reseal_all(self) -> Resealed:
         """Seal every kept entry with the newest key. A conversation the running gateway
@@ -139,6 +163,8 @@ class RedisTranscriptJournal:
                         pipe.rpush(name, self._seal(key, entry))
                         pipe.ltrim(name, -self.max_entries, -1)
                         pipe.expire(name, JOURNAL_DAYS * 86400)
+                        pipe.zadd(self.recent_key, {key: entry.ts})
+                        pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
                         await pipe.execute()
                     break
                 except Exception as exc:  # Redis away: keep the entry, try again shortly
@@ -228,6 +254,24 @@ class TranscriptStore:
 
     def history(self, key: str) -> list[TranscriptEntry]:
         return list(self._by_key.get(key, ()))
+
+    async def shared_recent(self, limit: int = 20) -> list[tuple[str, TranscriptEntry]]:
+        """`recent` over every gateway on the Redis, with what this one has not written
+        there yet; this gateway's own when there is no Redis or it is away."""
+        local = self.recent(limit)
+        if self.journal is None:
+            return local
+        try:
+            kept = await self.journal.recent(limit)
+        except Exception as exc:
+            log.error("the shared list of conversations could not be read; this gateway's is shown",
+                      extra={"error": repr(exc)})
+            return local
+        newest = dict(kept)
+        for key, entry in local:
+            if key not in newest or entry.ts > newest[key].ts:
+                newest[key] = entry
+        return sorted(newest.items(), key=lambda item: item[1].ts, reverse=True)[:limit]
 
     async def shared_history(self, key: str) -> list[TranscriptEntry]:
         """The history as every gateway on the Redis has written it (a shopper may have talked

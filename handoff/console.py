@@ -77,11 +77,12 @@ class ConsoleHub(Listener):
         online = self.online_agents()
         return [{**a.public(), "online": a.username in online} for a in self.agents.values()]
 
-    def live_view(self, active: list[Handoff]) -> list[dict[str, Any]]:
-        """Conversations the bot is handling right now, newest first (an agent may take one)."""
+    async def live_view(self, active: list[Handoff]) -> list[dict[str, Any]]:
+        """Conversations the bot is handling right now on any gateway, newest first (an agent
+        may take one)."""
         taken = {h.key for h in active}
         live = []
-        for key, entry in self.conversations.recent(40):
+        for key, entry in await self.conversations.recent(40):
             ref = ConversationRef.parse(key)
             if ref is not None and key not in taken:
                 live.append({"key": key, "channel": ref.channel, "last_text": entry.text, "last_role": entry.role,
@@ -91,7 +92,7 @@ class ConsoleHub(Listener):
     async def state_for(self, agent: str, active: list[Handoff]) -> dict[str, Any]:
         now = self.clock()
         return {
-            "type": "state", "now": now, "agents": self.agents_view(), "live": self.live_view(active),
+            "type": "state", "now": now, "agents": self.agents_view(), "live": await self.live_view(active),
             "queue": [item_view(h, now) for h in active if h.status == "queued"],
             "mine": [item_view(h, now) for h in active if h.status == "assigned" and h.agent == agent],
             "others": [item_view(h, now) for h in active if h.status == "assigned" and h.agent != agent],
