@@ -22,7 +22,7 @@ import functools
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
@@ -92,13 +92,20 @@ class Turn:
         return self.replies.result() if self.replies.done() and not self.replies.cancelled() else None
 
 
-@dataclass(eq=False)
+_NOTHING_SAID = LanguageState()
+
+
+@dataclass(eq=False, slots=True)
 class _ConversationState:
-    queue: deque[Turn] = field(default_factory=deque)
+    """One per conversation this gateway has seen (every open web chat socket has one, from its
+    hello): kept small, a list and a dict rather than a deque (760 bytes empty) and an
+    OrderedDict; the recent ids are in arrival order, the oldest first."""
+
+    queue: list[Turn] = field(default_factory=list)
     worker: asyncio.Task[None] | None = None
-    recent: OrderedDict[str, Turn] = field(default_factory=OrderedDict)
+    recent: dict[str, Turn] = field(default_factory=dict)
     outage: bool = False
-    language: LanguageState = field(default_factory=LanguageState)
+    language: LanguageState = _NOTHING_SAID  # frozen: shared until something says the language
 
     @property
     def idle(self) -> bool:
@@ -286,7 +293,7 @@ class ConversationService:
         turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
         state.recent[message.message_id] = turn
         if len(state.recent) > self._remembered_ids:
-            state.recent.popitem(last=False)
+            del state.recent[next(iter(state.recent))]  # the oldest
         state.queue.append(turn)
         self._pending_total += 1
         if replayed:

@@ -8,10 +8,10 @@ import asyncio
 import json
 import logging
 import time
-import weakref
-from typing import Any, AsyncIterator, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from bot.channels import OutputChannel
 from bot.config import Settings
@@ -43,6 +43,12 @@ SHOPPER_ERRORS = frozenset({"text_too_long", "empty_text", "queue_full", "invali
 HELLO_BURST, HELLO_PER_SECOND = 3, 0.1  # per socket: a hello resends the whole history
 
 
+_CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
+_NO_CONTEXT: Mapping[str, str] = MappingProxyType({})  # shared by every socket without a customer
+# Two frames of every turn, encoded once.
+_TYPING_TEXT = {on: json.dumps({"type": "typing", "on": on}) for on in (True, False)}
+
+
 class WebchatOutput(OutputChannel):
     """Pushes replies to every socket attached to a conversation (several tabs may be), on
     whichever gateway holds them (`bot/fanout.py`)."""
@@ -50,19 +56,30 @@ class WebchatOutput(OutputChannel):
     name = CHANNEL
 
     def __init__(self, fanout: Fanout | None = None) -> None:
-        self._sockets: dict[str, weakref.WeakSet[web.WebSocketResponse]] = {}
+        # A conversation's socket, or a set of them when several tabs share it (a set costs
+        # 216 bytes, for every open socket). No weak references: every socket is detached
+        # when its handler ends (`WebchatInput.handle`).
+        self._sockets: dict[str, web.WebSocketResponse | set[web.WebSocketResponse]] = {}
         self.fanout = fanout or Fanout()
         self.fanout.subscribe(FANOUT_TOPIC, self._deliver_here)
 
     def attach(self, conversation_id: str, ws: web.WebSocketResponse) -> None:
-        self._sockets.setdefault(conversation_id, weakref.WeakSet()).add(ws)
+        held = self._sockets.get(conversation_id)
+        if held is None or held is ws:
+            self._sockets[conversation_id] = ws
+        elif isinstance(held, set):
+            held.add(ws)
+        else:
+            self._sockets[conversation_id] = {held, ws}
 
     def detach(self, conversation_id: str, ws: web.WebSocketResponse) -> None:
-        sockets = self._sockets.get(conversation_id)
-        if sockets is not None:
-            sockets.discard(ws)
-            if not sockets:
-                del self._sockets[conversation_id]
+        held = self._sockets.get(conversation_id)
+        if held is ws:
+            del self._sockets[conversation_id]
+        elif isinstance(held, set):
+            held.discard(ws)
+            if len(held) == 1:
+                self._sockets[conversation_id] = next(iter(held))
 
     async def _broadcast(self, conversation_id: str, frame: dict[str, Any]) -> None:
         # A shopper who is not connected sees the reply in the history frame on resume.
@@ -72,10 +89,15 @@ class WebchatOutput(OutputChannel):
         conversation_id, frame = published.get("conversation_id"), published.get("frame")
         if not isinstance(conversation_id, str) or not isinstance(frame, dict):
             return
-        for ws in list(self._sockets.get(conversation_id, ())):
+        held = self._sockets.get(conversation_id)
+        if held is None:
+            return
+        on = frame.get("on") if frame.get("type") == "typing" and len(frame) == 2 else None
+        text = _TYPING_TEXT[on] if on is True or on is False else json.dumps(frame)  # once for every tab
+        for ws in tuple(held) if isinstance(held, set) else (held,):
             if not ws.closed:
                 try:
-                    await ws.send_json(frame)
+                    await ws.send_str(text)
                 except ConnectionError:
                     pass
 
@@ -121,13 +143,14 @@ class WebchatInput:
                  settings: Settings, uploads: Uploads, inbox: Inbox) -> None:
         self.inbox = inbox
         self._answering: set[asyncio.Task[None]] = set()
+        self._tracking_stopped = False
         self.uploads = uploads
         self.service = service
         self.output = output
         self.signer = signer
         self.settings = settings
         self.customers = CustomerTokenVerifier(settings.shop_customer_secret) if settings.shop_customer_secret else None
-        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.sockets: set[web.WebSocketResponse] = set()  # open ones, to close them at a stop
         # Shared by every socket of one conversation (twenty tabs with one token get one tab's rate)
         # and by every new conversation from one address.
         self.conversation_rate = KeyedBuckets(settings.webchat_rate_burst, settings.webchat_rate_per_second)
@@ -143,12 +166,13 @@ class WebchatInput:
         ws = web.WebSocketResponse(heartbeat=self.settings.webchat_heartbeat_seconds,
                                    max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
-        self.sockets.add(ws)
         connection = _Connection(self, ws, request)
+        self.sockets.add(ws)
         try:
             await connection.run()
         finally:
             connection.detach()
+            self.sockets.discard(ws)
         return ws
 
     @staticmethod
@@ -156,19 +180,22 @@ class WebchatInput:
         return json.dumps([message.conversation_id, message.message_id])  # opaque inbox key, never parsed
 
     def track(self, turn: Turn, event_id: str) -> None:
-        """Forget the kept message once its turn is answered."""
-        async def forget_when_answered() -> None:
-            try:
-                await asyncio.shield(turn.replies)  # cancelled (shutdown): stays kept, replayed next start
-            except Exception:
-                pass
-            try:
-                await self.inbox.done(CHANNEL, event_id)
-            except Exception as exc:  # replayed after the next start; the transcript shows it once
-                log.warning("answered web chat message not removed from the inbox", extra={"error": repr(exc)})
-        task = asyncio.create_task(forget_when_answered(), name="webchat-inbox-done")
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
+        """Forget the kept message once its turn is answered (a callback, not a task waiting
+        for every message: the task is started only when there is something to forget)."""
+        def answered(replies: asyncio.Future[list[OutboundReply]]) -> None:
+            if replies.cancelled() or self._tracking_stopped:
+                return  # shutdown: it stays kept, replayed at the next start
+            replies.exception()  # an answer that failed is answered all the same
+            task = asyncio.create_task(self._forget(event_id), name="webchat-inbox-done")
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        turn.replies.add_done_callback(answered)
+
+    async def _forget(self, event_id: str) -> None:
+        try:
+            await self.inbox.done(CHANNEL, event_id)
+        except Exception as exc:  # replayed after the next start; the transcript shows it once
+            log.warning("answered web chat message not removed from the inbox", extra={"error": repr(exc)})
 
     async def replay_kept(self) -> None:
         """Answer what was acknowledged before the last stop but not answered: the shopper
@@ -191,6 +218,7 @@ class WebchatInput:
             log.info("kept web chat messages replayed", extra={"count": len(kept)})
 
     async def stop_tracking(self) -> None:
+        self._tracking_stopped = True
         for task in list(self._answering):
             task.cancel()
         await asyncio.gather(*self._answering, return_exceptions=True)
@@ -203,13 +231,16 @@ class WebchatInput:
 class _Connection:
     """One websocket: the hello handshake, then messages, with per-socket limits."""
 
+    # One per open socket, for as long as it is open: no per-instance dict.
+    __slots__ = ("owner", "ws", "request", "conversation_id", "locale", "context", "hellos", "address", "refusals")
+
     def __init__(self, owner: WebchatInput, ws: web.WebSocketResponse, request: web.Request) -> None:
         self.owner = owner
         self.ws = ws
         self.request = request
         self.conversation_id: str | None = None
         self.locale: str | None = None
-        self.context: dict[str, str] = {}
+        self.context: Mapping[str, str] = _NO_CONTEXT
         settings = owner.settings
         self.hellos = TokenBucket(HELLO_BURST, HELLO_PER_SECOND)
         self.address = client_address(request, settings.trusted_proxies)
@@ -233,23 +264,17 @@ class _Connection:
         await self.ws.send_json({"type": "error", "code": code, "message": error_text(code, self.language, **values),
                                  "detail": detail, "id": frame_id})
 
-    async def _frames(self) -> AsyncIterator[WSMessage]:
-        """The socket's messages; the first (the hello) must come within HEADER_TIMEOUT_SECONDS,
-        so idle sockets do not pile up."""
+    async def run(self) -> None:
+        """The socket's messages until it closes; the first (the hello) must come within
+        HEADER_TIMEOUT_SECONDS, so idle sockets do not pile up. (A plain loop: an async
+        generator would be one more object and frame kept for every open socket.)"""
         try:
-            first = await self.ws.receive(timeout=self.owner.settings.header_timeout_seconds)
+            msg = await self.ws.receive(timeout=self.owner.settings.header_timeout_seconds)
         except asyncio.TimeoutError:
             log.debug("websocket closed: nothing sent after connecting")
             await self.ws.close(code=1008, message=b"send a hello first")
             return
-        if first.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-            return
-        yield first
-        async for msg in self.ws:
-            yield msg
-
-    async def run(self) -> None:
-        async for msg in self._frames():
+        while msg.type not in _CLOSED:
             if msg.type == WSMsgType.TEXT:
                 await self.on_text(msg.data)
             elif msg.type == WSMsgType.BINARY:
@@ -260,6 +285,7 @@ class _Connection:
                 log.warning("websocket closed for flooding", extra={"conversation": self.conversation_id})
                 await self.ws.close(code=1008, message=b"too many messages")
                 return
+            msg = await self.ws.receive()
 
     async def on_text(self, data: str) -> None:
         try:
@@ -325,8 +351,8 @@ class _Connection:
         if not self.owner.conversation_rate.allow(self.conversation_id):  # one rate for all its sockets
             await self.error("rate_limited", "too many messages; wait a moment and send again", frame_id)
             return
-        text, payload = frame.get("text"), frame.get("payload")
-        attachments = await self._attachments(frame.get("attachments"))
+        text, payload, raw_attachments = frame.get("text"), frame.get("payload"), frame.get("attachments")
+        attachments = [] if raw_attachments is None else await self._attachments(raw_attachments)
         if attachments is None:
             await self.error("invalid_attachment", "attach files uploaded in this conversation "
                              "(POST /webchat/upload), at most 5 per message", frame_id)
