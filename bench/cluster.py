@@ -181,9 +181,10 @@ def serve_echo(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
-def serve_idle_clients(url: str, count: int, sources: Sequence[str], concurrency: int) -> None:
+def serve_idle_clients(url: str, count: int, sources: Sequence[str], concurrency: int, deflate: bool) -> None:
     """Open `count` web chat sockets (hello, session frame), spread over `sources` (local
-    addresses), print `OPEN <n>`, then hold them idle until stdin closes."""
+    addresses), print `OPEN <n>`, then hold them idle until stdin closes. `deflate`: ask for
+    permessage-deflate, as browsers do."""
     raise_nofile()
 
     async def run() -> None:
@@ -196,7 +197,7 @@ def serve_idle_clients(url: str, count: int, sources: Sequence[str], concurrency
         async def one(index: int) -> None:
             async with gate:
                 try:
-                    ws = await sessions[index % len(sessions)].ws_connect(url, autoping=True)
+                    ws = await sessions[index % len(sessions)].ws_connect(url, autoping=True, compress=15 if deflate else 0)
                     await ws.send_json({"type": "hello", "token": None, "locale": "en"})
                     while True:
                         frame = await ws.receive_json(timeout=60)
@@ -470,7 +471,7 @@ def part_memory(args: argparse.Namespace) -> dict[str, Any]:
         with log_file("idle-clients") as err:
             clients = subprocess.Popen(
                 [PYTHON, str(Path(__file__)), "--serve", "idle-clients", "--url", url, "--count", str(args.sockets),
-                 "--source-list", ",".join(sources)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                 "--source-list", ",".join(sources), *(["--deflate"] if args.deflate else [])], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         assert clients.stdout is not None and clients.stdin is not None
         line = clients.stdout.readline().decode().strip()
         opened = int(line.split()[1]) if line.startswith("OPEN") else 0
@@ -510,6 +511,7 @@ class Cluster:
         self.dir = WORK / f"cluster-{size}x{size}"
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
+        self.ready_line = ""
         self._reader: asyncio.Task[None] | None = None
 
     @property
@@ -542,6 +544,7 @@ class Cluster:
                 line = raw.decode(errors="replace").rstrip()
                 self.lines.append(line)
                 if line.startswith("Cluster ready") and not ready.done():
+                    self.ready_line = line
                     ready.set_result(None)
         if not ready.done():
             ready.set_exception(RuntimeError(f"the {self.size}+{self.size} cluster ended before it was ready "
@@ -581,7 +584,7 @@ async def _scale(args: argparse.Namespace) -> dict[str, Sample]:
                 say(f"  starting the {cluster.size}+{cluster.size} cluster ...")
                 started = time.monotonic()
                 await cluster.start(args.cluster_timeout)
-                say(f"  {cluster.lines[-1]} ({time.monotonic() - started:.0f} s)")
+                say(f"  {cluster.ready_line} ({time.monotonic() - started:.0f} s)")
             targets = {f"{c.size} gateway + {c.size} Rasa": (c.url, True) for c in clusters}
             return await alternate(targets, load, args.scale_rounds, warmup)
         finally:
@@ -594,7 +597,7 @@ async def _scale(args: argparse.Namespace) -> dict[str, Sample]:
             say(f"  starting the {n}+{n} cluster ...")
             started = time.monotonic()
             await cluster.start(args.cluster_timeout)
-            say(f"  {cluster.lines[-1]} ({time.monotonic() - started:.0f} s)")
+            say(f"  {cluster.ready_line} ({time.monotonic() - started:.0f} s)")
             try:
                 result = await alternate({f"{n} gateway + {n} Rasa": (cluster.url, True)}, load, args.scale_rounds, warmup)
                 for name, sample in result.items():
@@ -644,8 +647,9 @@ def main() -> int:
     parser.add_argument("--scale-turns", type=int, default=12, help="1: turns per shopper per round")
     parser.add_argument("--scale-rounds", type=int, default=3, help="1: rounds per topology")
     parser.add_argument("--scale-blocks", type=int, default=2, help="1: topology blocks when not --scale-together")
-    parser.add_argument("--scale-together", action=argparse.BooleanOptionalAction, default=False,
-                        help="1: run both topologies at once and alternate rounds between them")
+    parser.add_argument("--scale-together", action=argparse.BooleanOptionalAction, default=True,
+                        help="1: run both topologies at once and alternate rounds between them (default); "
+                             "--no-scale-together: one at a time, in alternating blocks")
     parser.add_argument("--cluster-timeout", type=float, default=600, help="1: seconds to wait for `Cluster ready`")
     parser.add_argument("--overhead-shoppers", type=int, default=32, help="2: concurrent sockets")
     parser.add_argument("--overhead-turns", type=int, default=60, help="2: round trips per socket per round")
@@ -653,6 +657,8 @@ def main() -> int:
     parser.add_argument("--log-level", default="INFO", help="2, 3: the gateway's LOG_LEVEL (production default INFO)")
     parser.add_argument("--sockets", type=int, default=10_000, help="3: idle sockets")
     parser.add_argument("--sources", type=int, default=4, help="3: 127.0.0.x source addresses to spread them over")
+    parser.add_argument("--deflate", action=argparse.BooleanOptionalAction, default=True,
+                        help="3: the sockets ask for permessage-deflate, as browsers do (default; --no-deflate: not)")
     # Internal: the servers and clients the bench starts as processes of their own.
     parser.add_argument("--serve", choices=("fake-rasa", "proxy", "echo", "idle-clients"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -668,7 +674,7 @@ def main() -> int:
             "fake-rasa": lambda: serve_fake_rasa(args.port), "proxy": lambda: serve_proxy(args.port, args.rasa),
             "echo": lambda: serve_echo(args.port),
             "idle-clients": lambda: serve_idle_clients(args.url, args.count, args.source_list.split(","),
-                                                             args.concurrency)}
+                                                             args.concurrency, args.deflate)}
         serve[args.serve]()
         return 0
 
