@@ -68,6 +68,8 @@ class Settings:
     shop_customer_secret: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
     data_dir: Path = Path("var")
+    # Where "save as test" writes the dialogues it makes (empty: tests/evaluation/corpus_saved in the checkout)
+    saved_tests_dir: str = ""
     # Keys that seal the data kept at rest (base64url, newest first); default: DATA_DIR/data-key
     data_keys: str = field(default="", repr=False)
     log_level: str = "INFO"
@@ -295,6 +297,10 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
         "conversation history, handoff state and console sign-outs"),
     "data_dir": Setting("DATA_DIR", _D.data_dir, Path,
                         "where the gateway keeps its generated secret and data key, and the web chat uploads"),
+    "saved_tests_dir": Setting(
+        "SAVED_TESTS_DIR", _D.saved_tests_dir, str,
+        "where `./aftersales save-test` and the console's 'Save as test' write the evaluation dialogues they make "
+        "from real conversations (the test command replays them)", shown_default="`tests/evaluation/corpus_saved`"),
     "data_keys": Setting(
         "DATA_KEYS", _D.data_keys, _data_keys,
         "comma-separated base64url 32-byte keys, newest first, that seal (AES-256-GCM) the cases' details and "

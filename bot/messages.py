@@ -134,6 +134,8 @@ class InboundMessage:
             metadata["locale"] = self.locale
         if self.language:
             metadata["language"] = self.language
+        if self.payload and self.text and self.text != self.payload:
+            metadata["title"] = self.text  # the button's title, as the shopper saw it
         if self.attachments:
             metadata["attachments"] = [a.to_dict() for a in self.attachments]
         if self.context:

@@ -30,6 +30,15 @@ async def no_cases(key: str) -> list[dict[str, Any]]:
     return []
 
 
+# Turn a conversation into an evaluation test: (conversation key, right outcome, handed off?,
+# test name) -> the files written. Raises ValueError with a message for the agent or designer.
+TestSaver = Callable[[str, str, bool, str], Awaitable[list[str]]]
+
+
+async def no_test_saver(key: str, outcome: str, handoff: bool, name: str) -> list[str]:
+    raise ValueError("saving conversations as tests is not available here")
+
+
 class Conversations(Protocol):
     """The part of the conversation service a plugin that is not a channel (the handoff
     module) works through: who is on which channel, what was said, replies to send, and
@@ -64,6 +73,7 @@ class PluginContext:
     inbox: Inbox
     redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
     cases: CaseReader = no_cases
+    save_test: TestSaver = no_test_saver  # "save as test" (gateway/saved_tests.py)
     fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
     liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -132,9 +133,21 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SERVICE_KEY] = service
     app[DRAINING_KEY] = asyncio.Event()
+    async def save_test(key: str, outcome: str, handed_off: bool, name: str) -> list[str]:
+        """A conversation as an evaluation dialogue and a Rasa test story (gateway/saved_tests.py)."""
+        from gateway import saved_tests
+        from gateway.rasa_runtime import REPO_ROOT
+
+        saved = saved_tests.build(await rasa.tracker(key), outcome, handed_off, name)
+        tests_dir = Path(settings.saved_tests_dir) if settings.saved_tests_dir else \
+            REPO_ROOT / "tests" / "evaluation" / "corpus_saved"
+        written = await asyncio.to_thread(saved_tests.write, saved, tests_dir, tests_dir / "stories")
+        log.info("conversation saved as a test", extra={"conversation": key, "test": name, "outcome": outcome})
+        return [str(p) for p in written]
+
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
                         keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout,
-                        liveness=liveness)
+                        liveness=liveness, save_test=save_test)
     for _, setup in PLUGINS:
         setup(app, ctx)
 

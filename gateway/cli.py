@@ -8,6 +8,7 @@
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
   settings      print every setting as the README's tables (--write: update README.md)
+  save-test     turn a real conversation into an evaluation test (REF --outcome X [--handoff])
   agent         manage console agents (add USER "Name" | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
   data          the keys that seal the data at rest (rekey: re-seal with the newest | new-key)
@@ -31,6 +32,7 @@ from bot.sealing import SealingError
 from gateway.rasa_runtime import RasaProcesses, RasaSetupError, ensure_model, ensure_rasa_venv
 
 log = logging.getLogger("gateway.cli")
+RASA_TOKEN_FILE = "rasa-token"  # `run` writes the token it made for its Rasa server here
 
 
 def _say(text: str) -> None:
@@ -110,6 +112,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Rasa's HTTP API reads every tracker and replaces models: never open. A token for
         # this run, shared by the Rasa server we start and the gateway (both on loopback).
         settings = dataclasses.replace(settings, rasa_token=secrets.token_urlsafe(32))
+        from bot.files import write_private
+
+        # For the designer's tools on this machine (./aftersales save-test), readable by its owner only.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_private(settings.data_dir / RASA_TOKEN_FILE, settings.rasa_token + "\n")
     keys = ensure_data_keys(settings)  # generated into DATA_DIR/data-key on first start
     settings = dataclasses.replace(settings, data_keys=keys.export())
     rasa = RasaProcesses(venv=venv, model=model, rasa_port=rasa_port, actions_port=args.actions_port,
@@ -140,6 +147,48 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     setup_logging("INFO", "text")
     venv = ensure_rasa_venv()
     return run_cluster(args.gateways, args.rasa, args.port, Path(args.dir), venv, ensure_model(venv), _say)
+
+
+def cmd_save_test(args: argparse.Namespace) -> int:
+    """A real conversation as an evaluation dialogue with the outcome marked right (gateway/saved_tests.py)."""
+    from pathlib import Path
+
+    from bot.messages import ConversationRef
+    from bot.rasa_client import RasaClient, RasaError
+    from gateway import saved_tests
+    from gateway.rasa_runtime import REPO_ROOT
+
+    settings = _settings_or_exit()
+    if ConversationRef.parse(args.ref) is None:
+        print(f"error: {args.ref!r} is not a conversation (webchat:<id>, telegram:<chat>, rest:<sender>, ...)",
+              file=sys.stderr)
+        return 2
+    token_file = settings.data_dir / RASA_TOKEN_FILE
+    token = settings.rasa_token or (token_file.read_text().strip() if token_file.exists() else "")
+
+    async def tracker() -> dict[str, object]:
+        client = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, token)
+        await client.start()
+        try:
+            return await client.tracker(args.ref)
+        finally:
+            await client.close()
+
+    try:
+        found = asyncio.run(tracker())
+        saved = saved_tests.build(found, args.outcome, args.handoff, args.name or f"saved-{secrets.token_hex(4)}",
+                                  args.note or "")
+    except RasaError as exc:
+        print(f"error: Rasa at {settings.rasa_url} cannot be read ({exc}); is the stack running?", file=sys.stderr)
+        return 1
+    except saved_tests.SaveTestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    tests_dir = Path(settings.saved_tests_dir) if settings.saved_tests_dir else REPO_ROOT / "tests/evaluation/corpus_saved"
+    for path in saved_tests.write(saved, tests_dir, tests_dir / "stories"):
+        _say(f"wrote {path}")
+    _say(f"Saved as test {saved.dialogue['id']} ({saved.language}): ./aftersales test replays it.")
+    return 0
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -315,6 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster.add_argument("--port", type=int, default=8080, help="where HAProxy listens (default 8080)")
     cluster.add_argument("--dir", default="var/cluster", help="Redis's AOF, the shared data, logs (default var/cluster)")
     cluster.set_defaults(func=cmd_cluster)
+    save = sub.add_parser("save-test", help="turn a real conversation into an evaluation test: REF --outcome X")
+    save.add_argument("ref", help="the conversation, as the console shows it (webchat:<id>, telegram:<chat>, ...)")
+    save.add_argument("--outcome", required=True, help="what the bot should have settled: refund, refused, "
+                      "exchange, swap, replacement, compensation, complaint, progress, faq, handoff, ...")
+    save.add_argument("--handoff", action="store_true", help="a person should have been asked in")
+    save.add_argument("--name", help="the test's id (lower-case letters, digits, '-')")
+    save.add_argument("--note", help="what went wrong, kept with the test")
+    save.set_defaults(func=cmd_save_test)
     sub.add_parser("setup", help="install Rasa and train the model if needed").set_defaults(func=cmd_setup)
     train = sub.add_parser("train", help="train the Rasa model")
     train.add_argument("--force", action="store_true")

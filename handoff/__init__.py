@@ -68,7 +68,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
     console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,
-                      _canned(handoff_settings.canned_file))
+                      _canned(handoff_settings.canned_file), save_test=ctx.save_test)
     app[HANDOFF_KEY] = handoff
 
     app.router.add_get("/console", console.page)

@@ -19,7 +19,8 @@ from bot.config import Settings
 from bot.fanout import Fanout
 from bot.log import mask_name
 from bot.messages import ConversationRef
-from bot.plugins import Conversations
+from bot.plugins import Conversations, TestSaver, no_test_saver
+from bot.rasa_client import RasaError
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
@@ -144,8 +145,9 @@ class ConsoleHub(Listener):
 
 class Console:
     def __init__(self, handoff: HandoffService, hub: ConsoleHub, sessions: ConsoleSessions, settings: Settings,
-                 canned: list[dict[str, str]]) -> None:
+                 canned: list[dict[str, str]], save_test: TestSaver = no_test_saver) -> None:
         self.handoff = handoff
+        self.save_test = save_test
         self.hub = hub
         self.sessions = sessions
         self.settings = settings
@@ -338,6 +340,18 @@ class Console:
                 await self.handoff.hand_back(agent, key)
             elif kind == "resolve":
                 await self.handoff.resolve(agent, key, str(frame.get("outcome", "")))
+            elif kind == "save_test":
+                # What went wrong becomes a test, with the outcome the agent marks as right.
+                name = frame.get("name") or f"saved-{uuid.uuid4().hex[:8]}"
+                try:
+                    files = await self.save_test(key, str(frame.get("outcome", "")), frame.get("handoff") is True,
+                                                 str(name))
+                except ValueError as exc:
+                    raise HandoffError("invalid_test", str(exc)) from exc
+                except RasaError as exc:
+                    raise HandoffError("unavailable", "the assistant cannot be read now; try again") from exc
+                log.info("conversation saved as a test", extra={"agent": agent, "key": key})
+                await ws.send_json({"type": "saved_test", "key": key, "name": name, "files": files})
             else:
                 raise HandoffError("invalid_frame", f"unknown frame type {kind[:40]!r}")
         except HandoffError as exc:

@@ -349,6 +349,10 @@
       case 'conversation': onConversation(frame); break;
       case 'entry': onEntry(frame); break;
       case 'claimed': onClaimed(frame); break;
+      case 'saved_test':
+        notice('Saved as test ' + str(frame.name) + ': ./aftersales test replays it (' +
+               (Array.isArray(frame.files) ? frame.files.join(', ') : '') + ')', 'info');
+        break;
       case 'error': onError(frame); break;
       default: break; // pong and anything unknown
     }
@@ -502,6 +506,12 @@
   }
 
   /* ---------- actions ---------- */
+
+  function saveAsTest() {
+    if (!current) { return; }
+    send({ type: 'save_test', key: current.key, outcome: $('test-outcome').value,
+           handoff: $('test-handoff').checked });
+  }
 
   function openConversation(key) {
     if (!key) { return; }
@@ -1022,6 +1032,7 @@
     $('conv-claim').addEventListener('click', function () {
       if (current) { claim(current.key); }
     });
+    $('save-test').addEventListener('click', saveAsTest);
     $('hand-back').addEventListener('click', function () {
       if (!current || !isMine()) { return; }
       send({ type: 'hand_back', key: current.key });

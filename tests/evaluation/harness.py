@@ -29,12 +29,14 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import aiohttp
 import yaml
 
+from gateway.saved_tests import SLOT_FACT
 from tests.ownership_proof import proof_answer
 
 HERE = Path(__file__).parent
 # The corpus the bot was developed against, and a fresh one written later by another
 # writer and never looked at while tuning (its first-run figures are the honest estimate).
 CORPORA = {"corpus": "development set", "corpus_fresh": "fresh set"}
+SAVED = "corpus_saved"  # dialogues saved from real conversations (gateway/saved_tests.py)
 PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the bytes do not matter: the flows keep the link as evidence
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -42,11 +44,6 @@ _NEUTRAL = re.compile(
     r"https?://\S+|\b[A-Z]{2}-?\d{4,}\b|\b(?:BBC|BBD)-[0-9A-F]+\b|\bEU\s?\d+\b|\bSPF\s?\d+\b|\b\d+\s?(?:ml|g|MB|cm)\b|"
     r"\b(?:Alipay|WeChat Pay|WeChat|Visa|SF Express|INCI|SLS|PDF|JPEG|PNG|WebP|GIF|UTC|ok|OK)\b|[A-Z]{2,}\d+")
 
-SLOT_FACT = {"order_number": "order", "item_sku": "item", "return_reason": "reason", "item_opened": "opened",
-             "photo_url": "photo", "resolution": "remedy", "return_method": "return_method",
-             "new_variant": "wanted", "complaint_category": "complaint_about",
-             "complaint_description": "description", "complaint_photo": "photo",
-             "complaint_severity": "severity", "case_reference": "case", "order_proof": "proof"}
 
 # How the evaluator reads a persona's answer into the option they would tap (its own table,
 # independent of the bot's): only used to choose a button, never to judge the bot.
