@@ -69,6 +69,10 @@ async def test_a_conversation_saved_from_the_console_or_the_command_line_becomes
             assert answer["type"] == "saved_test", answer
             await agent.send(type="save_test", key=key, outcome="a-refund-please", name="x")
             assert (await agent.next("error"))["code"] == "invalid_test"  # a clear error, nothing written
+            await agent.send(type="save_test", key=key, outcome="refund", name="../../../rasa_project/escape")
+            assert (await agent.next("error"))["code"] == "invalid_test"  # no path in a test's name
+            await agent.send(type="save_test", key="webchat:nobody-said-anything", outcome="refund")
+            assert (await agent.next("error"))["code"] == "invalid_test"  # a conversation with nothing said
         finally:
             await agent.close()
         [made] = yaml.safe_load((tests_dir / "dialogues_en.yml").read_text(encoding="utf-8"))
