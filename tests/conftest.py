@@ -4,7 +4,14 @@ talking to them.
 
 Every test that (transitively) uses `rasa_install` — the real engine — is marked `e2e`
 here, so `pytest -m "not e2e"` (`./aftersales test-quick`) runs everything else and never
-starts Rasa."""
+starts Rasa.
+
+The quick suite runs in parallel (pytest-xdist, `./aftersales test-quick`): each worker has
+Redis databases of its own (`redis_url`), its own flows database (FLOWS_DB_PATH) and tmp
+dirs, and every server on a free port. Tests wait for what they expect, never for a fixed
+time: `settled()` (the gateway finished everything it accepted) and
+`ChatClient.unread_replies()` (what a socket got up to now) are how a test knows that
+nothing more will come."""
 
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -27,14 +34,21 @@ from bot.config import Settings
 from bot.conversation import ConversationService
 from bot.sealing import DataKeys
 from bot.serving import serve
-from gateway.app import SERVICE_KEY, create_app
 from gateway.rasa_runtime import RasaProcesses, ensure_model, ensure_rasa_venv
 from tests.fake_rasa import FakeRasa
 
+# gateway.app (and with it aiogram, ~5 s of imports) is imported in `pytest_configure`, not
+# here: under pytest-xdist the controller process loads this file too, and runs no test.
+
 # The flows' data (demo orders, cases) for this test run: a fresh SQLite file. Set before
 # any fixture starts the action server, which inherits the environment; tests read the
-# cases the flows made from it.
-os.environ.setdefault("FLOWS_DB_PATH", str(Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3"))
+# cases the flows made from it. An xdist worker inherits the controller's environment: it
+# makes a file of its own, unless FLOWS_DB_PATH was given from outside.
+_OWN_FLOWS_DB = "AFTERSALES_TESTS_OWN_FLOWS_DB"
+if "FLOWS_DB_PATH" not in os.environ or (os.environ.get("PYTEST_XDIST_WORKER")
+                                         and os.environ.get(_OWN_FLOWS_DB) == os.environ["FLOWS_DB_PATH"]):
+    os.environ["FLOWS_DB_PATH"] = os.environ[_OWN_FLOWS_DB] = str(
+        Path(tempfile.mkdtemp(prefix="flows-test-")) / "flows.sqlite3")
 # One data key for the run, shared by the action server (inherited) and the gateways
 # (`make_settings`), so both seal and open the cases with the same key.
 os.environ.setdefault("DATA_KEYS", DataKeys.generate().export())
@@ -56,6 +70,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the pytest-xdist controller: it runs no test, its workers import what they need
+    import gateway.app  # noqa: F401  (before any test: a test's event loop is never blocked by it)
+
+
 REAL_RASA = "rasa_install"  # the fixture every use of the real engine goes through
 
 
@@ -66,6 +86,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_RASA in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # In parallel the longest tests go first, one per worker, so that none of them is
+        # left running alone at the end: those that start a gateway process (tests/gateway_process.py).
+        items.sort(key=lambda item: not hasattr(getattr(item, "module", None), "start_gateway_process"))
 
 
 _RUNNING: dict[str, pytest.Item] = {}
@@ -160,13 +184,32 @@ class RunningGateway:
 
     @property
     def service(self) -> ConversationService:
+        from gateway.app import SERVICE_KEY
+
         return self.app[SERVICE_KEY]
 
 
 async def start_gateway(settings: Settings) -> tuple[RunningGateway, web.AppRunner]:
+    from gateway.app import create_app
+
     app = create_app(settings)
     runner = await serve(app, settings.host, settings.port, shutdown_timeout=2)  # exactly as `gateway` starts it
     return RunningGateway(settings, app), runner
+
+
+async def settled(service: ConversationService, *busy: Callable[[], object], timeout: float = 30.0) -> None:
+    """Until the gateway has finished everything it accepted: no message is waiting for or in
+    a turn (`service.total_pending`; a turn ends after its replies and its hooks' replies
+    were handed to the channel) and none of `busy` (a channel's work in flight: updates not
+    yet submitted, kept deliveries not yet answered) says it is busy. Seen calm twice in a
+    row, a loop pass apart, so that what a finished turn starts in a callback is seen too.
+
+    What tests wait for before asserting "nothing more was sent", instead of a fixed time."""
+    calm = 0
+    async with asyncio.timeout(timeout):
+        while calm < 2:
+            await asyncio.sleep(0.02)
+            calm = calm + 1 if service.total_pending == 0 and not any(b() for b in busy) else 0
 
 
 @pytest.fixture
@@ -233,6 +276,39 @@ class ChatClient:
             except TimeoutError:
                 return replies
 
+    async def replies_of_the_turn(self, gateway: RunningGateway, first_timeout: float = 30.0) -> list[dict[str, Any]]:
+        """All reply frames of one bot turn: waits for the first, then takes the rest the
+        gateway sent by the time it finished the turn (`unread_replies`). The gateway is the
+        one the turn runs on (the one this socket is connected to)."""
+        first = await self.next_frame("reply", timeout=first_timeout)
+        return [first, *await self.unread_replies(gateway)]
+
+    async def unread_replies(self, gateway: RunningGateway, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The reply frames this socket got and the test has not read yet, once `gateway` has
+        finished everything it accepted (`settled`): what a turn, an agent's action or a
+        duplicate would still have sent is among them, so an empty list means "nothing more".
+
+        The end of what was sent is marked with a frame published after it through the
+        gateway's own fanout, the way every frame for this conversation goes (bot/fanout.py):
+        frames of one conversation arrive in the order they were published, on one gateway
+        and across gateways on Redis. The marker itself is not kept in `frames`."""
+        from channels.webchat.websocket import FANOUT_TOPIC, WebchatOutput
+
+        assert self.conversation_id is not None
+        await settled(gateway.service, timeout=timeout)
+        marker = {"type": "test-marker", "id": uuid.uuid4().hex}
+        output = gateway.service.output_for("webchat")
+        assert isinstance(output, WebchatOutput)
+        await output.fanout.publish(FANOUT_TOPIC, {"conversation_id": self.conversation_id, "frame": marker})
+        replies = []
+        while True:
+            frame = await self.next_frame("reply", marker["type"], timeout=timeout)
+            if frame == marker:
+                self.frames.remove(frame)
+                return replies
+            if frame["type"] == "reply":
+                replies.append(frame)
+
     async def close(self) -> None:
         await self.ws.close()
         await self.session.close()
@@ -247,17 +323,36 @@ async def chat(gateway: RunningGateway) -> AsyncIterator[ChatClient]:
         await client.close()
 
 
+# Redis databases each test process has: the shared test database (`redis_url`) and, below
+# it, the two that tests/e2e keep for themselves (`own_redis` there: one below; test_crash.py:
+# two below). An xdist worker gwN has the block N below the first: 15-13, 12-10, 9-7, ...
+REDIS_DBS_PER_PROCESS = 3
+
+
+def worker_number() -> int:
+    """This pytest-xdist worker's number (gw0 -> 0); 0 when the tests run in one process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """A real Redis server (`./aftersales test` starts one when none answers).
 
     Uses database `TEST_REDIS_DB` (default 15) on `TEST_REDIS_URL` (default
-    redis://127.0.0.1:6379), emptied once at the start of the run.
+    redis://127.0.0.1:6379), emptied once at the start of the run; under pytest-xdist,
+    worker gwN uses the database 3·N below it (`REDIS_DBS_PER_PROCESS`), so no two workers
+    share one (nor the databases the e2e tests take below theirs).
     """
     import redis
 
     base = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
-    url = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    first = int(os.environ.get("TEST_REDIS_DB", "15"))
+    db = first - REDIS_DBS_PER_PROCESS * worker_number()
+    if "PYTEST_XDIST_WORKER" in os.environ and db - (REDIS_DBS_PER_PROCESS - 1) < 0:
+        pytest.fail(f"Redis has 16 databases: TEST_REDIS_DB={first} leaves room for "
+                    f"{(first + 1) // REDIS_DBS_PER_PROCESS} test processes; use fewer xdist workers", pytrace=False)
+    url = f"{base}/{db}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()

@@ -49,7 +49,8 @@ async def _healthy(port: int, proc: subprocess.Popen[bytes], rasa_up: bool) -> N
 
 async def test_with_redis_an_acknowledged_message_survives_a_crash(rasa_stack: RasaProcesses, tmp_path: Path,
                                                                    redis_url: str) -> None:
-    own_db = redis_url.rsplit("/", 1)[0] + "/13"  # a database of its own: nothing else replays here
+    base, _, number = redis_url.rpartition("/")  # a database of its own (tests/conftest.py `redis_url`): nothing else replays here
+    own_db = f"{base}/{(int(number) - 2) % 16}"
     redis.Redis.from_url(own_db).flushdb()
     data_dir = tmp_path / "data"
     port = free_port()
