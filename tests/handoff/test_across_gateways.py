@@ -27,7 +27,7 @@ async def test_an_agent_on_one_gateway_serves_a_shopper_on_another(
         async with asyncio.timeout(10):  # B hears that Alice is signed in on A
             while "alice" not in b.app[HANDOFF_KEY].listener.online_agents():
                 await asyncio.sleep(0.1)
-        texts = [r["text"] for r in await ask_for_a_person(chat)]
+        texts = [r["text"] for r in await ask_for_a_person(chat, b)]
         assert any("number 1 in the queue" in t for t in texts)  # not "no one is online"
 
         await alice.state_where(lambda s: any(i["key"] == key for i in s["queue"]))
