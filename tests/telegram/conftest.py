@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from channels.telegram import TELEGRAM_KEY, TelegramChannel
-from tests.conftest import RunningGateway, free_port, make_settings, start_gateway
+from tests.conftest import RunningGateway, free_port, make_settings, settled, start_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 
 WEBHOOK_SECRET = "test_webhook_secret_" + "s" * 20
@@ -53,6 +53,18 @@ class TelegramGateway:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.url}/telegram/webhook", json=update, headers=headers or {}) as resp:
                 return resp.status
+
+    def busy(self) -> bool:
+        """Telegram still has updates for the gateway (polling), or an update it accepted is
+        still being converted, answered or marked done (channels/telegram/input.py `process`)."""
+        in_flight = [t for t in list(self.channel.input._tasks)
+                     if t.get_name().startswith(("telegram-update:", "telegram-replay:")) and not t.done()]
+        return bool(in_flight or self.fake.pending_updates())
+
+    async def settled(self) -> None:
+        """Until the gateway has finished every update it accepted and every turn (tests/conftest.py
+        `settled`): what it would still send has reached the fake; asserting "nothing more" is safe."""
+        await settled(self.gateway.service, self.busy)
 
     async def stop(self) -> None:
         """Stop the gateway as `Ctrl-C` would (idempotent)."""

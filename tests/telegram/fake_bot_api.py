@@ -185,10 +185,6 @@ class FakeBotAPI:
                                  f"{[c.params for c in self.sent(chat_id)]}") from None
         return self.sent(chat_id)[:count]
 
-    async def quiet(self, seconds: float = 1.5) -> None:
-        """Let the gateway do whatever it would still do (used before asserting 'nothing more')."""
-        await asyncio.sleep(seconds)
-
     # -- updates as the Bot API documents them -------------------------------------------
 
     def next_update_id(self) -> int:

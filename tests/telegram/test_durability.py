@@ -45,13 +45,13 @@ async def test_webhook_update_acknowledged_before_a_restart_is_answered_after_it
         await first.stop()  # the process goes away before the answer
     assert await kept_updates(redis_url, fake) == [f"{fake.bot_id}:{update['update_id']}"]
 
-    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=redis_url):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=redis_url) as second:
         replies = await fake.wait_sent(chat_id, 2)
         assert "after-sales assistant" in replies[1].params["text"]
         await eventually_empty(redis_url, fake)  # answered: no longer kept
         # Telegram delivers the same update again (it never saw our 200, say): not answered twice.
         assert await fake.deliver(update) == 200
-        await fake.quiet()
+        await second.settled()
         assert len(fake.sent(chat_id)) == 2
 
 
@@ -64,11 +64,11 @@ async def test_polled_update_confirmed_before_a_restart_is_answered_after_it(
         await first.stop()
     assert not fake.pending_updates()  # Telegram will not send it again: only the gateway has it
 
-    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling", redis_url=redis_url):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling", redis_url=redis_url) as second:
         await fake.wait_until(lambda: any("after-sales assistant" in t for t in fake.texts(chat_id)))
         fake.queue_update(dict(update))  # served again anyway: still answered once
         await fake.wait_until(lambda: not fake.pending_updates())
-        await fake.quiet()
+        await second.settled()
         assert sum("after-sales assistant" in t for t in fake.texts(chat_id)) == 1
 
 
@@ -76,7 +76,7 @@ async def test_without_a_working_redis_updates_are_refused_not_lost(
         fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=dead_redis):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, redis_url=dead_redis) as tg:
         assert await fake.deliver(fake.text_update(chat_id, "hello")) == 503  # Telegram retries later
-        await fake.quiet(1.0)
+        await tg.settled()
         assert fake.sent(chat_id, ok_only=False) == []

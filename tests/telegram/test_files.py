@@ -68,7 +68,7 @@ async def test_an_album_of_three_photos_is_one_turn_with_one_answer(tg: Telegram
     for n in range(3):  # Telegram sends an album as one update per photo, sharing media_group_id
         await tg.fake.deliver(tg.fake.photo_update(chat_id, f"AgACAgAlbum{n}", media_group_id="13579"))
     await tg.fake.wait_sent(chat_id, before + 1)
-    await tg.fake.quiet(2.0)
+    await tg.settled()
     answers = tg.fake.sent(chat_id)[before:]
     assert len(answers) == 1, [a.params.get("text") for a in answers]  # one reply, not three confused ones
     assert "Goodbye" not in answers[0].params.get("text", "")

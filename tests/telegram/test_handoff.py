@@ -26,7 +26,7 @@ async def test_a_telegram_shopper_is_handed_to_an_agent_and_back(tg: TelegramGat
     tg.fake.add_file("AgACAgBrokenHeel", b"jpeg bytes of a broken heel", "photos/file_9.jpg")
     before = len(tg.fake.sent(chat_id))
     await tg.fake.deliver(tg.fake.photo_update(chat_id, "AgACAgBrokenHeel", caption="the heel broke"))
-    await tg.fake.quiet()
+    await tg.settled()
     assert len(tg.fake.sent(chat_id)) == before
     view = await handoff.conversation_view(key)
     [from_shopper] = [e for e in view["transcript"] if e.get("text") == "the heel broke"]

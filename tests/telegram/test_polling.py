@@ -34,10 +34,10 @@ async def test_polling_answers_an_update_served_twice_once(
         fake_rasa: FakeRasa, tmp_path: Path, fake: FakeBotAPI) -> None:
     chat_id = new_chat_id()
     update = fake.text_update(chat_id, "hello")
-    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling"):
+    async with telegram_gateway(tmp_path, fake_rasa.url, fake, mode="polling") as tg:
         fake.queue_update(update)
         await fake.wait_sent(chat_id)
         fake.queue_update(dict(update))  # Telegram serves it again (e.g. the offset was not confirmed)
         await fake.wait_until(lambda: not fake.pending_updates())  # fetched and confirmed again
-        await fake.quiet()
+        await tg.settled()
         assert len(fake.sent(chat_id)) == 1

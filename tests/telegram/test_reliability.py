@@ -28,7 +28,7 @@ async def test_rate_limit_delays_replies_without_losing_or_reordering_them(tg: T
     assert replies[0].at - limited.at >= 0.95  # retry_after honoured
     assert replies[1].params["text"].startswith("You're welcome")
     assert replies[2].params["text"].startswith("Goodbye")
-    await tg.fake.quiet(1.0)
+    await tg.settled()
     assert len(tg.fake.sent(chat_id)) == 3
 
 
@@ -54,7 +54,7 @@ async def test_a_shopper_who_blocked_the_bot_is_marked_and_not_retried(
     # Later replies to that chat (an agent's message, a late answer) are dropped, not sent.
     for _ in range(3):
         await tg.channel.output.send_text(str(chat_id), "Are you still there?")
-    await tg.fake.quiet(2.0)
+    await tg.settled()
     assert [c.status for c in tg.fake.sent(chat_id, ok_only=False)] == [403]
     assert await tg.channel.state.is_blocked(str(chat_id))
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "blocked the bot" in r.getMessage()]
@@ -70,7 +70,7 @@ async def test_a_shopper_who_blocked_the_bot_is_marked_and_not_retried(
 async def test_blocking_reported_by_telegram_stops_replies_before_any_403(tg: TelegramGateway, chat_id: int) -> None:
     await tg.fake.deliver(tg.fake.membership_update(chat_id, "kicked"))
     await tg.fake.wait_until(lambda: bool(tg.fake.webhook_statuses))
-    await tg.fake.quiet(0.5)
+    await tg.settled()
     await tg.channel.output.send_text(str(chat_id), "An agent will contact you.")
     assert tg.fake.sent(chat_id, ok_only=False) == []
 
@@ -99,7 +99,7 @@ async def test_a_telegram_outage_is_bounded_and_does_not_block_web_chat(
         assert "after-sales assistant" in answer[0]["text"]
         assert time.monotonic() - started < 5
         await fake.wait_until(lambda: len(fake.sent(chat_id, ok_only=False)) >= 3, timeout=10)
-        await fake.quiet(2.0)
+        await tg.settled()
         assert [c.status for c in fake.sent(chat_id, ok_only=False)] == [502, 502, 502]  # 1 try + 2 retries
         assert tg.gateway.service.metrics.value("delivery_failures_total", channel="telegram") == 1
         # Telegram is back: the next message is answered normally.

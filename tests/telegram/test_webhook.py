@@ -47,7 +47,7 @@ async def test_missing_or_wrong_secret_is_refused_and_nothing_is_processed(tg: T
     assert await tg.post_webhook(update) == 401
     assert await tg.post_webhook(update, headers={SECRET_HEADER: "not-the-secret-at-all"}) == 401
     assert await tg.post_webhook(update, headers={SECRET_HEADER: WEBHOOK_SECRET[:-1]}) == 401
-    await tg.fake.quiet()
+    await tg.settled()
     assert tg.fake.sent(chat_id, ok_only=False) == []
     assert not [c for c in tg.fake.calls_of("sendChatAction") if c.params["chat_id"] == str(chat_id)]
     # The refused deliveries were not even remembered: Telegram's own delivery is answered.
@@ -60,7 +60,7 @@ async def test_the_same_update_delivered_twice_is_answered_once(tg: TelegramGate
     assert await tg.fake.deliver(update) == 200
     assert await tg.fake.deliver(update) == 200
     await tg.fake.wait_sent(chat_id)
-    await tg.fake.quiet()
+    await tg.settled()
     assert len(tg.fake.sent(chat_id)) == 1
 
 
@@ -85,7 +85,7 @@ async def test_asking_for_a_person_shows_the_text_never_the_handoff_signal(tg: T
     await tg.fake.deliver(tg.fake.press_update(chat_id, "Talk to a person"))
     replies = await tg.fake.wait_sent(chat_id, 2)
     assert "passing you to a person" in replies[1].params["text"]
-    await tg.fake.quiet(1.0)
+    await tg.settled()
     assert not any("handoff" in text or "{" in text for text in tg.fake.texts(chat_id))
 
 
