@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from tests.conftest import RunningGateway, make_settings, start_gateway
+from tests.conftest import RunningGateway, make_settings, settled, start_gateway
 from tests.slack.fake_web_api import ApiCall, FakeSlackApi
 
 BOT_TOKEN = "xoxb-1111-2222-testbottoken"
@@ -123,12 +123,27 @@ class SlackClient:
         return await self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
 
 
+async def slack_settled(gateway: RunningGateway) -> None:
+    """Until the gateway has finished every Slack delivery it accepted (tests/conftest.py
+    `settled`): each was handed to the conversation service and answered, and its bookkeeping
+    (button updates, inbox removal) is done. Bolt runs the listeners before it answers Slack
+    (`process_before_response`), so whatever a delivery the gateway acknowledged starts is in
+    the intake's tasks by then; asserting "nothing more was posted" is safe after this."""
+    from channels.slack import SLACK_KEY
+
+    intake = gateway.app[SLACK_KEY].intake
+    await settled(gateway.service, lambda: any(not t.done() for t in list(intake._tasks)))
+
+
 @dataclass
 class SlackGateway:
     gateway: RunningGateway
     fake: FakeSlackApi
     slack: SlackClient
     http: aiohttp.ClientSession
+
+    async def settled(self) -> None:
+        await slack_settled(self.gateway)
 
 
 @pytest.fixture

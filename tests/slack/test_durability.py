@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as redis_asyncio
 
 from tests.conftest import free_port, make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
-from tests.slack.conftest import SlackClient, dm, new_id, slack_env
+from tests.slack.conftest import SlackClient, dm, new_id, slack_env, slack_settled
 from tests.slack.fake_web_api import FakeSlackApi
 
 
@@ -42,7 +43,16 @@ async def test_an_acknowledged_message_is_answered_after_a_restart_and_retries_s
         try:
             retry = await SlackClient(third.url, http).event(dm("hello", channel), event_id=event_id, retry_num=3)
             assert retry.status == 200
-            await asyncio.sleep(1.5)
+            await slack_settled(third)
+            # The delivery is no longer kept (bot/inbox.py), so no take-over can answer it again.
+            store = redis_asyncio.Redis.from_url(redis_url)
+            try:
+                async with asyncio.timeout(10):
+                    while await store.hexists("gateway:inbox:slack", f"event:{event_id}"):
+                        await asyncio.sleep(0.05)
+            finally:
+                await store.aclose()
+            await slack_settled(third)
             assert len(fake_slack.posts(channel)) == 2
         finally:
             await runner.cleanup()
@@ -58,7 +68,7 @@ async def test_when_redis_is_down_the_delivery_is_refused_so_slack_retries_it(
         async with aiohttp.ClientSession() as http:
             delivered = await SlackClient(gateway.url, http).event(dm("hello", channel))
         assert delivered.status >= 500  # not acknowledged: Slack delivers it again later
-        await asyncio.sleep(1.0)
+        await slack_settled(gateway)
         assert fake_slack.posts(channel) == []
     finally:
         await runner.cleanup()

@@ -81,7 +81,7 @@ async def test_forged_and_stale_requests_get_401_and_nothing_is_posted(slack_gat
     tampered = await slack.post(body.replace("hello", "refund all"), "application/json", timestamp=ts,
                                 signature=sign(SIGNING_SECRET, ts, body))
     assert [a.status for a in attempts + [tampered]] == [401] * 5
-    await asyncio.sleep(1.5)
+    await slack_gateway.settled()
     assert fake.posts(channel) == []
     async with slack_gateway.http.get(slack_gateway.gateway.url + "/metrics") as resp:
         assert 'gateway_frames_rejected_total{reason="slack_signature"} 5' in await resp.text()

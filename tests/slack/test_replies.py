@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -10,7 +9,7 @@ import aiohttp
 from bot.messages import OutboundReply
 from tests.conftest import free_port, make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
-from tests.slack.conftest import SlackClient, SlackGateway, click_payload, dm, new_id, slack_env
+from tests.slack.conftest import SlackClient, SlackGateway, click_payload, dm, new_id, slack_env, slack_settled
 from tests.slack.fake_web_api import FakeSlackApi
 
 
@@ -32,7 +31,7 @@ async def test_images_long_texts_and_signals_render_as_a_shopper_expects(slack_g
     pieces = [p.text for p in posts[2:]]
     assert all(len(p) <= 4000 for p in pieces) and "\n".join(pieces) == long_text  # split at lines, in order
     assert all(p.params["thread_ts"] == "1700000000.000100" for p in posts)
-    await asyncio.sleep(0.5)
+    await slack_gateway.settled()
     assert len(fake.posts(channel)) == 5  # the handoff signal itself is not shown as a message
     assert not any("handoff" in p.text or "shopper_request" in p.text for p in fake.posts(channel))
 
@@ -44,7 +43,7 @@ async def test_asking_for_a_person_shows_the_handoff_text_not_its_payload(slack_
     await slack_gateway.slack.interaction(click_payload(greeting, "Talk to a person"))
     reply = (await fake.wait_for_posts(channel, 2))[1]
     assert reply.text.strip()  # the shopper is told what happens, in words
-    await asyncio.sleep(1.0)
+    await slack_gateway.settled()
     for post in fake.posts(channel)[1:]:
         shown = post.text + post.block_text()
         assert "{" not in shown and "handoff" not in shown and "shopper_request" not in shown
@@ -81,7 +80,7 @@ async def test_messages_sent_while_the_first_is_unanswered_are_all_answered_in_o
             for text in ("hello", "thanks", "bye"):
                 assert (await slack.event(dm(text, channel))).status == 200
         posts = await fake_slack.wait_for_posts(channel, 4)
-        await asyncio.sleep(1.0)
+        await slack_settled(gateway)
         texts = [p.text for p in fake_slack.posts(channel)]
         notices = [t for t in texts if t.startswith("Please wait for an answer")]
         answers = [t for t in texts if t not in notices]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 
 from tests.conftest import make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
-from tests.slack.conftest import APP_TOKEN, click_payload, dm, event_body, new_id, slack_env
+from tests.slack.conftest import APP_TOKEN, click_payload, dm, event_body, new_id, slack_env, slack_settled
 from tests.slack.fake_web_api import FakeSlackApi
 
 
@@ -40,7 +39,7 @@ async def test_socket_mode_acks_envelopes_and_answers_messages_and_clicks(
         await fake_slack.wait_for(lambda: [a for a in fake_slack.socket_acks if a.get("envelope_id") == "env-3"])
         answer = (await fake_slack.wait_for_posts(channel, 2))[1]
         assert answer.text.startswith("I can sort this out for you")
-        await asyncio.sleep(1.0)
+        await slack_settled(gateway)
         assert len(fake_slack.posts(channel)) == 2
 
         async with aiohttp.ClientSession() as http:
