@@ -15,7 +15,7 @@ from bot.conversation import ConversationService, QueueFull
 from bot.messages import InboundMessage, OutboundReply
 from bot.rasa_client import RasaClient
 from gateway.rasa_runtime import RasaProcesses
-from tests.conftest import free_port
+from tests.conftest import free_port, settled
 from tests.fake_rasa import FakeRasa
 
 
@@ -99,7 +99,7 @@ async def test_the_same_message_id_is_sent_to_rasa_once(live: tuple[Conversation
     again = service.submit(msg("carol", "thanks", message_id="m-1"))
     assert again.duplicate and not first.duplicate
     assert await again.replies == await first.replies
-    await asyncio.sleep(0.5)
+    await settled(service)  # nothing else is waiting for or in a turn
     assert len(output.sent["carol"]) == 1
     assert [e.role for e in service.transcripts.history("test:carol")] == ["shopper", "bot"]
 

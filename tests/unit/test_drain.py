@@ -33,7 +33,9 @@ async def test_sigterm_answers_what_was_accepted_then_sends_shoppers_elsewhere(
             fake_rasa.delay_next(2.0, path="/webhooks/rest/webhook")  # Rasa is slow on this turn
             accepted = await chat.say("hello")
             assert (await chat.next_frame("ack"))["id"] == accepted
-            await asyncio.sleep(0.3)  # the turn is with Rasa
+            async with asyncio.timeout(10):  # the turn is with Rasa
+                while not fake_rasa.calls("/webhooks/rest/webhook"):
+                    await asyncio.sleep(0.02)
             proc.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
 

@@ -1,14 +1,20 @@
 """Two gateways on one Redis: one is killed (-9) after acknowledging a web chat message that
 Rasa ran but whose answer it never got. The survivor takes the message over once the dead
 gateway's heartbeat runs out, does not run it in Rasa a second time (the tracker shows it ran),
-and the shopper, reconnected to the survivor, gets the answer once."""
+and the shopper, reconnected to the survivor, gets the answer once.
+
+The heartbeat's run-out is fast-forwarded: the test checks that the dead gateway's key is set
+to expire within the heartbeat's 15 s, then lets it expire now instead of waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import uuid
 from pathlib import Path
+
+import redis.asyncio as redis_asyncio
 
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
@@ -21,9 +27,10 @@ async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
         fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> None:
     survivor_settings = make_settings(tmp_path / "b", fake_rasa.url, redis_url=redis_url)
     port = free_port()
+    doomed_id = f"doomed-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "REDIS_URL": redis_url,
            "DATA_DIR": str(tmp_path / "a"), "GATEWAY_SECRET": survivor_settings.secret,
-           "DATA_KEYS": survivor_settings.data_keys, "LOG_LEVEL": "warning"}
+           "DATA_KEYS": survivor_settings.data_keys, "LOG_LEVEL": "warning", "GATEWAY_ID": doomed_id}
     doomed = start_gateway_process(env)
     try:
         await wait_ready(f"http://127.0.0.1:{port}", doomed)
@@ -45,9 +52,17 @@ async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
     try:
         again = await ChatClient.connect(survivor.ws_url, token=shopper.token)
         assert again.conversation_id == shopper.conversation_id
-        answer = await again.next_frame("reply", timeout=45)  # heartbeat (15 s) + take-over (5 s)
+        heartbeat = f"gateway:alive:{doomed_id}"  # bot/inbox.py Liveness
+        store = redis_asyncio.Redis.from_url(redis_url)
+        try:
+            left = await store.pttl(heartbeat)
+            assert 0 < left <= 15_000, left  # the dead gateway's heartbeat runs out on its own ...
+            await store.pexpire(heartbeat, 1)  # ... and here it runs out now
+        finally:
+            await store.aclose()
+        answer = await again.next_frame("reply", timeout=15)  # the next take-over (every 5 s)
         assert "after-sales assistant" in answer["text"]
-        await asyncio.sleep(1.0)
+        await again.unread_replies(survivor)  # the survivor finished what it took over
         assert len([f for f in again.frames if f["type"] == "reply"]) == 1  # once
         assert fake_rasa.user_texts(key) == ["hello"]  # Rasa ran it once: the survivor read the tracker
         await again.close()
