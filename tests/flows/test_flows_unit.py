@@ -31,13 +31,14 @@ from flows.policies import DEFAULT_PATH, PolicyError, load_policies, summary
 from flows.replies import Context
 from flows.service import AfterSales
 from flows.texts import TextsError, load_texts
+from tests.flows.conftest import shipped_files
 
 TODAY = dt.date(2026, 3, 10)
 
 
 @pytest.fixture
 def policies():
-    return load_policies()
+    return shipped_files()["policies"]  # the shipped file, loaded once (frozen)
 
 
 @pytest.fixture
@@ -203,8 +204,8 @@ async def test_sizes_and_colours_are_matched_to_variants(store) -> None:
 
 @pytest.fixture
 def app(tmp_path: Path, store: SqliteOrderBackend) -> AfterSales:
-    tz = load_policies().tzinfo()
-    return AfterSales(orders=store, cases=CaseStore(tmp_path / "flows.sqlite3"),
+    tz = shipped_files()["policies"].tzinfo()
+    return AfterSales(**shipped_files(), orders=store, cases=CaseStore(tmp_path / "flows.sqlite3"),
                       clock=lambda: dt.datetime.combine(TODAY, dt.time(10, 0), tz))
 
 

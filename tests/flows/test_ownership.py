@@ -14,9 +14,9 @@ import pytest
 from flows.cases import CaseStore
 from flows.orders import SqliteOrderBackend
 from flows.ownership import MAX_FAILURES_PER_ORDER, ProofLedger, Verdict, find_proof
-from flows.policies import load_policies
 from flows.replies import Context
 from flows.service import AfterSales
+from tests.flows.conftest import shipped_files
 
 TODAY = dt.date(2026, 11, 20)
 
@@ -26,8 +26,9 @@ def app(tmp_path: Path) -> AfterSales:
     store = SqliteOrderBackend(tmp_path / "flows.sqlite3")
     store.seed(TODAY)
     cases = CaseStore(tmp_path / "flows.sqlite3")
-    tz = load_policies().tzinfo()
-    app = AfterSales(orders=store, cases=cases, clock=lambda: dt.datetime.combine(TODAY, dt.time(10, 0), tz))
+    tz = shipped_files()["policies"].tzinfo()
+    app = AfterSales(**shipped_files(), orders=store, cases=cases,
+                     clock=lambda: dt.datetime.combine(TODAY, dt.time(10, 0), tz))
     cases.seed_demo_sync(app.now())
     return app
 
