@@ -212,6 +212,17 @@ async def settled(service: ConversationService, *busy: Callable[[], object], tim
             calm = calm + 1 if service.total_pending == 0 and not any(b() for b in busy) else 0
 
 
+async def tasks_finished(since: set[asyncio.Task[Any]], timeout: float = 5.0) -> None:
+    """Until every task started after `since` (`asyncio.all_tasks()` taken earlier) has
+    finished: e.g. a gateway whose start failed left nothing running that could still act."""
+    try:
+        async with asyncio.timeout(timeout):
+            while left := [t for t in asyncio.all_tasks() - since if t is not asyncio.current_task() and not t.done()]:
+                await asyncio.wait(left, timeout=0.1)
+    except TimeoutError:
+        raise AssertionError(f"still running: {[t.get_name() for t in left]}") from None
+
+
 @pytest.fixture
 async def gateway(rasa_stack: RasaProcesses, tmp_path: Path) -> AsyncIterator[RunningGateway]:
     """A gateway on its own port, in front of the shared real Rasa."""

@@ -15,7 +15,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from bot.config import ConfigError
 from channels.slack.config import load_slack_config
 from gateway.app import CHANNELS_KEY, create_app
-from tests.conftest import make_settings, start_gateway
+from tests.conftest import make_settings, start_gateway, tasks_finished
 from tests.fake_rasa import FakeRasa
 from tests.slack.conftest import (
     BOT_TOKEN,
@@ -130,7 +130,8 @@ async def test_a_gateway_that_cannot_bind_does_not_start_on_slack(fake_rasa: Fak
         taken.listen()
         settings = make_settings(tmp_path, fake_rasa.url, port=taken.getsockname()[1],
                                  environ=slack_env(fake_slack))
+        before = asyncio.all_tasks()
         with pytest.raises(OSError):
             await start_gateway(settings)
-        await asyncio.sleep(0.5)
+        await tasks_finished(before)  # the failed start left nothing running that could still call Slack
         assert fake_slack.calls_of("auth.test", ok_only=False) == []  # nothing told Slack we are up

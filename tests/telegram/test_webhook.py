@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bot.messages import Button, OutboundReply
-from tests.conftest import make_settings, start_gateway
+from tests.conftest import make_settings, start_gateway, tasks_finished
 from tests.fake_rasa import FakeRasa
 from tests.telegram.conftest import WEBHOOK_SECRET, TelegramGateway
 from tests.telegram.fake_bot_api import SECRET_HEADER, FakeBotAPI
@@ -178,7 +178,8 @@ async def test_a_gateway_that_cannot_bind_never_points_the_webhook_at_itself(
         settings = make_settings(tmp_path, fake_rasa.url, port=port, public_url=f"http://127.0.0.1:{port}",
                                  environ={"TELEGRAM_BOT_TOKEN": fake.token, "TELEGRAM_API_BASE": fake.base_url,
                                           "TELEGRAM_MODE": "webhook", "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET})
+        before = asyncio.all_tasks()
         with pytest.raises(OSError):
             await start_gateway(settings)
-        await asyncio.sleep(1.0)
+        await tasks_finished(before)  # the failed start left nothing running that could still call Telegram
         assert fake.calls_of("setWebhook") == [] and fake.calls_of("deleteWebhook") == []
