@@ -57,8 +57,8 @@ def _texts(where: str, value: Any) -> Mapping[str, str]:
     return {lang: value[lang].strip() for lang in LANGUAGES}
 
 
-def load_knowledge(path: Path = DEFAULT_PATH, policies: Policies | None = None) -> KnowledgeBase:
-    data = read_yaml_mapping(path, KnowledgeError, "the knowledge base")
+def load_knowledge(path: Path = DEFAULT_PATH, policies: Policies | None = None, text: str | None = None) -> KnowledgeBase:
+    data = read_yaml_mapping(path, KnowledgeError, "the knowledge base", text)
     if not isinstance(data, dict) or not isinstance(data.get("entries"), dict) or not data["entries"]:
         raise KnowledgeError(f"{path}: expected an 'entries' mapping with at least one entry")
     entries: dict[str, Entry] = {}

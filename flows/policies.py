@@ -327,10 +327,11 @@ def _complaints(where: str, raw: Any) -> ComplaintPolicy:
     )
 
 
-def read_yaml_mapping(path: Path, error: type[PolicyError], what: str) -> dict[str, Any]:
-    """A bot designer's YAML file as a mapping, or `error` naming the file and what is wrong."""
+def read_yaml_mapping(path: Path, error: type[PolicyError], what: str, text: str | None = None) -> dict[str, Any]:
+    """A bot designer's YAML file as a mapping, or `error` naming the file and what is wrong.
+    `text`: the file's content, already read (flows/rules.py validates exactly what it hashed)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8") if text is None else text)
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"{path}: cannot read {what}: {exc}") from exc
     if not isinstance(data, dict):
@@ -338,8 +339,8 @@ def read_yaml_mapping(path: Path, error: type[PolicyError], what: str) -> dict[s
     return data
 
 
-def load_policies(path: Path = DEFAULT_PATH) -> Policies:
-    data = read_yaml_mapping(path, PolicyError, "policies")
+def load_policies(path: Path = DEFAULT_PATH, text: str | None = None) -> Policies:
+    data = read_yaml_mapping(path, PolicyError, "policies", text)
     if not isinstance(data.get("categories"), dict) or not data["categories"]:
         raise PolicyError(f"{path}: expected a 'categories' mapping with at least one category")
     _check_keys(str(path), data, ("timezone", "reasons", "refund", "categories", "complaints"),

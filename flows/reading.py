@@ -120,8 +120,8 @@ def _group(path: Path, data: Mapping[str, Any], name: str, known: Sequence[str] 
     return {key: _keywords(f"{path}: {name}.{key}", value) for key, value in raw.items()}
 
 
-def load_understanding(path: Path = DEFAULT_PATH) -> Understanding:
-    data = read_yaml_mapping(path, UnderstandingError, "keyword groups")
+def load_understanding(path: Path = DEFAULT_PATH, text: str | None = None) -> Understanding:
+    data = read_yaml_mapping(path, UnderstandingError, "keyword groups", text)
     return Understanding(
         tones=_group(path, data, "tones", TONES), wants=_group(path, data, "wants", WANTS),
         situations=_group(path, data, "situations", SITUATIONS),

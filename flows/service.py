@@ -27,6 +27,7 @@ from flows.ownership import ProofLedger, Verdict, can_prove, find_proof
 from flows.policies import Policies, load_policies
 from flows.reading import Reader
 from flows.replies import NO_ORDER, NOTHING, Context, Inbound, Parsed, Reply, choice_payload, intent_payload, money
+from flows.rules import RuleSet, load_rules
 from flows.texts import Texts, load_texts
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,23 @@ SORRY_REASONS = ("allergic_reaction", "damaged_in_transit", "defective", "not_as
 
 
 class AfterSales:
-    """Policies, knowledge base, texts, order backend and case store, plus the four forms."""
+    """Policies, knowledge base, texts, order backend and case store, plus the four forms.
+
+    One AfterSales serves one version of the rules (`rules`, flows/rules.py; without one,
+    the rules of `FLOWS_RULES_DIR` as they are now). `with_rules` makes the one of another
+    version, sharing the orders, the cases and the proof ledger."""
 
     def __init__(self, policies: Policies | None = None, kb: KnowledgeBase | None = None, texts: Texts | None = None,
                  orders: OrderBackend | None = None, cases: CaseStore | None = None,
                  clock: Callable[[], dt.datetime] | None = None, reader: Reader | None = None,
-                 ownership: ProofLedger | None = None) -> None:
-        self.policies = policies or load_policies()
-        self.kb = kb or load_knowledge(policies=self.policies)
-        self.t = texts or load_texts()
-        self.reader = reader or Reader(self.policies)
+                 ownership: ProofLedger | None = None, rules: RuleSet | None = None) -> None:
+        if rules is None and policies is None and kb is None and texts is None and reader is None:
+            rules = load_rules()
+        self.rules_version = rules.version if rules is not None else ""  # "": parts given one by one (tests)
+        self.policies = rules.policies if rules is not None else policies or load_policies()
+        self.kb = rules.kb if rules is not None else kb or load_knowledge(policies=self.policies)
+        self.t = rules.texts if rules is not None else texts or load_texts()
+        self.reader = rules.reader if rules is not None else reader or Reader(self.policies)
         self._clock = clock  # () -> aware datetime; tests may freeze time
         self.orders = orders or make_backend(self.today())
         self.cases = cases or CaseStore()
@@ -62,6 +70,11 @@ class AfterSales:
         self.forms: dict[str, FormLogic] = {cls.name: cls(self) for cls in FORMS}
         self.flow_slots: tuple[str, ...] = tuple(dict.fromkeys(
             s.name for form in self.forms.values() for s in form.SLOTS))
+
+    def with_rules(self, rules: RuleSet) -> "AfterSales":
+        """The same assistant under another version of the rules."""
+        return AfterSales(orders=self.orders, cases=self.cases, clock=self._clock, ownership=self.ownership,
+                          rules=rules)
 
     def now(self) -> dt.datetime:
         return self._clock() if self._clock else self.policies.now()

@@ -39,8 +39,8 @@ class Texts:
         return self(key, lang, **values) if key in self.texts else default
 
 
-def load_texts(path: Path = DEFAULT_PATH) -> Texts:
-    data = read_yaml_mapping(path, TextsError, "text keys")
+def load_texts(path: Path = DEFAULT_PATH, text: str | None = None) -> Texts:
+    data = read_yaml_mapping(path, TextsError, "text keys", text)
     texts: dict[str, dict[str, str]] = {}
     for key, entry in data.items():
         where = f"{path}: '{key}'"
