@@ -13,6 +13,7 @@ from bot.signals import HANDOFF, HandoffRequest
 from flows import parsing
 from flows.decisions import assess_complaint
 from flows.forms.base import CONTROL_INTENTS, FormLogic, Slot, digresses
+from flows.recorded import INPUTS, complaint_inputs
 from flows.replies import NO_ORDER, NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload
 
 # What a message says beyond "I want to complain": enough words left for a description.
@@ -129,7 +130,10 @@ class ComplaintForm(FormLogic):
                    "photo": None if values.get("complaint_photo") in (None, "none") else values.get("complaint_photo"),
                    "severity": assessment.severity, "queue": assessment.queue, "repeated": assessment.repeated,
                    "first_response_due": assessment.first_response_due.isoformat(),
-                   "closure_due": assessment.closure_due.isoformat()}
+                   "closure_due": assessment.closure_due.isoformat(), "rules_version": self.app.rules_version,
+                   "outcome": assessment.handoff_reason or "ticket",
+                   INPUTS: complaint_inputs(category, values.get("complaint_severity"), earlier, cp.repeat_window_days,
+                                            now)}
         statuses: list[Any] = ["open"]
         if assessment.handoff_reason:
             statuses.append(("escalated", assessment.handoff_reason))

@@ -11,6 +11,7 @@ from flows import parsing
 from flows.decisions import ExchangeDecision, decide_exchange, pick_variant
 from flows.forms.base import FormLogic, Slot
 from flows.orders import Order, OrderItem, Variant
+from flows.recorded import INPUTS, exchange_inputs
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload
 
 
@@ -128,7 +129,8 @@ class ExchangeForm(FormLogic):
         if new is None:
             return [Reply(self.t("error.lost_track", lang), self.app.menu_buttons(lang))], updates
         details = {"item_sku": item.sku, "item": {lang: item.title(lang) for lang in ("en", "zh")}, "category": item.category,
-                   "new_sku": new.sku, "new_variant": dict(new.label)}
+                   "new_sku": new.sku, "new_variant": dict(new.label), "rules_version": self.app.rules_version,
+                   "outcome": "exchange", INPUTS: exchange_inputs(order, item, self.app.today(), in_stock=True)}
         case = await self.app.cases.create("exchange", ["submitted", "pickup_scheduled"], details=details, **common)
         updates.update(last_case_id=case.id, last_outcome="exchange")
         tomorrow = format_date(self.app.today() + dt.timedelta(days=1), lang)

@@ -24,9 +24,11 @@ from flows.decisions import (
     REPLACEMENT,
     ReturnDecision,
     decide_return,
+    exchange_options,
 )
 from flows.forms.base import FormLogic, Slot
 from flows.orders import Order, OrderItem
+from flows.recorded import INPUTS, return_inputs
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
 
 
@@ -195,6 +197,10 @@ class ReturnForm(FormLogic):
         details: dict[str, Any] = {"item_sku": item.sku, "item": {lang: item.title(lang) for lang in ("en", "zh")},
                                    "category": item.category, "reason": d.reason, "decision": d.why,
                                    "days_since_delivery": d.days, "photo": values.get("photo_url")}
+        # What decided, so that ./aftersales whatif can decide it again under edited rules (flows/recorded.py).
+        in_stock = bool(exchange_options(item, await self.app.variants(item))[0])
+        details.update({"rules_version": self.app.rules_version, "outcome": d.outcome,
+                        INPUTS: return_inputs(order, item, values, self.app.today(), in_stock)})
         common = {"order_number": order.number, "customer_id": ctx.customer_id or order.customer_id,
                   "conversation_id": ctx.conversation_id, "language": lang, "turn_id": ctx.turn_id}
         urgent = values.get("urgent") == "yes"
