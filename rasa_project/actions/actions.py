@@ -3,9 +3,13 @@ live in the repo's `flows/` package (on PYTHONPATH when ./aftersales starts the 
 server); this module only adapts them to Rasa's tracker and dispatcher.
 
 The flows are loaded on the first action, not at import: policies.yml, knowledge_base.yml,
-understanding.yml and texts.yml are validated then (a malformed file fails that action
-with a clear error in the log) and the demo orders and cases are (re)seeded with dates
-relative to today.
+understanding.yml and texts.yml (from FLOWS_RULES_DIR, default flows/) are validated then
+(a malformed file fails that action with a clear error in the log) and the demo orders and
+cases are (re)seeded with dates relative to today. Every action of the flows then starts
+with a cheap look at those files (flows/rules.py): a valid edit serves from that turn on, a
+broken one is refused with its error in the log and the rules serving keep serving. A
+conversation in the middle of a flow keeps the version it started the flow with
+(`rules_version`, flows/live.py).
 
 Every action speaks through `send`: the first reply of a turn is preceded by the
 acknowledgement the shopper's message calls for (anger, a long wait, an injury), wherever
@@ -25,7 +29,7 @@ from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction, ValidationActio
 from rasa_sdk.types import DomainDict
 
 from bot.i18n import LANGUAGES, LanguageState, follow_language, language_of_locale
-from flows.orders import SqliteOrderBackend
+from flows.live import RULES_VERSION_SLOT, LiveFlows
 from flows.replies import Context, Inbound, Reply
 from flows.service import AfterSales
 
@@ -36,22 +40,31 @@ PAYLOAD_ENTITIES = ("order_number", "item_sku", "return_reason", "resolution")  
 
 
 class _Flows:
-    """The one AfterSales of this action server, made on first use."""
+    """The live flows of this action server (the rules and an AfterSales per version in use),
+    made on first use."""
 
-    app: Optional[AfterSales] = None
+    live: Optional[LiveFlows] = None
 
     @classmethod
-    def get(cls) -> AfterSales:
-        if cls.app is None:
-            app = AfterSales()
-            if isinstance(app.orders, SqliteOrderBackend):
-                app.cases.seed_demo_sync(app.now())  # the demo cases belong to the demo orders
-            cls.app = app
-        return cls.app
+    def get(cls) -> LiveFlows:
+        if cls.live is None:
+            cls.live = LiveFlows.start()
+        return cls.live
 
 
-def flows() -> AfterSales:
-    return _Flows.get()
+async def flows(tracker: Tracker, starting: bool = False, in_flow: bool = False) -> AfterSales:
+    """The assistant for this conversation's turn, after a look at the rules' files: the rules
+    serving now, or, in the middle of a flow (`in_flow`: a form's question or its decision,
+    which runs just after the form ended), the version the flow started with. `starting`: a
+    form starts now, under the rules serving now."""
+    live = _Flows.get()
+    current = await live.refreshed()
+    if starting:
+        return current
+    version = tracker.get_slot(RULES_VERSION_SLOT)
+    if isinstance(version, str) and version and (in_flow or tracker.active_loop_name):
+        return live.for_version(version)
+    return current
 
 
 # -- reading the tracker -------------------------------------------------------------------------
@@ -91,7 +104,7 @@ def _turn_id(tracker: Tracker) -> Optional[Text]:
     return turn[:200] if isinstance(turn, str) and turn else None
 
 
-def inbound(tracker: Tracker) -> Inbound:
+def inbound(tracker: Tracker, app: AfterSales) -> Inbound:
     message = tracker.latest_message or {}
     intent = message.get("intent") or {}
     entities = {e.get("entity"): e.get("value") for e in message.get("entities") or []
@@ -99,7 +112,7 @@ def inbound(tracker: Tracker) -> Inbound:
     attachments = _metadata(tracker).get("attachments") or []
     ranking = [(r.get("name"), float(r.get("confidence") or 0.0)) for r in message.get("intent_ranking") or []
                if isinstance(r, dict) and r.get("name")]
-    return flows().inbound(
+    return app.inbound(
         message.get("text") or "", intent=intent.get("name"), confidence=float(intent.get("confidence") or 0.0),
         choice=entities.get("choice"), attachments=[a for a in attachments if isinstance(a, dict)],
         entities={k: v for k, v in entities.items() if k in PAYLOAD_ENTITIES}, ranking=ranking)
@@ -127,14 +140,14 @@ def previous_bot_action(tracker: Tracker) -> Optional[Text]:
     return None
 
 
-def send(dispatcher: CollectingDispatcher, tracker: Tracker, replies: List[Reply]) -> None:
+def send(dispatcher: CollectingDispatcher, tracker: Tracker, replies: List[Reply], app: AfterSales) -> None:
     """Send the flow's replies; the first reply of the turn gets the acknowledgement the
     shopper's message calls for."""
     replies = list(replies)
     since = _since_last_user(tracker)
     if replies and not any(e.get("event") == "bot" for e in since):
         starting = next((e.get("name") for e in since if e.get("event") == "active_loop" and e.get("name")), None)
-        ack = flows().acknowledgement(inbound(tracker), language(tracker), starting)
+        ack = app.acknowledgement(inbound(tracker, app), language(tracker), starting)
         if ack and ack not in (replies[0].text or ""):
             first = replies[0]
             replies[0] = Reply(f"{ack}\n{first.text}" if first.text else ack, first.buttons, first.custom)
@@ -149,8 +162,10 @@ def send(dispatcher: CollectingDispatcher, tracker: Tracker, replies: List[Reply
         dispatcher.utter_message(**kwargs)
 
 
-def reset_events() -> List[EventType]:
-    return [SlotSet(slot, None) for slot in flows().flow_slots] + [SlotSet(REQUESTED_SLOT, None)]
+def reset_events(app: AfterSales) -> List[EventType]:
+    """A flow ends: its slots go, and with them the rules version it kept."""
+    return ([SlotSet(slot, None) for slot in app.flow_slots]
+            + [SlotSet(REQUESTED_SLOT, None), SlotSet(RULES_VERSION_SLOT, None)])
 
 
 # -- every message -----------------------------------------------------------------------------------
@@ -212,13 +227,17 @@ class FlowFormValidation(FormValidationAction, ABC):
                   domain: DomainDict) -> List[EventType]:
         mode = self.mode(tracker)
         requested = tracker.get_slot(REQUESTED_SLOT) if mode == "answer" else None
-        message = inbound(tracker)
-        result = await flows().forms[self.form].step(mode, requested, message, tracker.slots, context(tracker))
+        app = await flows(tracker, starting=mode == "activation", in_flow=True)
+        message = inbound(tracker, app)
+        result = await app.forms[self.form].step(mode, requested, message, tracker.slots, context(tracker))
         if result.reject:
             log.debug("%s lets %r through to the rules", self.form, message.intent)
             return []
-        send(dispatcher, tracker, result.replies)
-        return [SlotSet(k, v) for k, v in result.updates.items()] + [SlotSet(REQUESTED_SLOT, result.next_slot)]
+        send(dispatcher, tracker, result.replies, app)
+        events: List[EventType] = [SlotSet(k, v) for k, v in result.updates.items()]
+        if mode == "activation":  # the flow keeps these rules to its end
+            events.append(SlotSet(RULES_VERSION_SLOT, app.rules_version))
+        return events + [SlotSet(REQUESTED_SLOT, result.next_slot)]
 
 
 class ValidateReturnForm(FlowFormValidation):
@@ -249,10 +268,11 @@ class AskSlot(Action, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        logic = flows().forms.get(tracker.active_loop_name or "")
+        app = await flows(tracker, in_flow=True)
+        logic = app.forms.get(tracker.active_loop_name or "")
         if logic is None:
             return []
-        send(dispatcher, tracker, await logic.ask(self.slot, tracker.slots, context(tracker)))
+        send(dispatcher, tracker, await logic.ask(self.slot, tracker.slots, context(tracker)), app)
         return []
 
 
@@ -319,9 +339,11 @@ class SubmitAction(Action, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        replies, updates = await flows().forms[self.form].submit(tracker.slots, context(tracker))
-        send(dispatcher, tracker, replies)
-        return [SlotSet(k, v) for k, v in updates.items()] + [SlotSet(REQUESTED_SLOT, None)]
+        app = await flows(tracker, in_flow=True)  # the rules the flow started with decide
+        replies, updates = await app.forms[self.form].submit(tracker.slots, context(tracker))
+        send(dispatcher, tracker, replies, app)
+        return ([SlotSet(k, v) for k, v in updates.items()]
+                + [SlotSet(REQUESTED_SLOT, None), SlotSet(RULES_VERSION_SLOT, None)])
 
 
 class SubmitReturn(SubmitAction):
@@ -365,8 +387,9 @@ class SmallTalk(Action):
                   domain: DomainDict) -> List[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name") or "greet"
         # A first "hello" from a client that declares no locale: greeted in both languages.
-        send(dispatcher, tracker, flows().small_talk(intent if intent in ("greet", "thanks", "bot_challenge")
-                                                     else "greet", known_language(tracker)))
+        app = await flows(tracker)
+        send(dispatcher, tracker, app.small_talk(intent if intent in ("greet", "thanks", "bot_challenge")
+                                                 else "greet", known_language(tracker)), app)
         return []
 
 
@@ -377,7 +400,8 @@ class AnswerFaq(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name") or ""
-        send(dispatcher, tracker, await flows().faq(intent, language(tracker), context(tracker)))
+        app = await flows(tracker)
+        send(dispatcher, tracker, await app.faq(intent, language(tracker), context(tracker)), app)
         return []
 
 
@@ -389,8 +413,9 @@ class ReceiveAttachment(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        replies, updates = await flows().receive_attachment(inbound(tracker), context(tracker))
-        send(dispatcher, tracker, replies)
+        app = await flows(tracker)
+        replies, updates = await app.receive_attachment(inbound(tracker, app), context(tracker))
+        send(dispatcher, tracker, replies, app)
         return [SlotSet(k, v) for k, v in updates.items()]
 
 
@@ -403,9 +428,10 @@ class NotWhatIMeant(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         order, item = tracker.get_slot("order_number"), tracker.get_slot("item_sku")
-        send(dispatcher, tracker, flows().not_what_i_meant(language(tracker), order if order != "none" else None,
-                                                           item))
-        return [ActiveLoop(None)] + reset_events()
+        app = await flows(tracker)
+        send(dispatcher, tracker, app.not_what_i_meant(language(tracker), order if order != "none" else None, item),
+             app)
+        return [ActiveLoop(None)] + reset_events(app)
 
 
 class Handoff(Action):
@@ -431,8 +457,9 @@ class Handoff(Action):
                "case_id": tracker.get_slot("last_case_id"),
                "order_number": order if order != "none" else None,
                "customer_id": tracker.get_slot("customer_id")}
-        send(dispatcher, tracker, flows().handoff(reason, language(tracker), ctx))
-        return [ActiveLoop(None)] + reset_events()
+        app = await flows(tracker)
+        send(dispatcher, tracker, app.handoff(reason, language(tracker), ctx), app)
+        return [ActiveLoop(None)] + reset_events(app)
 
 
 class CancelFlow(Action):
@@ -441,8 +468,9 @@ class CancelFlow(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        send(dispatcher, tracker, flows().cancel(tracker.active_loop_name, language(tracker)))
-        return [ActiveLoop(None)] + reset_events()
+        app = await flows(tracker)
+        send(dispatcher, tracker, app.cancel(tracker.active_loop_name, language(tracker)), app)
+        return [ActiveLoop(None)] + reset_events(app)
 
 
 class Goodbye(Action):
@@ -451,8 +479,9 @@ class Goodbye(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        send(dispatcher, tracker, flows().small_talk("goodbye", language(tracker)))
-        return [ActiveLoop(None)] + reset_events()
+        app = await flows(tracker)
+        send(dispatcher, tracker, app.small_talk("goodbye", language(tracker)), app)
+        return [ActiveLoop(None)] + reset_events(app)
 
 
 class Fallback(Action):
@@ -465,8 +494,9 @@ class Fallback(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         stage = 2 if previous_bot_action(tracker) == "action_fallback" else 1
-        message = inbound(tracker)
-        send(dispatcher, tracker, flows().fallback(stage, message, language(tracker)))
+        app = await flows(tracker)
+        message = inbound(tracker, app)
+        send(dispatcher, tracker, app.fallback(stage, message, language(tracker)), app)
         if message.intent in NOT_UNDERSTOOD:
             return []
         # Run as Rasa's core fallback (no rule fits the conversation): forget the message,

@@ -3,9 +3,11 @@ the business rules' own reader (flows/reading.py) and corrects the intent where 
 happened decides the flow (flows/routing.py): a leaked parcel is a replacement, not a
 complaint; "hi, the scarf looks nothing like the photos" is a return, not a greeting.
 
-The rules stay in flows/ (policies.yml, understanding.yml); this module only adapts them
-to Rasa's component interface. It keeps no state and needs no training. The decision is
-added to the parse data as `routed` (old intent and why), so the tracker shows it.
+The rules stay in flows/ (policies.yml, understanding.yml, or FLOWS_RULES_DIR); this module
+only adapts them to Rasa's component interface. It needs no training. It follows the
+designer's edits as the action server does (flows/rules.py: a cheap look at the files per
+message, a valid edit reads the next message, a broken one is refused in the log). The
+decision is added to the parse data as `routed` (old intent and why), so the tracker shows it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from flows.reading import Reader
 from flows.routing import route
+from flows.rules import LiveRules
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,16 @@ class SituationRouter(GraphComponent):
         return {}
 
     def __init__(self, reader: Optional[Reader] = None) -> None:
-        self._reader = reader
+        self._reader = reader  # fixed (tests), else the live rules' reader
+        self._live: Optional[LiveRules] = None
 
     @property
     def reader(self) -> Reader:
-        if self._reader is None:  # loaded on first use: policies.yml and understanding.yml
-            self._reader = Reader()
-        return self._reader
+        if self._reader is not None:
+            return self._reader
+        if self._live is None:  # loaded on first use: policies.yml and understanding.yml
+            self._live = LiveRules()
+        return self._live.check().reader
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
