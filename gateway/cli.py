@@ -8,6 +8,8 @@
   train         retrain the Rasa model (--force: even if the data did not change)
   check-config  validate the environment and print the effective settings
   settings      print every setting as the README's tables (--write: update README.md)
+  chat          talk to the running stack from the terminal, as the web chat page does
+                ([--lang zh] [--order AS10001] [--url http://127.0.0.1:8080])
   save-test     turn a real conversation into an evaluation test (REF --outcome X [--handoff])
   agent         manage console agents (add USER "Name" | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
@@ -147,6 +149,13 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     setup_logging("INFO", "text")
     venv = ensure_rasa_venv()
     return run_cluster(args.gateways, args.rasa, args.port, Path(args.dir), venv, ensure_model(venv), _say)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """The web chat in a terminal (gateway/chat.py), against the gateway at --url."""
+    from gateway.chat import main as chat_main
+
+    return chat_main(args.url, args.lang, args.order)
 
 
 def cmd_save_test(args: argparse.Namespace) -> int:
@@ -364,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster.add_argument("--port", type=int, default=8080, help="where HAProxy listens (default 8080)")
     cluster.add_argument("--dir", default="var/cluster", help="Redis's AOF, the shared data, logs (default var/cluster)")
     cluster.set_defaults(func=cmd_cluster)
+    chat = sub.add_parser("chat", help="talk to the running stack from the terminal (the web chat's protocol)")
+    chat.add_argument("--lang", choices=["en", "zh"], default="en", help="the page's language: en, or zh (zh-CN)")
+    chat.add_argument("--order", help="start the conversation about this order, e.g. AS10001")
+    chat.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway (default http://127.0.0.1:8080)")
+    chat.set_defaults(func=cmd_chat)
     save = sub.add_parser("save-test", help="turn a real conversation into an evaluation test: REF --outcome X")
     save.add_argument("ref", help="the conversation, as the console shows it (webchat:<id>, telegram:<chat>, ...)")
     save.add_argument("--outcome", required=True, help="what the bot should have settled: refund, refused, "
