@@ -193,6 +193,13 @@ class CaseStore:
                                 (*args, limit)).fetchall()
             return [self._load(conn, r) for r in rows]
 
+    def made_since_sync(self, since: float) -> list[Case]:
+        """The cases made at or after `since` (not the demo's), oldest first, opened."""
+        with connect(self.path) as conn:
+            rows = conn.execute("SELECT * FROM cases WHERE demo = 0 AND created_at >= ? ORDER BY created_at, id",
+                                (since,)).fetchall()
+            return [self._load(conn, r) for r in rows]
+
     def set_status_sync(self, case_id: str, status: str, note: str = "", at: float | None = None) -> Case:
         now = time.time() if at is None else at
         with connect(self.path) as conn:

@@ -14,6 +14,7 @@
   agent         manage console agents (add USER "Name" | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
   data          the keys that seal the data at rest (rekey: re-seal with the newest | new-key)
+  whatif        what an edited policies.yml would have decided differently (FILE [--days 30])
 """
 
 from __future__ import annotations
@@ -335,6 +336,17 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """The recent cases decided again under an edited policies.yml, and what would change (flows/whatif.py)."""
+    from pathlib import Path
+
+    from flows.cases import CaseStore
+    from flows.whatif import main as whatif_main
+
+    store = CaseStore(keys=ensure_data_keys(_settings_or_exit()))
+    return whatif_main(Path(args.rules), args.days, say=_say, store=store)
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -411,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = sub.add_parser("data", help="data keys: rekey (re-seal with the newest key) | new-key")
     data.add_argument("action", choices=["rekey", "new-key"])
     data.set_defaults(func=cmd_data)
+    whatif = sub.add_parser("whatif", help="what an edited policies.yml would change: FILE [--days 30]")
+    whatif.add_argument("rules", help="the edited policies file, e.g. flows/policies.yml.new")
+    whatif.add_argument("--days", type=int, default=30, help="replay the cases of the last N days (default 30)")
+    whatif.set_defaults(func=cmd_whatif)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
