@@ -1,9 +1,10 @@
 """What every form does with a message: read it whole, fill what it says, ask what is missing.
 
 Each form declares its slots as a table (`SLOTS`): the slot, the method that reads it from
-a message, whether a message may fill it before it is asked (`volunteered`), and which
-slots a new value makes stale (`resets`). A step gets the shopper's message in one of
-three modes:
+a message, whether a message may fill it before it is asked (`volunteered`), which slots a
+new value makes stale (`resets`) and, for a step not asked simply while it is empty, when it
+is (`when`); docs/flows.md draws the tables (`python -m flows.diagrams --write`). A step
+gets the shopper's message in one of three modes:
 
 - `activation`: the message that started the flow ("the cream from AS10006 leaked");
 - `answer`: the answer to the question the form asked (`requested`): a value that does
@@ -44,6 +45,9 @@ CONTROL_INTENTS = ("cancel", "request_human", "not_what_i_meant")
 DIGRESSION_INTENTS = frozenset(FAQ_INTENTS + CHITCHAT_INTENTS + CONTROL_INTENTS + tuple(FORM_INTENTS.values()))
 
 PHOTO_SLOTS = ("photo_url", "complaint_photo")
+# When the shared steps are asked (`Slot.when`).
+PROOF_WHEN = "only if the shopper is not signed in as the order's customer and has not proved it yet"
+ITEM_WHEN = "only if the order has several items"
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Slot:
     reader: str  # the form's method `(inbound, state, ctx, asked) -> Parsed`
     volunteered: bool = True  # read from any message, not only when asked
     resets: tuple[str, ...] = ()  # cleared when this slot gets a different value
+    when: str = ""  # when it is asked, if not simply while it is empty (docs/flows.md's diagrams show it)
 
 
 # Below this the model's guess that an answer is something else is not trusted: "不知道"

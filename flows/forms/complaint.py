@@ -12,7 +12,7 @@ from bot.i18n import format_datetime
 from bot.signals import HANDOFF, HandoffRequest
 from flows import parsing
 from flows.decisions import assess_complaint
-from flows.forms.base import CONTROL_INTENTS, FormLogic, Slot, digresses
+from flows.forms.base import CONTROL_INTENTS, PROOF_WHEN, FormLogic, Slot, digresses
 from flows.recorded import INPUTS, complaint_inputs
 from flows.replies import NO_ORDER, NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload
 
@@ -26,10 +26,10 @@ class ComplaintForm(FormLogic):
     SLOTS = (
         Slot("complaint_category", "read_category"),
         Slot("order_number", "read_order"),
-        Slot("order_proof", "read_proof"),
+        Slot("order_proof", "read_proof", when=PROOF_WHEN),
         Slot("complaint_description", "read_description"),
-        Slot("complaint_photo", "read_photo"),
-        Slot("complaint_severity", "read_severity"),
+        Slot("complaint_photo", "read_photo", when="not once the severity is high (a person asks the rest)"),
+        Slot("complaint_severity", "read_severity", when="not if the shopper's words made it high (severe_keywords)"),
     )
 
     def rejects(self, requested: str, inbound: Inbound) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from bot.i18n import format_date
 from flows import parsing
 from flows.decisions import ExchangeDecision, decide_exchange, pick_variant
-from flows.forms.base import FormLogic, Slot
+from flows.forms.base import ITEM_WHEN, PROOF_WHEN, FormLogic, Slot
 from flows.orders import Order, OrderItem, Variant
 from flows.recorded import INPUTS, exchange_inputs
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload
@@ -19,8 +19,8 @@ class ExchangeForm(FormLogic):
     name = "exchange_form"
     SLOTS = (
         Slot("order_number", "read_order", resets=("item_sku", "new_variant")),
-        Slot("order_proof", "read_proof"),
-        Slot("item_sku", "read_item", resets=("new_variant",)),
+        Slot("order_proof", "read_proof", when=PROOF_WHEN),
+        Slot("item_sku", "read_item", resets=("new_variant",), when=ITEM_WHEN),
         Slot("new_variant", "read_variant"),
     )
 

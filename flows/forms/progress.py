@@ -19,7 +19,9 @@ FINISHED = frozenset({"refunded", "resolved", "closed", "refused"})
 
 class ProgressForm(FormLogic):
     name = "progress_form"
-    SLOTS = (Slot("case_reference", "read_reference"), Slot("order_proof", "read_proof"))
+    SLOTS = (Slot("case_reference", "read_reference"),
+             Slot("order_proof", "read_proof", when="only if the case or order is not the shopper's own: not made in "
+                  "this chat, not the signed-in customer's, not proved yet"))
 
     async def read_reference(self, inbound: Inbound, state: dict[str, Any], ctx: Context, asked: bool) -> Parsed:
         text = inbound.choice or inbound.free_text

@@ -26,7 +26,7 @@ from flows.decisions import (
     decide_return,
     exchange_options,
 )
-from flows.forms.base import FormLogic, Slot
+from flows.forms.base import ITEM_WHEN, PROOF_WHEN, FormLogic, Slot
 from flows.orders import Order, OrderItem
 from flows.recorded import INPUTS, return_inputs
 from flows.replies import NOTHING, Context, Inbound, Parsed, Reply, StepResult, choice_payload, money
@@ -36,14 +36,15 @@ class ReturnForm(FormLogic):
     name = "return_form"
     SLOTS = (
         Slot("order_number", "read_order", resets=("item_sku", "item_opened", "resolution", "return_method")),
-        Slot("order_proof", "read_proof"),
-        Slot("item_sku", "read_item", resets=("item_opened", "resolution", "return_method")),
+        Slot("order_proof", "read_proof", when=PROOF_WHEN),
+        Slot("item_sku", "read_item", resets=("item_opened", "resolution", "return_method"), when=ITEM_WHEN),
         Slot("return_reason", "read_reason", resets=("resolution", "return_method")),
-        Slot("item_opened", "read_opened"),
+        Slot("item_opened", "read_opened", when="only if the policy needs it and the shop does not know"),
         Slot("photo_url", "read_photo"),
         Slot("resolution", "read_resolution"),
         Slot("return_method", "read_method"),
-        Slot("urgent", "read_urgent"),  # never asked: health or legal words raise the case to a person
+        Slot("urgent", "read_urgent",  # health or legal words raise the case to a person
+             when="never: health or legal words in any message make it yes (a person joins at high priority)"),
     )
 
     async def decision(self, state: Mapping[str, Any], order: Order, item: OrderItem) -> ReturnDecision:
