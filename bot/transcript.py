@@ -29,6 +29,26 @@ log = logging.getLogger("gateway.transcript")
 JOURNAL_DAYS = 30
 MAX_ENTRIES = 500  # per conversation, in memory and in the journal
 RECENT_KEPT = 1000  # conversations in the shared "recently active" list
+WRITE_BATCH = 200  # entries written to Redis in one transaction, at most
+
+# Append a batch of entries, atomically (one command for Redis to answer, not a MULTI of
+# five per entry). KEYS: the recent list, then each conversation's list. ARGV: the entries
+# kept per list, their lifetime, the conversations kept in the recent list, then per
+# conversation: how many entries, the newest one's time, the conversation key, the entries.
+_APPEND = """
+local keep, ttl, recent = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local i = 4
+for k = 2, #KEYS do
+  local count = tonumber(ARGV[i])
+  redis.call('RPUSH', KEYS[k], unpack(ARGV, i + 3, i + 2 + count))
+  redis.call('LTRIM', KEYS[k], -keep, -1)
+  redis.call('EXPIRE', KEYS[k], ttl)
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3 + count
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -recent - 1)
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -155,19 +175,24 @@ class RedisTranscriptJournal:
 
     async def _write_forever(self) -> None:
         while True:
-            key, entry = await self._queue.get()
-            name = self.prefix + key
+            # What queued up while the last write was on its way goes in one transaction:
+            # per conversation its entries in order, then the same trims as one by one.
+            batch = [await self._queue.get()]
+            while len(batch) < WRITE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            by_key: dict[str, list[TranscriptEntry]] = {}
+            for key, entry in batch:
+                by_key.setdefault(key, []).append(entry)
+            keys: list[str] = [self.recent_key]
+            args: list[Any] = [self.max_entries, JOURNAL_DAYS * 86400, RECENT_KEPT]
+            for key, entries in by_key.items():
+                keys.append(self.prefix + key)
+                args += [len(entries), entries[-1].ts, key, *(self._seal(key, e) for e in entries)]
             while True:
                 try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        pipe.rpush(name, self._seal(key, entry))
-                        pipe.ltrim(name, -self.max_entries, -1)
-                        pipe.expire(name, JOURNAL_DAYS * 86400)
-                        pipe.zadd(self.recent_key, {key: entry.ts})
-                        pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
-                        await pipe.execute()
+                    await self.redis.eval(_APPEND, len(keys), *keys, *args)
                     break
-                except Exception as exc:  # Redis away: keep the entry, try again shortly
+                except Exception as exc:  # Redis away: keep the entries, try again shortly
                     log.warning("transcript not written to Redis yet; retrying", extra={"error": repr(exc)})
                     await asyncio.sleep(1.0)
 
