@@ -471,7 +471,8 @@ def part_memory(args: argparse.Namespace) -> dict[str, Any]:
         with log_file("idle-clients") as err:
             clients = subprocess.Popen(
                 [PYTHON, str(Path(__file__)), "--serve", "idle-clients", "--url", url, "--count", str(args.sockets),
-                 "--source-list", ",".join(sources), "--deflate" if args.deflate else "--no-deflate"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                 "--source-list", ",".join(sources), "--deflate" if args.deflate else "--no-deflate"],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
         assert clients.stdout is not None and clients.stdin is not None
         line = clients.stdout.readline().decode().strip()
         opened = int(line.split()[1]) if line.startswith("OPEN") else 0
