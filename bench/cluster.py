@@ -82,6 +82,12 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def figures(sample: Sample) -> dict[str, float]:
     return {"p50_ms": sample.percentile(50), "p99_ms": sample.percentile(99), "throughput": sample.throughput,
             "turns": len(sample.latencies)}
@@ -346,8 +352,11 @@ async def run_round(url: str, load: Load, after_typing: bool) -> Sample:
     return Sample(latencies, elapsed)
 
 
-async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: int, warmup: Load) -> dict[str, Sample]:
-    """Every target once per round, the order rotated each round so that drift hits all alike."""
+async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: int, warmup: Load,
+                    pids: dict[str, int] | None = None, cpu: dict[str, float] | None = None) -> dict[str, Sample]:
+    """Every target once per round, the order rotated each round so that drift hits all alike.
+    With `pids` (target -> its server's process), `cpu` gets each server's CPU seconds spent
+    during its own rounds."""
     for url, after_typing in targets.values():
         await run_round(url, warmup, after_typing)
     totals = {name: Sample() for name in targets}
@@ -356,7 +365,11 @@ async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: in
         shift = number % len(names)
         for name in names[shift:] + names[:shift]:
             url, after_typing = targets[name]
+            pid = (pids or {}).get(name)
+            used = cpu_seconds(pid) if pid else 0.0
             sample = await run_round(url, load, after_typing)
+            if pid and cpu is not None:
+                cpu[name] = cpu.get(name, 0.0) + cpu_seconds(pid) - used
             totals[name].add(sample)
             say(f"  round {number + 1} {name:22} p50 {sample.percentile(50):7.2f} ms  p99 {sample.percentile(99):7.2f} ms"
                 f"  {sample.throughput:8.1f} /s")
@@ -400,12 +413,20 @@ def part_overhead(args: argparse.Namespace) -> dict[str, Any]:
         say(f"{args.overhead_shoppers} sockets x {args.overhead_turns} round trips per round, {args.overhead_rounds} rounds"
             f" (gateway LOG_LEVEL={args.log_level})")
         load = Load(args.overhead_shoppers, args.overhead_turns)
-        totals = asyncio.run(alternate(targets, load, args.overhead_rounds, Load(args.overhead_shoppers, 20)))
+        started = dict(zip(("fake", "proxy", "echo", "gateway", "gateway_redis"), procs, strict=True))
+        pids = dict(zip(targets, (started[n].pid for n in ("gateway", "gateway_redis", "proxy", "echo")), strict=True))
+        cpu: dict[str, float] = {}
+        totals = asyncio.run(alternate(targets, load, args.overhead_rounds, Load(args.overhead_shoppers, 20), pids, cpu))
     finally:
         for proc in reversed(procs):
             stop_process(proc)
     say()
     table(totals, "trips/s")
+    # CPU per round trip depends less on what else runs on the machine than round trips per second.
+    per_trip = {name: cpu[name] / len(totals[name].latencies) * 1e6 for name in targets}
+    say("server CPU per round trip: " + ", ".join(f"{name} {us:.0f} µs" for name, us in per_trip.items()))
+    say(f"proxy CPU / gateway CPU per round trip: {per_trip['minimal proxy'] / per_trip['gateway (no Redis)']:.1%} "
+        f"(no Redis), {per_trip['minimal proxy'] / per_trip['gateway (REDIS_URL)']:.1%} (REDIS_URL)")
     gateway, redis_gw = totals["gateway (no Redis)"], totals["gateway (REDIS_URL)"]
     proxy, echo = totals["minimal proxy"], totals["bare echo"]
     ratio, ratio_redis = gateway.throughput / proxy.throughput, redis_gw.throughput / proxy.throughput
@@ -422,6 +443,7 @@ def part_overhead(args: argparse.Namespace) -> dict[str, Any]:
                                                             ("gateway_redis", "gateway (REDIS_URL)"),
                                                             ("proxy", "minimal proxy"), ("echo", "bare echo"))},
             "gateway_over_proxy": ratio, "gateway_redis_over_proxy": ratio_redis,
+            "server_cpu_us_per_round_trip": per_trip,
             "proxy_over_echo": proxy.throughput / echo.throughput,
             "target": f"gateway/proxy >= {OVERHEAD_TARGET}", "target_met": ratio >= OVERHEAD_TARGET,
             "target_met_redis": ratio_redis >= OVERHEAD_TARGET}
