@@ -324,9 +324,16 @@ async def shopper(session: aiohttp.ClientSession, url: str, turns: int, out: lis
             out.append(time.perf_counter() - started)
 
 
-async def run_round(url: str, load: Load, after_typing: bool) -> Sample:
+@dataclass
+class Round(Sample):
+    dropped: int = 0  # shoppers whose socket closed or failed mid-round (their answered turns count)
+    reason: str = ""
+
+
+async def run_round(url: str, load: Load, after_typing: bool) -> Round:
     """`load.shoppers` sockets connect and say hello; then all send their turns at once, each
-    the next as soon as the last is answered. Timed from the start signal to the last answer."""
+    the next as soon as the last is answered. Timed from the start signal to the last answer.
+    A shopper whose socket drops mid-round stops there and is counted as dropped."""
     latencies: list[float] = []
     ready = 0
     all_ready, go = asyncio.Event(), asyncio.Event()
@@ -347,13 +354,15 @@ async def run_round(url: str, load: Load, after_typing: bool) -> Sample:
             await asyncio.gather(*tasks)
         started = time.perf_counter()
         go.set()
-        await asyncio.gather(*tasks)
+        ended = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.perf_counter() - started
-    return Sample(latencies, elapsed)
+    failed = [e for e in ended if isinstance(e, BaseException)]
+    return Round(latencies, elapsed, dropped=len(failed), reason=repr(failed[0])[:160] if failed else "")
 
 
 async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: int, warmup: Load,
-                    pids: dict[str, int] | None = None, cpu: dict[str, float] | None = None) -> dict[str, Sample]:
+                    pids: dict[str, int] | None = None, cpu: dict[str, float] | None = None,
+                    dropped: dict[str, int] | None = None) -> dict[str, Sample]:
     """Every target once per round, the order rotated each round so that drift hits all alike.
     With `pids` (target -> its server's process), `cpu` gets each server's CPU seconds spent
     during its own rounds."""
@@ -361,6 +370,7 @@ async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: in
         await run_round(url, warmup, after_typing)
     totals = {name: Sample() for name in targets}
     names = list(targets)
+    drops = {name: 0 for name in targets}
     for number in range(rounds):
         shift = number % len(names)
         for name in names[shift:] + names[:shift]:
@@ -371,8 +381,12 @@ async def alternate(targets: dict[str, tuple[str, bool]], load: Load, rounds: in
             if pid and cpu is not None:
                 cpu[name] = cpu.get(name, 0.0) + cpu_seconds(pid) - used
             totals[name].add(sample)
+            drops[name] += sample.dropped
             say(f"  round {number + 1} {name:22} p50 {sample.percentile(50):7.2f} ms  p99 {sample.percentile(99):7.2f} ms"
-                f"  {sample.throughput:8.1f} /s")
+                f"  {sample.throughput:8.1f} /s" + (f"  ({sample.dropped} sockets dropped: {sample.reason})"
+                                                    if sample.dropped else ""))
+    if dropped is not None:
+        dropped.update(drops)
     return totals
 
 
@@ -532,6 +546,7 @@ class Cluster:
     def __init__(self, size: int, port: int) -> None:
         self.size, self.port = size, port
         self.dir = WORK / f"cluster-{size}x{size}"
+        self.haproxy_log = self.dir / "logs" / "haproxy.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         self.ready_line = ""
@@ -540,6 +555,20 @@ class Cluster:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/webchat/ws"
+
+    def haproxy_mark(self) -> int:
+        return self.haproxy_log.stat().st_size if self.haproxy_log.is_file() else 0
+
+    def haproxy_downs(self, mark: int) -> list[str]:
+        """HAProxy's lines since `mark` saying it took a gateway out of the gateways backend
+        (it then closes that gateway's sockets: `on-marked-down shutdown-sessions`)."""
+        if not self.haproxy_log.is_file():
+            return []
+        with self.haproxy_log.open("rb") as log:
+            log.seek(mark)
+            text = log.read().decode(errors="replace")
+        return [line.split(": ", 1)[-1].strip()[:200] for line in text.splitlines()
+                if "gateways/" in line and "is DOWN" in line]
 
     async def start(self, timeout: float) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -595,7 +624,9 @@ def cluster_available() -> tuple[bool, str]:
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 
-async def _scale(args: argparse.Namespace) -> dict[str, Sample]:
+async def _scale(args: argparse.Namespace, dropped: dict[str, int], downs: dict[str, list[str]]) -> dict[str, Sample]:
+    """`dropped`: sockets that closed mid-round per topology; `downs`: what HAProxy said when it
+    took a gateway out (a failed /readyz check) while the topology was measured."""
     load = Load(args.scale_shoppers, args.scale_turns)
     warmup = Load(4, 4)
     sizes = (1, 2)
@@ -609,7 +640,12 @@ async def _scale(args: argparse.Namespace) -> dict[str, Sample]:
                 await cluster.start(args.cluster_timeout)
                 say(f"  {cluster.ready_line} ({time.monotonic() - started:.0f} s)")
             targets = {f"{c.size} gateway + {c.size} Rasa": (c.url, True) for c in clusters}
-            return await alternate(targets, load, args.scale_rounds, warmup)
+            marks = [c.haproxy_mark() for c in clusters]
+            try:
+                return await alternate(targets, load, args.scale_rounds, warmup, dropped=dropped)
+            finally:
+                for c, mark in zip(clusters, marks, strict=True):
+                    downs[f"{c.size} gateway + {c.size} Rasa"] = c.haproxy_downs(mark)
         finally:
             for cluster in clusters:
                 await cluster.stop()
@@ -621,11 +657,14 @@ async def _scale(args: argparse.Namespace) -> dict[str, Sample]:
             started = time.monotonic()
             await cluster.start(args.cluster_timeout)
             say(f"  {cluster.ready_line} ({time.monotonic() - started:.0f} s)")
+            name = f"{n} gateway + {n} Rasa"
+            mark, lost = cluster.haproxy_mark(), {name: 0}
             try:
-                result = await alternate({f"{n} gateway + {n} Rasa": (cluster.url, True)}, load, args.scale_rounds, warmup)
-                for name, sample in result.items():
-                    totals[name].add(sample)
+                result = await alternate({name: (cluster.url, True)}, load, args.scale_rounds, warmup, dropped=lost)
+                totals[name].add(result[name])
             finally:
+                dropped[name] = dropped.get(name, 0) + lost[name]
+                downs.setdefault(name, []).extend(cluster.haproxy_downs(mark))
                 await cluster.stop()
     return totals
 
@@ -640,10 +679,16 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
         return {"skipped": "python -m gateway cluster is not available", "cpu_count": os.cpu_count()}
     say(f"{args.scale_shoppers} shoppers x {args.scale_turns} turns per round ({', '.join(MESSAGES)}), "
         f"{args.scale_rounds} rounds per topology" + ("" if args.scale_together else f", {args.scale_blocks} blocks"))
-    totals = asyncio.run(_scale(args))
+    dropped: dict[str, int] = {}
+    downs: dict[str, list[str]] = {}
+    totals = asyncio.run(_scale(args, dropped, downs))
     one, two = totals["1 gateway + 1 Rasa"], totals["2 gateway + 2 Rasa"]
     say()
     table(totals, "turns/s")
+    for name in totals:
+        if dropped.get(name) or downs.get(name):
+            say(f"{name}: {dropped.get(name, 0)} sockets dropped mid-round; HAProxy took a gateway out "
+                f"{len(downs.get(name, []))} times" + (f", e.g. {downs[name][0]}" if downs.get(name) else ""))
     ratio = two.throughput / one.throughput
     say(f"throughput 2+2 / 1+1: {ratio:.2f}x  ({verdict(ratio >= SCALE_TARGET)}: >= {SCALE_TARGET}x)")
     say(f"p50 2+2 / 1+1: {two.percentile(50) / one.percentile(50):.2f}x, p99: {two.percentile(99) / one.percentile(99):.2f}x")
@@ -653,6 +698,7 @@ def part_scale(args: argparse.Namespace) -> dict[str, Any]:
                      "messages": MESSAGES, "topologies_together": args.scale_together},
             "one_plus_one": figures(one), "two_plus_two": figures(two), "throughput_ratio": ratio,
             "p50_ratio": two.percentile(50) / one.percentile(50), "p99_ratio": two.percentile(99) / one.percentile(99),
+            "sockets_dropped": dropped, "haproxy_took_a_gateway_out": downs,
             "target": f"2+2 throughput >= {SCALE_TARGET}x 1+1", "target_met": ratio >= SCALE_TARGET}
 
 
