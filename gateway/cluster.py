@@ -126,7 +126,10 @@ defaults
     timeout tunnel 1h
     timeout client-fin 5s
     timeout http-request 10s
-    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+    # /readyz asks Redis and every Rasa server: give it time on a busy machine, and take a
+    # gateway out (closing its sockets) only after three failed checks in a row.
+    timeout check 5s
+    default-server inter 2s fall 3 rise 2 on-marked-down shutdown-sessions
 
 frontend shop
     bind {host}:{port}

@@ -158,6 +158,7 @@ class WebShopper:
     token: str | None = None
     conversation_id: str = ""
     live: list[str] = field(default_factory=list)  # reply texts received as they were sent
+    acked: set[str] = field(default_factory=set)  # ids the gateway acknowledged: kept, never resent
     reconnects: int = 0
     session: aiohttp.ClientSession | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
@@ -191,6 +192,8 @@ class WebShopper:
                 frame: dict[str, Any] = json.loads(msg.data)
                 if frame["type"] == "reply" and not frame.get("holding"):
                     self.live.append(frame.get("text") or "")
+                if frame["type"] == "ack":
+                    self.acked.add(str(frame.get("id")))
                 if frame["type"] == kind:
                     return frame
 
@@ -213,7 +216,7 @@ class WebShopper:
                     await self.ws.send_json({"type": "message", "id": message_id, "text": text})
                     resend = False
                 while not any(expected in t for t in self.live[seen:]):
-                    await self._frame("reply", timeout=60)
+                    await self._frame("reply", timeout=120)
                 return
             except (ConnectionError, aiohttp.ClientError, TimeoutError, RuntimeError):
                 self.reconnects += 1
@@ -221,7 +224,9 @@ class WebShopper:
                 history = await self.connect()
                 if self.answered_in(history, message_id, expected):
                     return
-                resend = True  # not acknowledged before the drop, or the ack was lost: same id again
+                # As the protocol asks: resend (same id) only what was not acknowledged; an
+                # acknowledged message is kept and answered, on whichever gateway.
+                resend = message_id not in self.acked
 
     async def close(self) -> None:
         if self.ws is not None:
