@@ -20,8 +20,8 @@ from typing import AsyncIterator
 import pytest
 
 from flows.cases import CaseStore
-from gateway.rasa_runtime import REPO_ROOT, RasaProcesses
-from tests.conftest import RunningGateway, free_port, make_settings, start_gateway
+from gateway.rasa_runtime import REPO_ROOT
+from tests.conftest import RunningGateway, free_port
 
 WAIT_SECONDS = 60.0  # one bot turn on a loaded 2-core machine stays far below this
 ENDED = "chat command ended, exit status"
@@ -120,20 +120,10 @@ async def pane(tmp_path: Path) -> AsyncIterator[Pane]:
             pass  # the server had already gone (no session left)
 
 
-@pytest.fixture
-async def chat_gateway(rasa_stack: RasaProcesses, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    """A gateway in front of the real Rasa, in this process; the command talks to it over its port."""
-    running, runner = await start_gateway(make_settings(tmp_path, rasa_stack.rasa_url))
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
-async def test_a_return_completed_in_the_terminal(chat_gateway: RunningGateway, pane: Pane, lang: str) -> None:
+async def test_a_return_completed_in_the_terminal(gateway: RunningGateway, pane: Pane, lang: str) -> None:
     say = SCRIPT[lang]
-    await pane.start(f"cd {REPO_ROOT} && ./aftersales chat --lang {lang} --order AS10001 --url {chat_gateway.url}")
+    await pane.start(f"cd {REPO_ROOT} && ./aftersales chat --lang {lang} --order AS10001 --url {gateway.url}")
 
     # The conversation starts about the order, in the chosen language.
     opened = await pane.wait_for(re.compile(r"conversation webchat:(\w+), locale (\S+)\."))
