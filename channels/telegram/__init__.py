@@ -1,55 +1,19 @@
 """The Telegram channel (optional): on when TELEGRAM_BOT_TOKEN is set.
 
-`setup(app, ctx)` follows the contract in bot/plugins.py. It composes one aiogram
-`Bot` (pointed at TELEGRAM_API_BASE), registers `TelegramOutput` as the "telegram" output,
-adds the webhook route (webhook mode) and `/telegram/files/{file_id}`, and hooks the start, once
-the port is bound (replay kept updates, then setWebhook or start long polling), and shut-down (stop polling
-and intake, refuse further sends, close the bot session). See docs/telegram.md.
+`setup(app, ctx)` follows the contract in bot/plugins.py: it reads the channel's settings and,
+only when Telegram is configured, imports and assembles the channel (channels/telegram/channel.py).
+aiogram is imported there and nowhere on the way to it: its models take about 3 s to import and
+some 130 MB per gateway process, which a shop without Telegram should not pay. See docs/telegram.md.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
-from bot import serving
-from bot.inbox import TAKEOVER_SECONDS
 from bot.plugins import PluginContext
-from channels.telegram.config import FILES_PATH, TelegramConfig, load_telegram_config
-from channels.telegram.convert import UpdateConverter
-from channels.telegram.files import TelegramFiles
-from channels.telegram.input import TelegramInput
-from channels.telegram.output import CHANNEL, TelegramOutput
-from channels.telegram.state import MemoryTelegramState, RedisTelegramState, TelegramState
+from channels.telegram.config import load_telegram_config
 
-log = logging.getLogger("gateway.telegram")
-
-__all__ = ["TELEGRAM_KEY", "TelegramChannel", "setup"]
-
-
-@dataclass(frozen=True)
-class TelegramChannel:
-    """The running channel's parts (tests and the handoff module reach them via `app[TELEGRAM_KEY]`)."""
-
-    config: TelegramConfig
-    bot: Bot
-    state: TelegramState
-    input: TelegramInput
-    output: TelegramOutput
-
-
-TELEGRAM_KEY = web.AppKey("telegram", TelegramChannel)
-
-
-def _state(ctx: PluginContext, config: TelegramConfig) -> TelegramState:
-    if ctx.redis is None:
-        return MemoryTelegramState()
-    return RedisTelegramState(ctx.redis, config.bot_id, owns_client=False)
+__all__ = ["setup"]
 
 
 def setup(app: web.Application, ctx: PluginContext) -> bool:
@@ -57,40 +21,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     config = load_telegram_config(ctx.env, ctx.settings)
     if config is None:
         return False
-    session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_base),
-                             timeout=config.request_timeout_seconds)
-    bot = Bot(token=config.token, session=session)
-    state = _state(ctx, config)
-    output = TelegramOutput(bot, state, ctx.service.metrics, retries=config.send_retries,
-                            backoff_seconds=config.retry_backoff_seconds)
-    ctx.service.register_output(CHANNEL, output)
-    telegram_input = TelegramInput(bot, config, ctx.service, ctx.deduper, ctx.inbox, output,
-                                   UpdateConverter(config, state, ctx.settings.max_text_length))
-    files = TelegramFiles(bot, state)
-    app[TELEGRAM_KEY] = TelegramChannel(config=config, bot=bot, state=state, input=telegram_input, output=output)
+    from channels.telegram.channel import add_channel  # aiogram only when Telegram is on
 
-    if config.mode == "webhook":
-        app.router.add_post(config.webhook_path, telegram_input.webhook)
-        ctx.tell_operator(f"  Telegram:           on, webhook at {{base}}{config.webhook_path} (see docs/telegram.md)")
-    else:
-        ctx.tell_operator("  Telegram:           on, long polling (see docs/telegram.md)")
-    app.router.add_get(FILES_PATH + "/{file_id}", files.fetch)
-
-    async def on_listening(app: web.Application) -> None:
-        # Only once the port is bound: a webhook must never point at a gateway that failed to start.
-        await telegram_input.start()
-        log.info("Telegram channel started", extra={"mode": config.mode, "bot_id": config.bot_id})
-
-    async def on_shutdown(app: web.Application) -> None:
-        await telegram_input.stop()
-
-    async def on_cleanup(app: web.Application) -> None:
-        await output.close()
-        await bot.session.close()
-        await state.close()
-
-    serving.on_listening(app, on_listening)
-    serving.every_while_listening(app, "telegram-takeover", TAKEOVER_SECONDS, telegram_input.replay_pending)
-    app.on_shutdown.append(on_shutdown)
-    app.on_cleanup.append(on_cleanup)
+    add_channel(app, ctx, config)
     return True

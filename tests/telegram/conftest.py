@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from channels.telegram import TELEGRAM_KEY, TelegramChannel
+from channels.telegram.channel import TELEGRAM_KEY, TelegramChannel
 from tests.conftest import RunningGateway, free_port, make_settings, settled, start_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 
