@@ -41,6 +41,7 @@ class Settings:
     rasa_retry_initial_seconds: float = 0.5
     rasa_retry_max_seconds: float = 15.0
     drain_seconds: float = 10.0
+    takeover_seconds: float = 5.0
     gateway_id: str = ""
     holding_after_seconds: float = 2.0
     max_text_length: int = 4000
@@ -231,6 +232,10 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
                           "this gateway's name among several on one `REDIS_URL` (default: the host and a part new on "
                           "every start); a restart under the same name takes its unanswered messages back at once, "
                           "otherwise a survivor takes them over once its heartbeat runs out (15 s)"),
+    "takeover_seconds": Setting("TAKEOVER_SECONDS", _D.takeover_seconds, _positive_float,
+                                "with several gateways on one `REDIS_URL`, how often each looks for messages "
+                                "a dead gateway accepted but did not answer (they are taken over once its "
+                                "heartbeat, 15 s, runs out)"),
     "drain_seconds": Setting("DRAIN_SECONDS", _D.drain_seconds, _positive_float,
                              "on SIGTERM, how long the gateway goes on answering messages it accepted (new ones "
                              "go to another gateway) before it stops"),

@@ -30,9 +30,6 @@ from bot.sealing import DataKeys, Resealed, SealingError
 
 log = logging.getLogger("gateway.inbox")
 
-TAKEOVER_SECONDS = 5.0  # how often a running gateway looks for deliveries a dead one left
-
-
 class Kept(enum.Enum):
     """What `keep_new` found: the delivery is now kept, or it was sent before (kept by some
     gateway and not answered yet, or answered within `ANSWERED_SECONDS`)."""
@@ -69,7 +66,7 @@ class Inbox(ABC):
                             ) -> list[tuple[str, dict[str, Any]]]:
         """Deliveries kept but not answered that no live gateway is answering (and whose event
         id `belongs` here, if given), oldest first, now owned by this gateway: answered at
-        start-up, and taken over while running (every `TAKEOVER_SECONDS`)."""
+        start-up, and taken over while running (every `Settings.takeover_seconds`)."""
 
 
     def release(self, channel: str, event_id: str) -> None:

@@ -15,7 +15,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import serving
 from bot.config import Settings
-from bot.inbox import TAKEOVER_SECONDS
 from bot.plugins import PluginContext
 from channels.slack.config import EVENTS_PATH, FILES_PATH, SlackConfig, load_slack_config
 from channels.slack.convert import CHANNEL
@@ -67,7 +66,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     app.router.add_get(FILES_PATH + "/{file_id}", runtime.intake.files.handle)
     app.on_startup.append(runtime.on_startup)
     serving.on_listening(app, runtime.on_listening)
-    serving.every_while_listening(app, "slack-takeover", TAKEOVER_SECONDS, runtime.intake.replay)
+    serving.every_while_listening(app, "slack-takeover", ctx.settings.takeover_seconds, runtime.intake.replay)
     app.on_shutdown.append(runtime.on_shutdown)
     app.on_cleanup.append(runtime.on_cleanup)
     log.info(LogText.ENABLED, extra=runtime.describe())

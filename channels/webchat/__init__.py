@@ -9,7 +9,6 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import serving
-from bot.inbox import TAKEOVER_SECONDS
 from bot.messages import ConversationRef
 from bot.outbox import MemoryOutbox, Outbox, RedisOutbox
 from bot.plugins import PluginContext
@@ -73,7 +72,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     async def close_socketio(app: web.Application) -> None:
         await socketio_input.close()
 
-    serving.every_while_listening(app, "webchat-takeover", TAKEOVER_SECONDS, webchat.replay_kept)
+    serving.every_while_listening(app, "webchat-takeover", ctx.settings.takeover_seconds, webchat.replay_kept)
     async def close_sockets_when_drained(app: web.Application) -> None:
         await webchat.close_all()
 

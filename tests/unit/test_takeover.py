@@ -25,7 +25,7 @@ WEBHOOK = "/webhooks/rest/webhook"
 
 async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
         fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> None:
-    survivor_settings = make_settings(tmp_path / "b", fake_rasa.url, redis_url=redis_url)
+    survivor_settings = make_settings(tmp_path / "b", fake_rasa.url, redis_url=redis_url, takeover_seconds=0.5)
     port = free_port()
     doomed_id = f"doomed-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "REDIS_URL": redis_url,
@@ -60,7 +60,7 @@ async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
             await store.pexpire(heartbeat, 1)  # ... and here it runs out now
         finally:
             await store.aclose()
-        answer = await again.next_frame("reply", timeout=15)  # the next take-over (every 5 s)
+        answer = await again.next_frame("reply", timeout=15)  # the next take-over (every 0.5 s here)
         assert "after-sales assistant" in answer["text"]
         await again.unread_replies(survivor)  # the survivor finished what it took over
         assert len([f for f in again.frames if f["type"] == "reply"]) == 1  # once
