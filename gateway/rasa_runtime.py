@@ -225,6 +225,7 @@ def _http_ok(url: str) -> bool:
 # handoff is kept.
 TRACKER_RETENTION_SECONDS = 30 * 24 * 3600
 TRACKER_STORE = "sealed_store.SealedRedisTrackerStore"  # rasa_project/sealed_store.py
+PROCESS_TRACKER_STORE = "process_store.ProcessTrackerStore"  # rasa_project/process_store.py
 LOCK_LIFETIME_SECONDS = 15
 RASA_KEY_PREFIX = "aftersales"  # Rasa's keys in Redis: "aftersales:tracker:<conversation key>", ...
 
@@ -240,11 +241,14 @@ def tracker_context(conversation_key: str) -> str:
 
 
 def rasa_endpoints(action_url: str, redis_url: str = "", key_prefix: str = RASA_KEY_PREFIX) -> dict[str, Any]:
-    """Rasa's endpoints: the action server always; with `redis_url`, the tracker store (sealed)
+    """Rasa's endpoints: the action server always; without `redis_url`, trackers in the Rasa
+    process's memory that outlive a model swap; with `redis_url`, the tracker store (sealed)
     and the lock store in that Redis, so that a restarted Rasa server, or another one, carries
     on every conversation (slots, forms, pause) and one conversation's turns never run at once."""
     endpoints: dict[str, Any] = {"action_endpoint": {"url": action_url}}
     if not redis_url:
+        # In memory, but kept across a model swap (`PUT /model`, `./aftersales train`).
+        endpoints["tracker_store"] = {"type": PROCESS_TRACKER_STORE}
         return endpoints
     if not key_prefix.isalnum():
         raise RasaSetupError(f"the Rasa key prefix must be letters and digits, not {key_prefix!r}")
