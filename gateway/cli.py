@@ -5,7 +5,9 @@
   cluster       the production topology on this machine: Redis (AOF), Rasa servers, an action
                 server, gateways and HAProxy in front (--gateways N --rasa N --port P --dir D)
   setup         install the Rasa venv and train the model when needed, then exit
-  train         retrain the Rasa model (--force: even if the data did not change)
+  train         retrain the Rasa model when the data changed (--force: even if not); on a running
+                stack, score it against the running model and swap it in if no worse
+                ([--model M] [--url U] [--no-swap] [--swap-anyway])
   check-config  validate the environment and print the effective settings
   settings      print every setting as the README's tables (--write: update README.md)
   chat          talk to the running stack from the terminal, as the web chat page does
@@ -173,8 +175,7 @@ def cmd_save_test(args: argparse.Namespace) -> int:
         print(f"error: {args.ref!r} is not a conversation (webchat:<id>, telegram:<chat>, rest:<sender>, ...)",
               file=sys.stderr)
         return 2
-    token_file = settings.data_dir / RASA_TOKEN_FILE
-    token = settings.rasa_token or (token_file.read_text().strip() if token_file.exists() else "")
+    token = _rasa_token(settings)
 
     async def tracker() -> dict[str, object]:
         client = RasaClient(settings.rasa_url, settings.rasa_timeout_seconds, token)
@@ -208,10 +209,40 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rasa_token(settings: Settings) -> str:
+    """RASA_TOKEN, or the one `run` made for the Rasa server it started."""
+    token_file = settings.data_dir / RASA_TOKEN_FILE
+    return settings.rasa_token or (token_file.read_text().strip() if token_file.exists() else "")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    model = ensure_model(ensure_rasa_venv(), force=args.force)
+    """Train when the data changed; on a running stack, swap the model in if it scores no worse."""
+    from pathlib import Path
+
+    from gateway.model_swap import SwapError, running_servers, swap_if_no_worse
+
+    venv = ensure_rasa_venv()
+    if args.model:
+        model = Path(args.model).resolve()
+        if not model.is_file():
+            print(f"error: no model at {model}", file=sys.stderr)
+            return 2
+    else:
+        model = ensure_model(venv, force=args.force)
     _say(f"Model: {model}")
-    return 0
+    if args.no_swap:
+        return 0
+    settings = _settings_or_exit()
+    urls = [u.strip() for u in (args.url or settings.rasa_url).split(",") if u.strip()]
+    servers = running_servers(urls, _rasa_token(settings))
+    if not servers:
+        _say(f"No Rasa server answers at {', '.join(urls)}: the next start serves this model.")
+        return 0
+    try:
+        return 0 if swap_if_no_worse(venv, model, servers, _say, force=args.swap_anyway) else 1
+    except SwapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -400,7 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     save.set_defaults(func=cmd_save_test)
     sub.add_parser("setup", help="install Rasa and train the model if needed").set_defaults(func=cmd_setup)
     train = sub.add_parser("train", help="train the Rasa model")
-    train.add_argument("--force", action="store_true")
+    train.add_argument("--force", action="store_true", help="train even if the training data did not change")
+    train.add_argument("--model", help="swap in this already trained model instead of training")
+    train.add_argument("--url", help="the running Rasa servers, comma-separated (default: RASA_URL)")
+    train.add_argument("--no-swap", action="store_true", help="only train; leave running servers alone")
+    train.add_argument("--swap-anyway", action="store_true",
+                       help="swap even if the new model scores worse than the running one")
     train.set_defaults(func=cmd_train)
     sub.add_parser("check-config", help="validate settings").set_defaults(func=cmd_check_config)
     settings = sub.add_parser("settings", help="print every setting as the README's tables")

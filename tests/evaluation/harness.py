@@ -29,13 +29,14 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 import aiohttp
 import yaml
 
+from gateway.model_eval import HELD_OUT_SETS, flow_of_intent
 from gateway.saved_tests import SLOT_FACT
 from tests.ownership_proof import proof_answer
 
 HERE = Path(__file__).parent
 # The corpus the bot was developed against, and a fresh one written later by another
 # writer and never looked at while tuning (its first-run figures are the honest estimate).
-CORPORA = {"corpus": "development set", "corpus_fresh": "fresh set"}
+CORPORA = HELD_OUT_SETS
 SAVED = "corpus_saved"  # dialogues saved from real conversations (gateway/saved_tests.py)
 PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64  # the bytes do not matter: the flows keep the link as evidence
 
@@ -241,24 +242,20 @@ def last_turn_events(tracker: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def routed_flow(tracker: Mapping[str, Any]) -> tuple[str, str | None]:
-    """The flow the last message started, as (label, FAQ topic), from the intent Rasa acted on."""
+    """The flow the last message started, as (label, FAQ topic): from the intent Rasa acted on
+    (the same reading `./aftersales train` scores a model by, gateway/model_eval.py) and the
+    actions it ran (an FAQ answer or a handoff whatever the intent)."""
     events = last_turn_events(tracker)
     intent = (events[0].get("parse_data") or {}).get("intent", {}).get("name") if events else None
     actions = [e.get("name") for e in events if e.get("event") == "action"]
-    if intent in ("request_return", "request_exchange", "file_complaint", "check_progress"):
-        return {"request_return": "return", "request_exchange": "exchange", "file_complaint": "complaint",
-                "check_progress": "progress"}[intent], None
+    flow, topic = flow_of_intent(intent)
+    if flow in ("return", "exchange", "complaint", "progress"):
+        return flow, None
     if "action_answer_faq" in actions and intent:
         return "faq", intent.removeprefix("ask_")
     if intent == "request_human" or "action_handoff" in actions:
         return "human", None
-    if intent == "greet":
-        return "greeting", None
-    if intent in ("thanks", "goodbye", "bot_challenge"):
-        return "smalltalk", None
-    if intent in ("out_of_scope", "nlu_fallback"):
-        return "out_of_scope", None
-    return str(intent), None
+    return flow, topic
 
 
 @dataclass
