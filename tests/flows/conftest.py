@@ -69,6 +69,8 @@ class Shopper:
 
     async def _collect(self, message_id: str, first_timeout: float = 60.0, quiet: float = 0.6) -> Replies:
         frames = [await self.chat.next_frame("reply", timeout=first_timeout)]
+        while all(f.get("holding") for f in frames):  # "one moment": the answer is still to come
+            frames.append(await self.chat.next_frame("reply", timeout=first_timeout))
         while True:
             try:
                 frames.append(await self.chat.next_frame("reply", timeout=quiet))
