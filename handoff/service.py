@@ -11,6 +11,7 @@ with its context.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -25,6 +26,7 @@ from bot.plugins import CaseReader, Conversations, no_cases
 from bot.rasa_client import RasaError
 from handoff.agents import Agent
 from handoff.config import HandoffSettings
+from handoff.events import HandoffEvent, HandoffEventKind, HandoffObserver
 from handoff.store import Handoff, HandoffStore, LogEntry
 from handoff.texts import shopper_text
 
@@ -86,7 +88,32 @@ class HandoffService:
         self.cases = cases
         self.clock = clock
         self.listener = listener or Listener()  # the console hub
+        self._observers: list[HandoffObserver] = []
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def observe(self, observer: HandoffObserver) -> None:
+        """`observer.handoff_event` hears every change of every handoff made on this gateway."""
+        self._observers.append(observer)
+
+    async def _emit(self, kind: HandoffEventKind, key: str, agent: str | None = None, text: str | None = None,
+                    score: int | None = None) -> None:
+        if not self._observers:
+            return
+        try:
+            handoff = await self.store.get(key)
+        except Exception as exc:
+            log.warning("handoff event not told: the store is unavailable",
+                        extra={"conversation": key, "event": kind.value, "error": repr(exc)})
+            return
+        if handoff is None:
+            return
+        for observer in self._observers:
+            event = HandoffEvent(kind, dataclasses.replace(handoff, detail=dict(handoff.detail)), self.clock(),
+                                 agent=agent, text=text, score=score)
+            try:
+                await observer.handoff_event(event)
+            except Exception:
+                log.exception("a handoff observer failed", extra={"conversation": key, "event": kind.value})
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -106,6 +133,7 @@ class HandoffService:
                                     waiting_messages=handoff.waiting_messages + 1)
             await self.listener.entry(handoff, entry)
             await self.listener.changed()
+            await self._emit(HandoffEventKind.SHOPPER_MESSAGE, key, text=message.text)
             return True
         if handoff.survey_pending:
             return await self._survey_answer(handoff, message)
@@ -164,6 +192,7 @@ class HandoffService:
                                                           ts=self.clock()))
         log.info("satisfaction recorded", extra={"conversation": handoff.key, "score": score})
         await self._tell(handoff, shopper_text("survey_thanks", handoff.language))
+        await self._emit(HandoffEventKind.CSAT, handoff.key, score=score)
         return True
 
     # -- starting a handoff -------------------------------------------------------------
@@ -193,6 +222,7 @@ class HandoffService:
                 await self._announce(handoff, now)
             log.info("conversation handed off", extra={"conversation": key, "reason": reason})
         await self.listener.changed()
+        await self._emit(HandoffEventKind.QUEUED, key)
         return handoff
 
     async def _announce(self, handoff: Handoff, now: float) -> None:
@@ -260,6 +290,7 @@ class HandoffService:
             await self._tell(handoff, shopper_text("claimed", handoff.language, agent=name))
             log.info("handoff claimed", extra={"conversation": key, "agent": agent})
             await self.listener.changed()
+            await self._emit(HandoffEventKind.CLAIMED, key, agent=agent)
         return won, holder
 
     async def reply(self, agent: str, key: str, text: str) -> None:
@@ -273,10 +304,12 @@ class HandoffService:
         await self.store.update(key, **fields)
         await self._append(handoff, "agent", text, author=agent)
         await self.listener.changed()
+        await self._emit(HandoffEventKind.AGENT_REPLY, key, agent=agent, text=text)
 
     async def note(self, agent: str, key: str, text: str) -> None:
         handoff = await self._require(key)
         await self._append(handoff, "note", text, author=agent)
+        await self._emit(HandoffEventKind.NOTE, key, agent=agent, text=text)
 
     async def transfer(self, agent: str, key: str, to_agent: str) -> None:
         if to_agent not in self.agents or to_agent == agent:
@@ -289,6 +322,7 @@ class HandoffService:
         await self._append(handoff, "system", f"Transferred from {before} to {name}")
         await self._tell(handoff, shopper_text("claimed", handoff.language, agent=name))
         await self.listener.changed()
+        await self._emit(HandoffEventKind.TRANSFERRED, key, agent=to_agent)
 
     async def hand_back(self, agent: str, key: str) -> None:
         handoff = await self._require_mine(key, agent)
@@ -298,6 +332,7 @@ class HandoffService:
         await self._tell(handoff, shopper_text("handed_back", handoff.language))
         log.info("handed back to the bot", extra={"conversation": key, "agent": agent})
         await self.listener.changed()
+        await self._emit(HandoffEventKind.HANDED_BACK, key, agent=agent)
 
     async def resolve(self, agent: str, key: str, outcome: str) -> None:
         if outcome not in OUTCOMES:
@@ -311,6 +346,7 @@ class HandoffService:
             OutboundReply(text=shopper_text("survey", handoff.language), buttons=buttons)])
         log.info("handoff resolved", extra={"conversation": key, "agent": agent, "outcome": outcome})
         await self.listener.changed()
+        await self._emit(HandoffEventKind.RESOLVED, key, agent=agent)
 
     # -- helpers ------------------------------------------------------------------------
 
