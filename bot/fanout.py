@@ -19,6 +19,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from bot.ordering import backoff
+from bot.redis_batch import RedisBatch
 
 log = logging.getLogger("gateway.fanout")
 
@@ -57,6 +58,7 @@ class RedisFanout(Fanout):
     def __init__(self, redis: Any, prefix: str = "gateway:fanout:") -> None:
         super().__init__()
         self.redis = redis
+        self.batch = RedisBatch.of(redis)  # a turn's frames share round trips with its other commands
         self.prefix = prefix
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -64,7 +66,7 @@ class RedisFanout(Fanout):
     async def publish(self, topic: str, frame: dict[str, Any]) -> None:
         hearing = self._subscribed.is_set()  # else this gateway would not hear its own frame
         try:
-            await self.redis.publish(self.prefix + topic, json.dumps(frame, ensure_ascii=False))
+            await self.batch.publish(self.prefix + topic, json.dumps(frame, ensure_ascii=False))
         except Exception as exc:
             log.error("cannot publish a frame to the other gateways; delivered here only",
                       extra={"topic": topic, "error": repr(exc)})

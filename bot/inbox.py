@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any, Callable
 
+from bot.redis_batch import RedisBatch
 from bot.resealing import Writes, as_text, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError
 
@@ -207,6 +208,7 @@ class RedisInbox(Inbox):
     def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:inbox:",
                  liveness: Liveness | None = None) -> None:
         self._redis = redis
+        self._batch = RedisBatch.of(redis)  # keeping and forgetting share round trips with the turns' other commands
         self._keys = keys
         self._prefix = prefix
         self.liveness = liveness or Liveness(redis, default_gateway_id())
@@ -234,7 +236,7 @@ class RedisInbox(Inbox):
     async def keep_new(self, channel: str, event_id: str, payload: dict[str, Any]) -> Kept:
         key = self._prefix + channel
         sealed = self._keys.seal_text(json.dumps(payload), f"inbox:{channel}:{event_id}")
-        found = int(await self._redis.eval(_KEEP_NEW, 4, key, key + ":order", key + ":owner",
+        found = int(await self._batch.eval(_KEEP_NEW, 4, key, key + ":order", key + ":owner",
                                            self._answered_key(channel, event_id), event_id, sealed, self.owner))
         if found == 0:
             self._kept_here.add((channel, event_id))
@@ -248,7 +250,7 @@ class RedisInbox(Inbox):
 
     async def _forget(self, channel: str, event_id: str, remember: bool) -> None:
         key = self._prefix + channel
-        await self._redis.eval(_FORGET, 4, key, key + ":order", key + ":owner", self._answered_key(channel, event_id),
+        await self._batch.eval(_FORGET, 4, key, key + ":order", key + ":owner", self._answered_key(channel, event_id),
                                event_id, "1" if remember else "0", ANSWERED_SECONDS)
         self._kept_here.discard((channel, event_id))
 

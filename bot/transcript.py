@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 from bot.messages import InboundMessage, OutboundReply
+from bot.redis_batch import RedisBatch
 from bot.resealing import as_text, reseal_list
 from bot.sealing import DataKeys, Resealed, SealingError
 
@@ -77,6 +78,7 @@ class RedisTranscriptJournal:
     def __init__(self, redis: Any, keys: DataKeys, max_entries: int = MAX_ENTRIES,
                  prefix: str = "gateway:transcript:", recent_key: str = "gateway:recent-conversations") -> None:
         self.redis = redis
+        self.batch = RedisBatch.of(redis)  # the journal's writes share round trips with the turns' commands
         self.keys = keys
         self.max_entries = max_entries
         self.prefix = prefix
@@ -190,7 +192,7 @@ class RedisTranscriptJournal:
                 args += [len(entries), entries[-1].ts, key, *(self._seal(key, e) for e in entries)]
             while True:
                 try:
-                    await self.redis.eval(_APPEND, len(keys), *keys, *args)
+                    await self.batch.eval(_APPEND, len(keys), *keys, *args)
                     break
                 except Exception as exc:  # Redis away: keep the entries, try again shortly
                     log.warning("transcript not written to Redis yet; retrying", extra={"error": repr(exc)})

@@ -25,6 +25,7 @@ from typing import Any, Callable, Coroutine, ParamSpec, TypeVar
 from redis import exceptions as redis_errors
 
 from bot.errors import DependencyUnavailable
+from bot.redis_batch import RedisBatch
 from bot.resealing import Writes, reseal_list, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError, is_sealed_text
 
@@ -274,6 +275,7 @@ class RedisHandoffStore(HandoffStore):
 
     def __init__(self, redis: Any, keys: DataKeys, prefix: str = "gateway:handoff:") -> None:
         self._redis = redis
+        self._batch = RedisBatch.of(redis)  # every turn's lookup (`get`) shares round trips with its other commands
         self._keys = keys
         self._prefix = prefix
         self._active_key = prefix + "active"
@@ -338,7 +340,7 @@ class RedisHandoffStore(HandoffStore):
 
     @_unavailable_when_redis_is_down
     async def get(self, key: str) -> Handoff | None:
-        return self._decode(key, await self._redis.hgetall(self._rec(key)))
+        return self._decode(key, await self._batch.hgetall(self._rec(key)))
 
     @_unavailable_when_redis_is_down
     async def active(self) -> list[Handoff]:
