@@ -11,7 +11,6 @@ sealed there (`bot/sealing.py`, bound to its conversation).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -62,6 +61,12 @@ class TranscriptEntry:
     message_id: str | None = None  # the shopper's message id (clients match it to unacked sends)
     author: str | None = None  # the agent who wrote it (role "agent" or "note")
 
+    def kept(self) -> dict[str, Any]:
+        """Every field, as the journal keeps it (what `dataclasses.asdict` gives, without its
+        deep copy: the buttons are plain dicts of strings)."""
+        return {"role": self.role, "text": self.text, "buttons": self.buttons, "image": self.image, "ts": self.ts,
+                "message_id": self.message_id, "author": self.author}
+
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"role": self.role, "text": self.text, "buttons": list(self.buttons),
                                  "image": self.image, "ts": self.ts}
@@ -103,7 +108,7 @@ class RedisTranscriptJournal:
         return f"transcript:{key}"
 
     def _seal(self, key: str, entry: TranscriptEntry) -> str:
-        return self.keys.seal_text(json.dumps(dataclasses.asdict(entry), ensure_ascii=False), self._context(key))
+        return self.keys.seal_text(json.dumps(entry.kept(), ensure_ascii=False), self._context(key))
 
     def _open(self, key: str, raw: bytes | str) -> TranscriptEntry:
         data = json.loads(self.keys.open_text(as_text(raw), self._context(key)))
