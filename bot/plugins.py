@@ -20,6 +20,7 @@ from bot.fanout import Fanout
 from bot.inbox import Inbox, Liveness
 from bot.messages import OutboundReply
 from bot.sealing import DataKeys
+from bot.staff import StaffRooms
 from bot.transcript import TranscriptEntry
 
 # The flows' cases of a conversation key, newest first, for agents (id, kind, status, summary).
@@ -76,6 +77,7 @@ class PluginContext:
     save_test: TestSaver = no_test_saver  # "save as test" (gateway/saved_tests.py)
     fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
     liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive
+    staff: StaffRooms = field(default_factory=StaffRooms)  # the team's chat rooms and the desk (bot/staff.py)
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
     # never prints. `{base}` stands for the gateway's base URL.
     notices: list[str] = field(default_factory=list)
