@@ -23,6 +23,7 @@ from handoff.config import load_handoff_settings
 from handoff.console import STATIC_DIR, Console, ConsoleHub
 from handoff.service import HandoffService
 from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
+from handoff.staff_desk import MemoryThreadIndex, RedisThreadIndex, StaffDesk
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
 from handoff.texts import DEFAULT_CANNED
 
@@ -65,6 +66,10 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
     service.add_hook(handoff)
+    desk = StaffDesk(handoff, ctx.staff, RedisThreadIndex(redis_client) if redis_client is not None
+                     else MemoryThreadIndex())
+    handoff.observe(desk)  # threads in the team's chat (an agents' Slack channel), when one is configured
+    ctx.staff.attach_desk(desk)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
     console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,

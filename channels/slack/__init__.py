@@ -24,6 +24,7 @@ from channels.slack.logtext import LogText, log
 from channels.slack.output import SlackOutput
 from channels.slack.runtime import SlackRuntime, build_bolt_app
 from channels.slack.session import SharedSession
+from channels.slack.staff import SlackStaffRoom
 
 SLACK_KEY = web.AppKey("slack", SlackRuntime)
 
@@ -57,6 +58,11 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         return False
     runtime = build_runtime(config, ctx)
     ctx.service.register_output(CHANNEL, runtime.intake.output)
+    if config.agents_channel:
+        room = SlackStaffRoom(runtime.intake.output, config.agents_channel, dict(config.agent_users))
+        ctx.staff.add_room(room)
+        runtime.intake.staff = (room, ctx.staff)
+        ctx.tell_operator(f"  Slack agents:       handoff threads in {config.agents_channel}")
     app[SLACK_KEY] = runtime
     if config.mode == "http":
         app.router.add_post(EVENTS_PATH, runtime.handle_events)

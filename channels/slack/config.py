@@ -8,6 +8,7 @@ the right value is found. Secret values are never echoed back in messages.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
@@ -37,6 +38,11 @@ SLACK_SETTINGS: tuple[Setting[str], ...] = (
             "at a test double"),
     Setting("SLACK_LOCALE", "en", str, "the workspace's language (`en` or `zh-CN`): Slack messages carry no "
             "locale, so a conversation starts in it until the shopper writes in the other"),
+    Setting("SLACK_AGENTS_CHANNEL", "", str, "the agents' channel id (C... or G...): each handoff opens a thread "
+            "there with Claim / Hand back / Resolve; replies in it go to the shopper (`//` first: an internal "
+            "note). The app must be in the channel and get its `message.channels` (or `.groups`) events"),
+    Setting("SLACK_AGENT_USERS", "", str, "who in Slack is which console agent: `U0123ABC=alice,U0456DEF=bob` "
+            "(others can read the threads but not act in them)"),
 )
 
 _SWITCHES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "SLACK_MODE")
@@ -52,6 +58,8 @@ class SlackConfig:
     app_token: str = field(default="", repr=False)
     api_base: str = DEFAULT_API_BASE
     locale: str = "en"
+    agents_channel: str = ""
+    agent_users: tuple[tuple[str, str], ...] = ()  # (Slack user id, console agent)
 
 
 def _value(env: Mapping[str, str], name: str) -> str:
@@ -128,7 +136,25 @@ def load_slack_config(env: Mapping[str, str]) -> SlackConfig | None:
     locale = _value(env, "SLACK_LOCALE") or "en"
     if language_of_locale(locale) is None:
         problems.append(f"SLACK_LOCALE={locale!r}: the assistant speaks en or zh (e.g. en-GB, zh-CN)")
+    agents_channel = _value(env, "SLACK_AGENTS_CHANNEL")
+    if agents_channel and not re.fullmatch(r"[CG][A-Z0-9]{2,30}", agents_channel):
+        problems.append(f"SLACK_AGENTS_CHANNEL={agents_channel!r}: a channel id like C0123ABCD (in Slack: the "
+                        "channel's details, at the bottom), not its #name")
+    agent_users = _agent_users(_value(env, "SLACK_AGENT_USERS"), problems)
+    if agent_users and not agents_channel:
+        problems.append("SLACK_AGENT_USERS is set but SLACK_AGENTS_CHANNEL is not: agents work in that channel")
     if problems:
         raise ConfigError(problems)
     return SlackConfig(bot_token=bot_token, mode=mode, signing_secret=signing_secret, app_token=app_token,
-                       api_base=api_base, locale=locale)
+                       api_base=api_base, locale=locale, agents_channel=agents_channel, agent_users=agent_users)
+
+
+def _agent_users(raw: str, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    pairs: list[tuple[str, str]] = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        user, sep, agent = (x.strip() for x in part.partition("="))
+        if not sep or not re.fullmatch(r"[UW][A-Z0-9]{2,30}", user) or not re.fullmatch(r"[a-z0-9_.-]{1,64}", agent):
+            problems.append(f"SLACK_AGENT_USERS: {part!r} is not `SLACKUSERID=agent` (e.g. U0123ABC=alice)")
+            continue
+        pairs.append((user, agent))
+    return tuple(pairs)

@@ -31,6 +31,7 @@ from bot.dedupe import Deduper
 from bot.inbox import Inbox
 from bot.intake import DurableIntake, NotKept
 from bot.messages import OutboundReply
+from bot.staff import StaffAction, StaffRooms
 from channels.slack.convert import (
     BUTTON_ACTION_PREFIX,
     CHANNEL,
@@ -44,6 +45,7 @@ from channels.slack.convert import (
 from channels.slack.files import SlackFiles
 from channels.slack.logtext import LogText, log
 from channels.slack.output import SlackOutput
+from channels.slack.staff import SlackStaffRoom
 
 # Slack retries a delivery not acknowledged within 3 s: keeping it must answer sooner.
 KEEP_TIMEOUT_SECONDS = 2.0
@@ -86,6 +88,8 @@ class SlackIntake:
                                    known_thread=self.threads.__contains__, max_text_length=max_text_length,
                                    locale=locale)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.deduper = deduper
+        self.staff: tuple[SlackStaffRoom, StaffRooms] | None = None  # the agents' channel, when configured
 
     def install(self, bolt: AsyncApp) -> None:
         """Register the gate middleware and the listeners on a Bolt app."""
@@ -100,6 +104,8 @@ class SlackIntake:
                    next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
         """Filter, dedupe and keep a verified delivery before it is acknowledged (see module doc)."""
         self._learn_identity(context)
+        if self.staff is not None and self.staff[0].concerns(body):
+            return await self._staff_gate(body)
         delivery = self.converter.delivery(body)
         if delivery is None:
             return BoltResponse(status=200, body="")
@@ -128,6 +134,35 @@ class SlackIntake:
             self._spawn(self.output.show_choice(delivery.message.conversation_id, channel, ts,
                                                 message.get("blocks") or [], delivery.message.text))
         self.accept(delivery)
+
+    async def _staff_gate(self, body: dict[str, Any]) -> BoltResponse:
+        """The agents' channel: a thread reply or a button click is acknowledged at once and
+        carried out after (once, by event id or click); anything else there is ignored."""
+        assert self.staff is not None
+        room = self.staff[0]
+        found = room.action(body)
+        if found is not None:
+            dedupe_key, action = found
+            try:
+                first = await self.deduper.first_time(f"slack-staff:{dedupe_key}")
+            except Exception as exc:  # Redis down: Slack delivers it again later
+                log.warning(LogText.ACCEPT_FAILED, extra={"conversation": "staff", "error": repr(exc)})
+                return BoltResponse(status=503, body="")
+            if first:
+                self._spawn(self._staff_action(room, action))
+        return BoltResponse(status=200, body="")
+
+    async def _staff_action(self, room: SlackStaffRoom, action: StaffAction) -> None:
+        assert self.staff is not None
+        desk = self.staff[1].desk
+        if desk is None:
+            return
+        try:
+            refusal = await desk.staff_action(action)
+            if refusal:
+                await room.post(action.thread, refusal)
+        except Exception:
+            log.exception("an agents' channel action failed")
 
     # -- keeping, accepting, finishing --------------------------------------------------------
 

@@ -81,7 +81,7 @@ class SlackOutput(OutputChannel):
                           chosen: str) -> None:
         """Replace the buttons of a clicked message with `✓ <chosen>` (chat.update), in the conversation's lane."""
         try:
-            await self._call(conversation_id, "chat.update", lambda: self.client.chat_update(
+            await self.call_in_lane(conversation_id, "chat.update", lambda: self.client.chat_update(
                 channel=channel, ts=ts, text=chosen_fallback(original, chosen), blocks=chosen_blocks(original, chosen)))
         except Exception as exc:  # cosmetic: the click itself is already on its way
             log.warning(LogText.CHOICE_UPDATE_FAILED, extra={"conversation": conversation_id, "error": repr(exc)})
@@ -90,9 +90,9 @@ class SlackOutput(OutputChannel):
         kwargs: dict[str, Any] = {"channel": target.channel, **fields}
         if target.thread_ts is not None:
             kwargs["thread_ts"] = target.thread_ts
-        await self._call(conversation_id, "chat.postMessage", lambda: self.client.chat_postMessage(**kwargs))
+        await self.call_in_lane(conversation_id, "chat.postMessage", lambda: self.client.chat_postMessage(**kwargs))
 
-    async def _call(self, conversation_id: str, method: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def call_in_lane(self, conversation_id: str, method: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Web API call in the conversation's lane, waiting out 429s and resending."""
         async with self._lanes.hold(conversation_id):
             waits = 0
