@@ -23,6 +23,7 @@ from handoff.config import load_handoff_settings
 from handoff.console import STATIC_DIR, Console, ConsoleHub
 from handoff.service import HandoffService
 from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
+from handoff.sla import SlaWatcher
 from handoff.staff_desk import MemoryThreadIndex, RedisThreadIndex, StaffDesk
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
 from handoff.texts import DEFAULT_CANNED
@@ -63,12 +64,14 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         raise ConfigError([str(exc)]) from exc
     store: HandoffStore = (RedisHandoffStore(redis_client, keys) if redis_client is not None
                            else MemoryHandoffStore())
-    hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout)
+    hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout, zone=handoff_settings.hours.zone)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
     service.add_hook(handoff)
     desk = StaffDesk(handoff, ctx.staff, RedisThreadIndex(redis_client) if redis_client is not None
                      else MemoryThreadIndex())
     handoff.observe(desk)  # threads in the team's chat (an agents' Slack channel), when one is configured
+    handoff.observe(hub)  # SLA notices on the consoles
+    sla = SlaWatcher(handoff)
     ctx.staff.attach_desk(desk)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
@@ -100,7 +103,15 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                         await hub.changed_here()
                     except Exception:
                         log.exception("console refresh failed")
+        async def sla_loop() -> None:
+            while True:
+                await asyncio.sleep(handoff_settings.sla_check_seconds)
+                try:
+                    await sla.check()
+                except Exception:
+                    log.exception("SLA check failed")
         tasks = [asyncio.create_task(loop(), name="console-refresh"), reconciled,
+                 asyncio.create_task(sla_loop(), name="sla-check"),
                  asyncio.create_task(console.watch_agents_file(handoff_settings.agents_file), name="agents-file")]
         yield
         for task in tasks:

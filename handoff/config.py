@@ -53,6 +53,11 @@ class HandoffSettings:
     first_response_minutes: int = 30
     minutes_per_case: float = 5.0
     canned_file: Path | None = None
+    resolution_hours: float = 24.0
+    first_response_warning_minutes: float = 10.0
+    resolution_warning_minutes: float = 120.0
+    supervisors: tuple[str, ...] = ()  # agents a breached conversation is escalated to
+    sla_check_seconds: float = 15.0
 
 
 def _parse_hours(raw: str) -> tuple[dt.time, dt.time]:
@@ -111,6 +116,22 @@ def _positive(raw: str) -> float:
     return value
 
 
+def _warnings(raw: str) -> tuple[float, float]:
+    parts = [p.strip() for p in raw.split(",")]
+    if len(parts) != 2:
+        raise ValueError("expected two numbers of minutes: before the first response, before resolution (e.g. 10,120)")
+    first, resolution = (_positive(p) for p in parts)
+    return first, resolution
+
+
+def _usernames(raw: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for name in names:
+        if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ValueError(f"{name!r} is not an agent's username")
+    return names
+
+
 ALL_DAY = (dt.time(0, 0), dt.time(0, 0))
 
 # The handoff module's settings, as the README's table shows them (`./aftersales settings`).
@@ -128,8 +149,19 @@ HANDOFF_MINUTES_PER_CASE = Setting("HANDOFF_MINUTES_PER_CASE", 5.0, _positive,
                                    "for the expected wait told to shoppers")
 CANNED_REPLIES_FILE = Setting[Path | None]("CANNED_REPLIES_FILE", None, Path, "YAML list of `{title, text}`",
                                            shown_default="built-in EN/ZH replies")
+HANDOFF_RESOLUTION_HOURS = Setting("HANDOFF_RESOLUTION_HOURS", 24.0, _positive,
+                                   "resolution SLA: a handed-off conversation resolved or handed back within it")
+HANDOFF_SLA_WARNING_MINUTES = Setting("HANDOFF_SLA_WARNING_MINUTES", (10.0, 120.0), _warnings,
+                                      "how long before the first-response and the resolution deadline the team "
+                                      "is warned", shown_default="`10,120`")
+HANDOFF_SUPERVISORS = Setting[tuple[str, ...]]("HANDOFF_SUPERVISORS", (), _usernames,
+                              "agents (usernames, comma-separated) a conversation is escalated to when its "
+                              "first response is late; they are named in the breach notice",
+                              shown_default="none")
+HANDOFF_SLA_CHECK_SECONDS = Setting("HANDOFF_SLA_CHECK_SECONDS", 15.0, _positive, "how often SLA deadlines are checked")
 HANDOFF_SETTINGS = (AGENTS_FILE, HANDOFF_HOURS, HANDOFF_DAYS, HANDOFF_TIMEZONE, HANDOFF_FIRST_RESPONSE_MINUTES,
-                    HANDOFF_MINUTES_PER_CASE, CANNED_REPLIES_FILE)
+                    HANDOFF_RESOLUTION_HOURS, HANDOFF_SLA_WARNING_MINUTES, HANDOFF_SUPERVISORS,
+                    HANDOFF_SLA_CHECK_SECONDS, HANDOFF_MINUTES_PER_CASE, CANNED_REPLIES_FILE)
 
 
 def load_handoff_settings(env: Mapping[str, str], data_dir: Path) -> HandoffSettings:
@@ -141,6 +173,11 @@ def load_handoff_settings(env: Mapping[str, str], data_dir: Path) -> HandoffSett
         first_response_minutes=int(r.get(HANDOFF_FIRST_RESPONSE_MINUTES)),
         minutes_per_case=r.get(HANDOFF_MINUTES_PER_CASE),
         canned_file=r.get(CANNED_REPLIES_FILE),
+        resolution_hours=r.get(HANDOFF_RESOLUTION_HOURS),
+        first_response_warning_minutes=r.get(HANDOFF_SLA_WARNING_MINUTES)[0],
+        resolution_warning_minutes=r.get(HANDOFF_SLA_WARNING_MINUTES)[1],
+        supervisors=r.get(HANDOFF_SUPERVISORS),
+        sla_check_seconds=r.get(HANDOFF_SLA_CHECK_SECONDS),
     )
     if r.problems:
         raise ConfigError(r.problems)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
 import logging
 import os
@@ -23,9 +24,11 @@ from bot.plugins import Conversations, TestSaver, no_test_saver
 from bot.rasa_client import RasaError
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
+from handoff.events import HandoffEvent, HandoffEventKind
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
 from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
 from handoff.signin import SignInKey, SignInThrottle, password_matches
+from handoff.sla import FIRST_RESPONSE, agent_clock
 from handoff.store import Handoff, HandoffStore, LogEntry
 
 log = logging.getLogger("gateway.console")
@@ -46,7 +49,8 @@ class ConsoleHub(Listener):
     same agents (the dict the agents-file watcher updates in place) and the same clock."""
 
     def __init__(self, store: HandoffStore, conversations: Conversations, agents: dict[str, Agent],
-                 clock: Callable[[], float], fanout: Fanout | None = None) -> None:
+                 clock: Callable[[], float], fanout: Fanout | None = None, zone: dt.tzinfo = dt.timezone.utc) -> None:
+        self.zone = zone  # the team's, for the times in notices
         self.store = store
         self.conversations = conversations
         self.agents = agents
@@ -107,6 +111,22 @@ class ConsoleHub(Listener):
         await self.fanout.publish(FANOUT_TOPIC, {"kind": "entry", "key": handoff.key, "agent": handoff.agent,
                                                  "entry": entry.to_dict()})
 
+    async def handoff_event(self, event: HandoffEvent) -> None:
+        """SLA deadlines near or passed: a notice on every console, on every gateway."""
+        if event.kind not in (HandoffEventKind.SLA_WARNING, HandoffEventKind.SLA_BREACHED):
+            return
+        h = event.handoff
+        level = "breached" if event.kind is HandoffEventKind.SLA_BREACHED else "warning"
+        due = h.first_response_due if event.timer == FIRST_RESPONSE else h.resolution_due
+        what = "first response" if event.timer == FIRST_RESPONSE else "resolution"
+        when = "was due" if level == "breached" else "is due"
+        text = f"{h.reason.replace('_', ' ')} on {h.channel}: {what} {when} at {agent_clock(due or 0, self.zone)}"
+        if h.escalated:
+            text += "; escalated to the supervisors"
+        await self.fanout.publish(FANOUT_TOPIC, {"kind": "notice", "notice": {
+            "type": "notice", "level": level, "timer": event.timer, "key": h.key, "text": text, "due": due,
+            "escalated": h.escalated}})
+
     async def _heard(self, frame: dict[str, Any]) -> None:
         if frame.get("kind") == "presence":
             hub, agents = frame.get("hub"), frame.get("agents")
@@ -114,6 +134,9 @@ class ConsoleHub(Listener):
                 self._elsewhere[hub] = (frozenset(a for a in agents if isinstance(a, str)), time.monotonic())
         elif frame.get("kind") == "changed":
             await self.changed_here()
+        elif frame.get("kind") == "notice" and isinstance(frame.get("notice"), dict):
+            for ws in list(self.sockets):
+                await self._send(ws, frame["notice"])
         elif frame.get("kind") == "entry" and isinstance(frame.get("key"), str) and isinstance(frame.get("entry"), dict):
             await self._entry_here(frame["key"], frame.get("agent"), frame["entry"])
 

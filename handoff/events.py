@@ -25,6 +25,8 @@ class HandoffEventKind(enum.Enum):
     HANDED_BACK = "handed_back"
     RESOLVED = "resolved"
     CSAT = "csat"  # the shopper answered the satisfaction survey
+    SLA_WARNING = "sla_warning"  # a deadline is near (`timer`: "first_response" | "resolution")
+    SLA_BREACHED = "sla_breached"  # a deadline passed
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class HandoffEvent:
     agent: str | None = None  # who acted (claim, reply, note, hand back, resolve; transfer: to whom)
     text: str | None = None  # the shopper's message, the agent's reply or note
     score: int | None = None  # CSAT 1-5
+    timer: str | None = None  # SLA events: which deadline
 
 
 class HandoffObserver(Protocol):

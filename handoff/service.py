@@ -34,7 +34,8 @@ log = logging.getLogger("gateway.handoff")
 
 OUTCOMES = ("resolved", "refund_issued", "replacement_sent", "no_action_needed", "escalated")
 SURVEY_PAYLOAD = re.compile(r"^/csat_([1-5])$")
-SLA_WARNING_SECONDS = 10 * 60
+SLA_WARNING_SECONDS = 10 * 60  # the defaults of HANDOFF_SLA_WARNING_MINUTES
+RESOLUTION_WARNING_SECONDS = 120 * 60
 AGENT_INITIATED = "agent_initiated"
 RECOVERED = "recovered"  # found paused in Rasa with no handoff record (a restart lost it)
 
@@ -57,12 +58,24 @@ class Listener:
     async def entry(self, handoff: Handoff, entry: LogEntry) -> None: ...
 
 
-def sla_state(h: Handoff, now: float) -> str:
+def sla_state(h: Handoff, now: float, warning_seconds: float = SLA_WARNING_SECONDS) -> str:
+    """The first-response deadline: "ok", "warning" (near), "breached", or "met" once answered."""
     if h.first_response_at is not None:
         return "met" if h.first_response_at <= h.first_response_due else "breached"
     if now > h.first_response_due:
         return "breached"
-    if h.first_response_due - now <= SLA_WARNING_SECONDS:
+    if h.first_response_due - now <= warning_seconds:
+        return "warning"
+    return "ok"
+
+
+def resolution_state(h: Handoff, now: float, warning_seconds: float = RESOLUTION_WARNING_SECONDS) -> str:
+    """The resolution deadline: "ok", "warning", "breached" (while with a person), or "none"."""
+    if h.resolution_due is None or not h.active:
+        return "none"
+    if now > h.resolution_due:
+        return "breached"
+    if h.resolution_due - now <= warning_seconds:
         return "warning"
     return "ok"
 
@@ -74,6 +87,7 @@ def item_view(h: Handoff, now: float) -> dict[str, Any]:
         "agent": h.agent, "created_at": h.created_at, "first_response_due": h.first_response_due,
         "first_response_at": h.first_response_at, "sla": sla_state(h, now), "ticket": h.ticket,
         "last_text": h.last_text, "waiting_messages": h.waiting_messages,
+        "resolution_due": h.resolution_due, "resolution_sla": resolution_state(h, now), "escalated": h.escalated,
     }
 
 
@@ -96,7 +110,7 @@ class HandoffService:
         self._observers.append(observer)
 
     async def _emit(self, kind: HandoffEventKind, key: str, agent: str | None = None, text: str | None = None,
-                    score: int | None = None) -> None:
+                    score: int | None = None, timer: str | None = None) -> None:
         if not self._observers:
             return
         try:
@@ -109,7 +123,7 @@ class HandoffService:
             return
         for observer in self._observers:
             event = HandoffEvent(kind, dataclasses.replace(handoff, detail=dict(handoff.detail)), self.clock(),
-                                 agent=agent, text=text, score=score)
+                                 agent=agent, text=text, score=score, timer=timer)
             try:
                 await observer.handoff_event(event)
             except Exception:
@@ -205,6 +219,7 @@ class HandoffService:
             candidate = Handoff(key=key, channel=channel, conversation_id=conversation_id, reason=reason,
                                 language=language if language in ("en", "zh") else "en", created_at=now,
                                 first_response_due=now + self.settings.first_response_minutes * 60,
+                                resolution_due=now + self.settings.resolution_hours * 3600,
                                 detail=dict(detail or {}))
             handoff = await self.store.create(candidate)
             if handoff is not candidate:
@@ -347,6 +362,21 @@ class HandoffService:
         log.info("handoff resolved", extra={"conversation": key, "agent": agent, "outcome": outcome})
         await self.listener.changed()
         await self._emit(HandoffEventKind.RESOLVED, key, agent=agent)
+
+    # -- SLA (handoff/sla.py) -----------------------------------------------------------
+
+    def agent_name(self, username: str | None) -> str:
+        known = self.agents.get(username or "")
+        return known.name if known else (username or "?")
+
+    async def system_line(self, key: str, text: str) -> None:
+        """A line in the conversation's log for the agents (not sent to the shopper)."""
+        handoff = await self._require(key)
+        await self._append(handoff, "system", text)
+
+    async def sla_event(self, kind: HandoffEventKind, key: str, timer: str) -> None:
+        await self.listener.changed()
+        await self._emit(kind, key, timer=timer)
 
     # -- helpers ------------------------------------------------------------------------
 

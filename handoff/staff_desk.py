@@ -16,7 +16,6 @@ can carry out an action from any thread), else in memory; as long as a finished 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -25,6 +24,7 @@ from typing import Any
 from bot.staff import StaffAction, StaffActionKind, StaffButton, StaffRooms, StaffThread
 from handoff.events import HandoffEvent, HandoffEventKind
 from handoff.service import HandoffError, HandoffService
+from handoff.sla import FIRST_RESPONSE, agent_clock
 from handoff.store import FINISHED_RETENTION_SECONDS, Handoff
 
 log = logging.getLogger("gateway.handoff.staff")
@@ -98,11 +98,6 @@ class RedisThreadIndex(ThreadIndex):
         return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def _clock(at: float, zone: dt.tzinfo) -> str:
-    moment = dt.datetime.fromtimestamp(at, zone)
-    return f"{moment:%d %b %H:%M} {moment.tzname() or ''}".strip()
-
-
 class StaffDesk:
     """The handoff module's side of the team's chat: a `HandoffObserver` and a `bot.staff.StaffDesk`."""
 
@@ -131,8 +126,8 @@ class StaffDesk:
         if known:
             lines.append(" · ".join(known))
         if h.status == "queued":
-            lines.append(f"Waiting since {_clock(h.created_at, zone)}; first answer due by "
-                         f"{_clock(h.first_response_due, zone)}")
+            lines.append(f"Waiting since {agent_clock(h.created_at, zone)}; first answer due by "
+                         f"{agent_clock(h.first_response_due, zone)}")
         elif h.status == "assigned":
             lines.append(f"With {self._name(h.agent)}")
         else:
@@ -166,7 +161,23 @@ class StaffDesk:
             return f"{name} resolved it ({event.handoff.outcome}); the shopper is asked how satisfied they are"
         if kind is HandoffEventKind.CSAT:
             return f"The shopper rated the help {event.score}/5"
+        if kind in (HandoffEventKind.SLA_WARNING, HandoffEventKind.SLA_BREACHED):
+            return self.sla_text(event)
         return None
+
+    def sla_text(self, event: HandoffEvent) -> str:
+        h = event.handoff
+        first = event.timer == FIRST_RESPONSE
+        due = h.first_response_due if first else (h.resolution_due or 0.0)
+        what = "First response" if first else "Resolution"
+        zone = self.service.settings.hours.zone
+        if event.kind is HandoffEventKind.SLA_BREACHED:
+            text = f":rotating_light: SLA breached: {what.lower()} was due at {agent_clock(due, zone)}"
+        else:
+            text = f":warning: {what} due at {agent_clock(due, zone)}"
+        if h.escalated and first and event.kind is HandoffEventKind.SLA_BREACHED:
+            text += " · escalated to " + ", ".join(self._name(a) for a in self.service.settings.supervisors)
+        return text
 
     def _echo(self, key: str, kind: HandoffEventKind, text: str) -> bool:
         if (key, kind, text) in self._echoes:
@@ -186,6 +197,9 @@ class StaffDesk:
         if event.text is not None and self._echo(h.key, event.kind, event.text):
             return
         line = self._line(event)
+        if event.kind is HandoffEventKind.SLA_BREACHED and line:
+            for room in self.rooms.rooms.values():  # the whole channel hears of a breach, not only the thread
+                await room.announce(f"{line} ({h.reason.replace('_', ' ')}, {h.channel}, {h.language})")
         for thread in await self.index.threads(h.key):
             target = self.rooms.room(thread.room)
             if target is None:

@@ -93,6 +93,8 @@ class Handoff:
     last_text: str | None = None
     waiting_messages: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
+    resolution_due: float | None = None  # resolved or handed back by then (the resolution SLA)
+    escalated: bool = False  # its first response was late: the supervisors were called in
 
     @property
     def active(self) -> bool:
@@ -140,12 +142,18 @@ class HandoffStore(ABC):
     @abstractmethod
     async def log(self, key: str) -> list[LogEntry]: ...
 
+    @abstractmethod
+    async def first_alert(self, key: str, alert: str) -> bool:
+        """True the first time `alert` (e.g. "first_response:breached") is raised for this
+        handoff, on any gateway; False ever after."""
+
 
 class MemoryHandoffStore(HandoffStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._records: dict[str, Handoff] = {}
         self._logs: dict[str, list[LogEntry]] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()  # key -> when, oldest first
+        self._alerts: dict[str, set[str]] = {}
         self._clock = clock
 
     def _forget_old(self) -> None:
@@ -159,6 +167,7 @@ class MemoryHandoffStore(HandoffStore):
             if record is not None and not record.active:
                 del self._records[key]
                 self._logs.pop(key, None)
+                self._alerts.pop(key, None)
 
     async def create(self, handoff: Handoff) -> Handoff:
         existing = self._records.get(handoff.key)
@@ -217,6 +226,13 @@ class MemoryHandoffStore(HandoffStore):
 
     async def log(self, key: str) -> list[LogEntry]:
         return list(self._logs.get(key, []))
+
+    async def first_alert(self, key: str, alert: str) -> bool:
+        raised = self._alerts.setdefault(key, set())
+        if alert in raised or key not in self._records:
+            return False
+        raised.add(alert)
+        return True
 
 
 # Scripts run atomically inside Redis: two agents claiming at once, exactly one wins.
@@ -402,6 +418,13 @@ class RedisHandoffStore(HandoffStore):
     async def log(self, key: str) -> list[LogEntry]:
         entries = [self._open_entry(key, item) for item in await self._redis.lrange(self._log(key), 0, -1)]
         return [e for e in entries if e is not None]
+
+    @_unavailable_when_redis_is_down
+    async def first_alert(self, key: str, alert: str) -> bool:
+        # A field of the record itself (not a Handoff field: `_decode` skips it), so it goes with it.
+        if not await self._redis.exists(self._rec(key)):
+            return False
+        return bool(await self._redis.hsetnx(self._rec(key), f"alert:{alert}", "1"))
 
     # -- a shopper's erasure, key rotation (the CLI) ----------------------------------------
 

@@ -372,3 +372,17 @@ def redis_url() -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[Any]:
+    """The fake Slack Web API (tests/slack/fake_web_api.py), for Slack tests and for the
+    handoff tests that check what agents see in their Slack channel."""
+    from tests.slack.conftest import APP_TOKEN, BOT_TOKEN, BOT_USER
+    from tests.slack.fake_web_api import FakeSlackApi
+
+    fake = await FakeSlackApi(BOT_TOKEN, APP_TOKEN, bot_user_id=BOT_USER).start()
+    try:
+        yield fake
+    finally:
+        await fake.close()

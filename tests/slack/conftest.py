@@ -147,15 +147,6 @@ class SlackGateway:
 
 
 @pytest.fixture
-async def fake_slack() -> AsyncIterator[FakeSlackApi]:
-    fake = await FakeSlackApi(BOT_TOKEN, APP_TOKEN, bot_user_id=BOT_USER).start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
 async def slack_gateway(rasa_url: str, tmp_path: Path, fake_slack: FakeSlackApi) -> AsyncIterator[SlackGateway]:
     """A gateway with Slack (HTTP mode) against the fake Web API, in front of the fake Rasa (`rasa_url`)."""
     settings = make_settings(tmp_path, rasa_url, environ=slack_env(fake_slack))
