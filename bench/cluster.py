@@ -204,13 +204,7 @@ def serve_idle_clients(url: str, count: int, sources: Sequence[str], concurrency
             async with gate:
                 try:
                     ws = await sessions[index % len(sessions)].ws_connect(url, autoping=True, compress=15 if deflate else 0)
-                    await ws.send_json({"type": "hello", "token": None, "locale": "en"})
-                    while True:
-                        frame = await ws.receive_json(timeout=60)
-                        if frame.get("type") in ("session", "hello"):  # the echo sends the hello back
-                            break
-                        if frame.get("type") == "error":
-                            raise RuntimeError(f"refused: {frame.get('code')}")
+                    await say_hello(ws)
                     sockets.append(ws)
                 except Exception as exc:  # counted and reported; the run goes on
                     failures.append(repr(exc))
@@ -304,16 +298,21 @@ async def _answer(ws: aiohttp.ClientWebSocketResponse, message_id: str, after_ty
             raise RuntimeError(f"refused: {frame}")
 
 
+async def say_hello(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """The web chat's opening: hello, then wait for the session (the echo sends the hello back)."""
+    await ws.send_json({"type": "hello", "token": None, "locale": "en"})
+    while True:
+        frame = await ws.receive_json(timeout=60)
+        if frame.get("type") in ("session", "hello"):
+            return
+        if frame.get("type") == "error":
+            raise RuntimeError(f"hello refused: {frame.get('code')}")
+
+
 async def shopper(session: aiohttp.ClientSession, url: str, turns: int, out: list[float], connected: Callable[[], None],
                   go: asyncio.Event, after_typing: bool) -> None:
     async with session.ws_connect(url) as ws:
-        await ws.send_json({"type": "hello", "token": None, "locale": "en"})
-        while True:
-            frame = await ws.receive_json(timeout=60)
-            if frame.get("type") in ("session", "hello"):  # the echo sends the hello back
-                break
-            if frame.get("type") == "error":
-                raise RuntimeError(f"hello refused: {frame}")
+        await say_hello(ws)
         connected()
         await go.wait()
         for i in range(turns):
