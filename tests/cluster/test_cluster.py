@@ -21,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -261,44 +261,49 @@ async def check_web_shopper(cluster: RunningCluster, shopper: WebShopper) -> Non
     assert await cluster.tracker_user_texts(key) == [t for t, _ in RETURN]  # Rasa ran each once
 
 
+async def redeliver_until_acknowledged(deliver: Callable[[int], Awaitable[int]]) -> None:
+    """What Telegram and Slack do: send a delivery again (attempt 0, 1, ...) until the gateway
+    answers 200, whatever gateway HAProxy hands it to and whether one is being killed."""
+    attempt = 0
+    async with asyncio.timeout(90):
+        while True:
+            try:
+                if await deliver(attempt) == 200:
+                    return
+            except aiohttp.ClientError:
+                pass
+            attempt += 1
+            await asyncio.sleep(0.5)
+
+
+async def answered(found: Callable[[], bool]) -> None:
+    async with asyncio.timeout(90):
+        while not found():
+            await asyncio.sleep(0.1)
+
+
 async def telegram_chat(cluster: RunningCluster, chat_id: int) -> None:
-    """A Telegram chat: one update after the other, each redelivered until the webhook
-    answers 200, as Telegram does."""
+    """A Telegram chat: one update after the other, each redelivered until the webhook answers 200."""
     fake = cluster.telegram
     for text, expected in RETURN:
         update = fake.text_update(chat_id, text)
-        async with asyncio.timeout(90):
-            while True:
-                try:
-                    if await fake.deliver(update) == 200:
-                        break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
-        async with asyncio.timeout(90):
-            while not [t for t in fake.texts(chat_id) if expected in t]:
-                await asyncio.sleep(0.1)
+        await redeliver_until_acknowledged(lambda attempt, update=update: fake.deliver(update))
+        await answered(lambda expected=expected: any(expected in t for t in fake.texts(chat_id)))
 
 
 async def slack_chat(cluster: RunningCluster, channel: str, user: str) -> None:
+    """A Slack DM: one event after the other, each retried (with Slack's retry number) until acknowledged."""
     client_session = aiohttp.ClientSession()
     client = SlackClient(cluster.url, client_session)
     try:
         for text, expected in RETURN:
-            event, event_id, retry = dm(text, channel, user=user), new_id("Ev"), 0
-            async with asyncio.timeout(90):
-                while True:
-                    try:
-                        delivered = await client.event(event, event_id=event_id, retry_num=retry or None)
-                        if delivered.status == 200:
-                            break
-                    except aiohttp.ClientError:
-                        pass
-                    retry += 1
-                    await asyncio.sleep(0.5)
-            async with asyncio.timeout(90):
-                while not [p for p in cluster.slack.posts(channel) if expected in p.text]:
-                    await asyncio.sleep(0.1)
+            event, event_id = dm(text, channel, user=user), new_id("Ev")
+
+            async def deliver(attempt: int, event: dict[str, Any] = event, event_id: str = event_id) -> int:
+                return (await client.event(event, event_id=event_id, retry_num=attempt or None)).status
+
+            await redeliver_until_acknowledged(deliver)
+            await answered(lambda expected=expected: any(expected in p.text for p in cluster.slack.posts(channel)))
     finally:
         await client_session.close()
 
