@@ -22,6 +22,7 @@ from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels import slack, telegram, webchat
+from flows import updates
 from flows.cases import CaseStore, console_cases
 from flows.ownership import ProofLedger
 
@@ -29,7 +30,8 @@ log = logging.getLogger("gateway.app")
 
 # Every plugin, in the order they are set up: the web chat and the console always; the
 # others only when their settings are there.
-PLUGINS: tuple[tuple[str, Plugin], ...] = (("webchat", webchat.setup), ("handoff", handoff.setup))
+PLUGINS: tuple[tuple[str, Plugin], ...] = (("webchat", webchat.setup), ("handoff", handoff.setup),
+                                           ("case-updates", updates.setup))
 OPTIONAL_CHANNELS: tuple[tuple[str, Plugin], ...] = (("telegram", telegram.setup), ("slack", slack.setup))
 
 SERVICE_KEY = web.AppKey("conversation_service", ConversationService)

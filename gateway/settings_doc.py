@@ -10,6 +10,7 @@ from bot.config import GATEWAY_SETTINGS
 from bot.settings_schema import settings_table
 from channels.slack.config import SLACK_SETTINGS
 from channels.telegram.config import TELEGRAM_SETTINGS
+from flows.updates import UPDATES_SETTINGS
 from handoff.config import HANDOFF_SETTINGS
 
 PARTS = {
@@ -17,6 +18,7 @@ PARTS = {
     "handoff": HANDOFF_SETTINGS,
     "telegram": TELEGRAM_SETTINGS,
     "slack": SLACK_SETTINGS,
+    "updates": UPDATES_SETTINGS,
 }
 
 
