@@ -27,13 +27,15 @@ def tables() -> dict[str, str]:
 
 
 def region(part: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- settings:{part} -->\n)(.*?)(\n<!-- /settings -->)", re.DOTALL)
+    # The table may be empty: the end marker may follow the start marker's line directly, and
+    # the match never runs on into the next part's region.
+    return re.compile(rf"(<!-- settings:{part} -->\n)((?:(?!<!-- settings:).)*?)(\n?<!-- /settings -->)", re.DOTALL)
 
 
 def render_into(text: str) -> str:
     """`text` (the README) with every settings region replaced by its table."""
     for part, table in tables().items():
         def put(match: re.Match[str], table: str = table) -> str:
-            return match.group(1) + table + match.group(3)
+            return match.group(1) + table + "\n<!-- /settings -->"
         text = region(part).sub(put, text)
     return text

@@ -37,3 +37,11 @@ def test_a_secret_in_a_bad_value_is_never_echoed() -> None:
     message = str(caught.value)
     assert "GATEWAY_SECRET=(hidden)" in message and "short-but-secret-value" not in message
     assert "GATEWAY_PORT='99999'" in message  # every problem at once, with the value where it is not secret
+
+
+def test_an_empty_table_is_filled_without_swallowing_what_follows() -> None:
+    text = ("intro\n<!-- settings:slack -->\n<!-- /settings -->\n\n## For an agent\nkept\n"
+            "<!-- settings:handoff -->\nstale-row\n<!-- /settings -->\n")
+    rendered = render_into(text)
+    assert "## For an agent\nkept\n" in rendered and "SLACK_BOT_TOKEN" in rendered and "AGENTS_FILE" in rendered
+    assert "stale-row" not in rendered and rendered.count("<!-- /settings -->") == 2
