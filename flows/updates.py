@@ -42,9 +42,11 @@ from aiohttp import web
 from bot.messages import Button, ConversationRef, InboundMessage, OutboundReply
 from bot.plugins import Conversations, PluginContext
 from bot.settings_schema import Setting, SettingsReader
+from flows.case_page import CASE_LINK_DAYS, CasePages, add_route, case_pages
 from flows.cases import Case, CaseStore, normalize_case_id
 from flows.db import connect, db_path
 from flows.policies import load_policies, tz_for
+from flows.replies import money
 from flows.texts import Texts, load_texts
 
 log = logging.getLogger("gateway.flows.updates")
@@ -64,7 +66,7 @@ SHOP_EVENTS_SECRET = Setting("SHOP_EVENTS_SECRET", "", str,
                              "that a case moved on (HMAC-signed with this secret, at least 32 characters; see "
                              "flows/updates.py); the shopper is told once, in their channel and language",
                              secret=True)
-UPDATES_SETTINGS = (SHOP_EVENTS_SECRET,)
+UPDATES_SETTINGS = (SHOP_EVENTS_SECRET, CASE_LINK_DAYS)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shop_events (
@@ -153,7 +155,8 @@ class CaseUpdates:
     conversation hook that reads the stop/start buttons."""
 
     def __init__(self, conversations: Conversations, cases: CaseStore, ledger: UpdatesLedger, texts: Texts,
-                 zone: dt.tzinfo) -> None:
+                 zone: dt.tzinfo, pages: CasePages | None = None) -> None:
+        self.pages = pages  # links to the shopper's case page, when the gateway makes them
         self.conversations = conversations
         self.cases = cases
         self.ledger = ledger
@@ -165,8 +168,11 @@ class CaseUpdates:
         when = _when(event.at.astimezone(self.zone), lang)
         text = t(f"update.{event.event}", lang, kind=t(f"kind.{case.kind}", lang) if t.has(f"kind.{case.kind}")
                  else case.kind, case_id=case.id, order=case.order_number or "-", when=when,
-                 amount=event.amount or str(case.details.get("refund_amount") or t("update.no_amount", lang)),
+                 amount=event.amount or (money(case.details["refund_amount"]) if case.details.get("refund_amount")
+                                         else t("update.no_amount", lang)),
                  tracking=event.tracking or t("update.no_tracking", lang), message=event.message)
+        if self.pages is not None:
+            text += "\n" + t("casepage.link", lang, link=self.pages.link(case.id, lang))
         return OutboundReply(text=text, buttons=(Button(title=t("update.stop", lang), payload=STOP_PAYLOAD),))
 
     async def handle(self, event: CaseEvent) -> dict[str, Any]:
@@ -267,18 +273,21 @@ class CaseEventsEndpoint:
 
 
 def setup(app: web.Application, ctx: PluginContext) -> bool:
-    """On when SHOP_EVENTS_SECRET is set (bot/plugins.py contract)."""
+    """The shopper's case page (`/case/<token>`) always; the case events endpoint when
+    SHOP_EVENTS_SECRET is set (bot/plugins.py contract: True when the endpoint is on)."""
     reader = SettingsReader(ctx.env)
     secret = reader.get(SHOP_EVENTS_SECRET).strip()
+    path = db_path()
+    store, texts, zone = CaseStore(path, ctx.keys), load_texts(), tz_for(load_policies().timezone)
+    pages = case_pages(ctx, store, texts, zone)
+    add_route(app, pages)
     if not secret:
         return False
     from bot.config import ConfigError
 
     if len(secret) < 32:
         raise ConfigError(["SHOP_EVENTS_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)"])
-    path = db_path()
-    updates = CaseUpdates(ctx.service, CaseStore(path, ctx.keys), UpdatesLedger(path), load_texts(),
-                          tz_for(load_policies().timezone))
+    updates = CaseUpdates(ctx.service, store, UpdatesLedger(path), texts, zone, pages)
     ctx.service.add_hook(updates)
     app.router.add_post(EVENTS_PATH, CaseEventsEndpoint(updates, secret).handle)
     ctx.tell_operator(f"  Case updates:       the shop's system posts to {{base}}{EVENTS_PATH} (flows/updates.py)")
