@@ -43,7 +43,7 @@ def cases(gateway: RunningGateway) -> CaseStore:
 def new_return(gateway: RunningGateway, conversation_key: str, language: str) -> Case:
     return cases(gateway).create_sync("return", ["pickup_scheduled"], order_number="AS10001",
                                       conversation_id=conversation_key, language=language,
-                                      details={"refund_amount": "¥599.00"})
+                                      details={"refund_amount": "599.00", "item": {"en": "Brown oxfords", "zh": "棕色牛津鞋"}})
 
 
 async def post(gateway: RunningGateway, body: dict | bytes, *, secret: str = SECRET, timestamp: int | None = None,
