@@ -23,6 +23,7 @@ from bot.messages import Attachment, Button, InboundMessage, OutboundReply
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
+from channels.webchat.corking import cork
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 from channels.webchat.uploads import Uploads
 
@@ -168,7 +169,7 @@ class WebchatInput:
         ws = web.WebSocketResponse(heartbeat=self.settings.webchat_heartbeat_seconds,
                                    max_msg_size=MAX_FRAME_BYTES, compress=False)
         await ws.prepare(request)
-        _cork(ws)
+        cork(ws)  # channels/webchat/corking.py: a turn's frames in fewer writes
         connection = _Connection(self, ws, request)
         self.sockets.add(ws)
         try:
@@ -422,50 +423,3 @@ class _Connection:
     def detach(self) -> None:
         if self.conversation_id is not None:
             self.owner.output.detach(self.conversation_id, self.ws)
-
-
-def _cork(ws: web.WebSocketResponse) -> None:
-    """Frames a socket is sent in one pass of the event loop leave in one write: a turn's ack
-    and typing frame, then its typing-off and reply frames, each pair one system call and one
-    wake-up of the client instead of two. The bytes are the same, in the same order; a close
-    frame goes out at once with what is waiting before it. Only where aiohttp's writer is
-    as expected (it is internal); otherwise the socket writes as it did."""
-    writer = getattr(ws, "_writer", None)
-    transport = getattr(writer, "transport", None)
-    if transport is not None and callable(getattr(transport, "write", None)):
-        writer.transport = _CorkedTransport(transport)  # type: ignore[union-attr]
-
-
-CLOSE_OPCODE = 0x8
-
-
-class _CorkedTransport:
-    __slots__ = ("_transport", "_waiting")
-
-    def __init__(self, transport: Any) -> None:
-        self._transport = transport
-        self._waiting: list[bytes] | None = None
-
-    def write(self, data: bytes) -> None:
-        closing = bool(data) and data[0] & 0x0F == CLOSE_OPCODE
-        if self._waiting is None:
-            if closing:
-                self._transport.write(data)
-                return
-            self._waiting = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
-        else:
-            self._waiting.append(data)
-            if closing:
-                self.flush()
-
-    def flush(self) -> None:
-        waiting, self._waiting = self._waiting, None
-        if waiting and not self._transport.is_closing():
-            self._transport.write(b"".join(waiting))
-
-    def is_closing(self) -> bool:
-        return bool(self._transport.is_closing())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)

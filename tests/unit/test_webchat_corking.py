@@ -1,0 +1,86 @@
+"""channels/webchat/corking.py: the frames a socket is sent in one pass of the loop leave in
+one write, in order; a close frame at once. It reaches into aiohttp's websocket writer, so
+this also fails when an aiohttp upgrade moves what it relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from channels.webchat.corking import CorkedTransport, cork
+
+
+async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
+    writes: list[bytes] = []
+    corked: list[bool] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        corked.append(cork(ws))
+        transport: Any = ws._writer.transport  # type: ignore[union-attr]
+        assert isinstance(transport, CorkedTransport)
+        real = transport._transport
+        real_write = real.write
+
+        def counting(data: bytes) -> None:
+            writes.append(bytes(data))
+            real_write(data)
+
+        real.write = counting
+        await ws.receive()
+        for n in range(3):  # one pass: no await that yields between them
+            await ws.send_str(f"frame {n}")
+        await asyncio.sleep(0.05)
+        await ws.send_str("later")
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/ws")) as ws:
+            await ws.send_str("go")
+            got = [(await ws.receive()).data for _ in range(4)]
+            assert got == ["frame 0", "frame 1", "frame 2", "later"]
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+        assert corked == [True], "aiohttp's websocket writer changed: channels/webchat/corking.py no longer applies"
+        # The three frames in one write; "later" and the close frame (the same pass) in another.
+        assert writes == [b"\x81\x07frame 0\x81\x07frame 1\x81\x07frame 2", b"\x81\x05later\x88\x02\x03\xe8"]
+    finally:
+        await server.close()
+
+
+async def test_a_close_frame_and_close_send_what_waits_first() -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    real = Transport()
+    corked = CorkedTransport(real)
+    corked.write(b"\x81\x01a")
+    assert real.written == [] and corked.get_write_buffer_size() == 3
+    corked.write(b"\x88\x00")  # a close frame
+    assert real.written == [b"\x81\x01a\x88\x00"]
+    corked.write(b"\x81\x01b")
+    corked.close()
+    assert real.written[-1] == b"\x81\x01b" and real.closed
