@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
 from aiohttp import web
 
 from bot.config import Settings
+from bot.continuation import Continuations
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper
 from bot.fanout import Fanout
@@ -78,6 +79,7 @@ class PluginContext:
     fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
     liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive
     staff: StaffRooms = field(default_factory=StaffRooms)  # the team's chat rooms and the desk (bot/staff.py)
+    continuations: Continuations = field(default_factory=Continuations)  # one case, any channel (bot/continuation.py)
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
     # never prints. `{base}` stands for the gateway's base URL.
     notices: list[str] = field(default_factory=list)

@@ -273,6 +273,19 @@ class TranscriptStore:
             role="agent" if reply.author else "bot", text=reply.text,
             buttons=tuple(b.to_dict() for b in reply.buttons), image=reply.image, author=reply.author))
 
+    def carry_over(self, from_key: str, to_key: str, note: str) -> None:
+        """A conversation continued on another channel (bot/continuation.py): its history goes
+        on in `to_key`, after a line saying where it came from, before what `to_key` has."""
+        earlier = [*self.history(from_key), TranscriptEntry(role="system", text=note)]
+        here = self._entries(to_key)
+        kept = list(here)
+        here.clear()
+        for entry in [*earlier, *kept]:
+            here.append(entry)
+        if self.journal is not None:
+            for entry in earlier:
+                self.journal.record(to_key, entry)
+
     def recent(self, limit: int = 20) -> list[tuple[str, TranscriptEntry]]:
         """The most recently active conversations with their last entry, newest first."""
         found: list[tuple[str, TranscriptEntry]] = []

@@ -282,6 +282,13 @@ class CaseStore:
                                 args).fetchall()
             return [self._load(conn, r) for r in rows]
 
+    def move_conversation_sync(self, old_conversation: str, new_conversation: str) -> int:
+        """The shopper carried the conversation over to another channel (bot/continuation.py):
+        its cases belong to the new one. How many moved."""
+        with connect(self.path) as conn:
+            return conn.execute("UPDATE cases SET conversation_id = ? WHERE conversation_id = ?",
+                                (new_conversation, old_conversation)).rowcount
+
     def erase_sync(self, case_ids: Sequence[str]) -> int:
         """Delete these cases with their history and turns; how many there were."""
         removed = 0

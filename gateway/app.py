@@ -12,6 +12,7 @@ from aiohttp import web
 import handoff
 from bot import serving
 from bot.config import Settings, ensure_data_keys, ensure_secret
+from bot.continuation import ContinuationHook, Continuations, MemoryCodeStore, RedisCodeStore
 from bot.conversation import ConversationService
 from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.fanout import Fanout, RedisFanout
@@ -147,9 +148,18 @@ def create_app(settings: Settings) -> web.Application:
         log.info("conversation saved as a test", extra={"conversation": key, "test": name, "outcome": outcome})
         return [str(p) for p in written]
 
+    continuations = Continuations(RedisCodeStore(redis_client) if redis_client is not None else MemoryCodeStore())
+
+    async def repoint_cases(old_key: str, new_key: str) -> None:
+        """A conversation continued elsewhere: its cases' updates go to where the shopper is now."""
+        moved = await asyncio.to_thread(CaseStore(keys=keys).move_conversation_sync, old_key, new_key)
+        log.info("cases follow the shopper to another channel", extra={"conversation": new_key, "cases": moved})
+
+    continuations.on_continued(repoint_cases)
+    service.add_hook(ContinuationHook(service, continuations))
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
                         keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout,
-                        liveness=liveness, save_test=save_test)
+                        liveness=liveness, save_test=save_test, continuations=continuations)
     for _, setup in PLUGINS:
         setup(app, ctx)
 

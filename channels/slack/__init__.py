@@ -63,6 +63,9 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
         ctx.staff.add_room(room)
         runtime.intake.staff = (room, ctx.staff)
         ctx.tell_operator(f"  Slack agents:       handoff threads in {config.agents_channel}")
+    ctx.continuations.add_way(CHANNEL, lambda code, lang: (
+        f"Slack：给本店的 App 发消息“continue {code}”" if lang == "zh"
+        else f"Slack: send the shop's app the message \"continue {code}\""))
     app[SLACK_KEY] = runtime
     if config.mode == "http":
         app.router.add_post(EVENTS_PATH, runtime.handle_events)

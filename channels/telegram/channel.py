@@ -72,8 +72,23 @@ def add_channel(app: web.Application, ctx: PluginContext, config: TelegramConfig
         ctx.tell_operator("  Telegram:           on, long polling (see docs/telegram.md)")
     app.router.add_get(FILES_PATH + "/{file_id}", files.fetch)
 
+    username: list[str] = []  # the bot's @name, for deep links (getMe once the port is bound)
+
+    def deep_link(code: str, lang: str) -> str | None:
+        if not username:
+            return None
+        return ("Telegram：" if lang == "zh" else "Telegram: ") + f"https://t.me/{username[0]}?start={code}"
+
+    ctx.continuations.add_way(CHANNEL, deep_link)
+
     async def on_listening(app: web.Application) -> None:
         # Only once the port is bound: a webhook must never point at a gateway that failed to start.
+        try:
+            me = await bot.get_me()
+            if me.username:
+                username.append(me.username)
+        except Exception as exc:  # no deep links until a restart; everything else works
+            log.warning("getMe failed: no Telegram deep links", extra={"error": repr(exc)})
         await telegram_input.start()
         log.info("Telegram channel started", extra={"mode": config.mode, "bot_id": config.bot_id})
 

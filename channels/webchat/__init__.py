@@ -32,6 +32,10 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
 
     webchat_output = WebchatOutput(ctx.fanout)
     service.register_output("webchat", webchat_output)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    page = (settings.public_url or f"http://{host}:{settings.port}").rstrip("/")
+    ctx.continuations.add_way("webchat", lambda code, lang: (
+        f"网页客服：{page}/?continue={code}" if lang == "zh" else f"Web chat: {page}/?continue={code}"))
     uploads = Uploads(settings.data_dir / "uploads", signer, secret, settings.public_url, keys=keys,
                       language_of=lambda conversation_id: service.language_of(ConversationRef("webchat", conversation_id).key),
                       limits=UploadLimits(max_files=settings.upload_max_files,

@@ -28,6 +28,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction, ValidationAction
 from rasa_sdk.types import DomainDict
 
+from bot.continuation import OFFER_PAYLOAD as CONTINUE_ELSEWHERE
 from bot.i18n import LANGUAGES, LanguageState, follow_language, language_of_locale
 from flows.live import RULES_VERSION_SLOT, LiveFlows
 from flows.replies import Context, Inbound, Reply
@@ -340,7 +341,12 @@ class SubmitAction(Action, ABC):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         app = await flows(tracker, in_flow=True)  # the rules the flow started with decide
-        replies, updates = await app.forms[self.form].submit(tracker.slots, context(tracker))
+        turn = context(tracker)
+        replies, updates = await app.forms[self.form].submit(tracker.slots, turn)
+        if updates.get("last_case_id") and replies and not replies[-1].custom:
+            # A case was made: the shopper may carry on elsewhere (bot/continuation.py, in the gateway).
+            replies[-1].buttons.append({"title": app.t("menu.continue_elsewhere", turn.lang),
+                                        "payload": CONTINUE_ELSEWHERE})
         send(dispatcher, tracker, replies, app)
         return ([SlotSet(k, v) for k, v in updates.items()]
                 + [SlotSet(REQUESTED_SLOT, None), SlotSet(RULES_VERSION_SLOT, None)])

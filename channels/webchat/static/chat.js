@@ -161,6 +161,11 @@
    * this shopper's recent orders. See docs/webchat-protocol.md. */
   var customerToken = null;
   try { customerToken = new URLSearchParams(window.location.search).get('customer'); } catch (e) { /* ignore */ }
+  /* A conversation carried over from another channel (?continue=CODE, bot/continuation.py):
+   * the code is sent once the chat is connected, then dropped from the address. */
+  var continueCode = null;
+  try { continueCode = new URLSearchParams(window.location.search).get('continue'); } catch (e) { /* ignore */ }
+  if (continueCode && !/^[A-Za-z0-9]{8}$/.test(continueCode)) { continueCode = null; }
   var T = STRINGS[locale];
 
   var $ = function (id) { return document.getElementById(id); };
@@ -662,6 +667,16 @@
         // Resend everything not yet acknowledged (the gateway dedupes by id).
         resetQueue();
         outgoing.forEach(function (m) { if (m.state === 'sending') { enqueue(m.id); } });
+        if (continueCode) {
+          var code = continueCode;
+          continueCode = null;
+          try {
+            var url = new URL(window.location.href);
+            url.searchParams.delete('continue');
+            window.history.replaceState(null, '', url.toString());
+          } catch (e) { /* ignore */ }
+          sendMessage('continue ' + code);
+        }
         break;
       }
       case 'history':
