@@ -6,7 +6,7 @@ the transcript snapshot taken at handoff, then every shopper message, agent repl
 internal note and system line, in order.
 
 In Redis, what the shopper said is sealed (`bot/sealing.py`): every log entry and the
-record's `last_text` and `detail`, each bound to its conversation; the fields the Lua
+record's `last_text`, `detail` and `refs`, each bound to its conversation; the fields the Lua
 scripts compare (`status`, `agent`) and the queue's times stay in clear.
 """
 
@@ -92,6 +92,9 @@ class Handoff:
     last_text: str | None = None
     waiting_messages: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
+    # Order numbers and case ids of the cases the flows made in the conversation before the
+    # handoff ({"orders": [...], "cases": [...]}): what the console's search matches.
+    refs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -99,7 +102,7 @@ class Handoff:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Handoff)}
-SEALED_FIELDS = ("last_text", "detail")  # the record's fields that hold what the shopper said
+SEALED_FIELDS = ("last_text", "detail", "refs")  # the record's fields that hold what the shopper said
 
 
 class HandoffStore(ABC):
