@@ -86,6 +86,23 @@
 
   function pad(n) { return n < 10 ? '0' + n : String(n); }
 
+  // A button's payload that reached us without its title (an old message, a client that
+  // sent only the payload): "/choose{"choice":"medium"}" reads "Pressed: choose (medium)".
+  var PAYLOAD_TEXT = /^\/([A-Za-z0-9_-]+)(\{.*\})?$/;
+  function readable(text) {
+    var t = str(text);
+    var m = PAYLOAD_TEXT.exec(t.trim());
+    if (!m) { return t; }
+    var values = [];
+    if (m[2]) {
+      try {
+        var data = JSON.parse(m[2]);
+        Object.keys(data || {}).forEach(function (k) { values.push(str(data[k])); });
+      } catch (e) { values = []; }
+    }
+    return 'Pressed: ' + m[1].replace(/_/g, ' ') + (values.length ? ' (' + values.join(', ') + ')' : '');
+  }
+
   function sameDay(a, b) {
     return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
   }
@@ -137,7 +154,7 @@
   // "12 min", "2 h 05 min", "3 d 4 h": how long ago, for lists.
   function formatAgo(totalSeconds) {
     var s = Math.max(0, Math.floor(totalSeconds));
-    if (s < 60) { return 'just now'; }
+    if (s < 60) { return '<1 min'; }
     var m = Math.floor(s / 60);
     if (m < 60) { return m + ' min'; }
     var h = Math.floor(m / 60);
@@ -452,7 +469,7 @@
       when.setAttribute('data-testid', 'live-time');
       meta.appendChild(when);
       li.appendChild(meta);
-      li.appendChild(el('div', 'item__text', str(item.last_text).slice(0, 120) || '\u2014'));
+      li.appendChild(el('div', 'item__text', readable(item.last_text).slice(0, 120) || '\u2014'));
       var take = el('button', 'btn btn--small', 'Take over');
       take.type = 'button';
       take.setAttribute('data-testid', 'take');
@@ -830,7 +847,7 @@
     if (listName === 'others' && item.agent) {
       second.appendChild(el('span', 'item__agent', 'with ' + agentName(item.agent)));
     }
-    var last = el('span', 'item__last', truncate(item.last_text, LAST_TEXT_MAX) || '—');
+    var last = el('span', 'item__last', truncate(readable(item.last_text), LAST_TEXT_MAX) || '—');
     last.title = str(item.last_text);
     last.setAttribute('data-testid', 'preview');
     second.appendChild(last);
@@ -950,7 +967,8 @@
     }
     head.appendChild(time);
     li.appendChild(head);
-    var body = el('div', 'entry__text', str(entry.text));
+    var body = el('div', 'entry__text', entry.role === 'shopper' ? readable(entry.text) : str(entry.text));
+    if (entry.role === 'shopper' && body.textContent !== str(entry.text)) { body.title = str(entry.text); }
     body.setAttribute('data-testid', 'entry-text');
     li.appendChild(body);
     if (Array.isArray(entry.attachments)) {
@@ -1258,7 +1276,9 @@
       if (t.kind === 'sla' || t.sub === 'sla') {
         fillSla(t.node, t.item);
       } else if (created !== null) {
-        var text = t.kind === 'waited' ? formatAgo(now - created) : formatDuration(now - created);
+        var text = t.kind === 'waited'
+          ? (t.item.status === 'queued' ? 'waiting ' : '') + formatAgo(now - created)
+          : formatDuration(now - created);
         if (t.node.textContent !== text) { t.node.textContent = text; }
       }
     }

@@ -226,6 +226,16 @@ async def test_an_agent_answers_the_urgent_one_first_on_desktop_and_phone(fake_r
                 await phone.screenshot(path=str(SHOTS / "phone-conversation.png"))
                 await phone.get_by_test_id("reply-send").click()
                 assert await reply_containing(zh, "订单 AS10005") == value
+                # Back on the list: their own conversation is on top, above the 48 still waiting.
+                await phone.get_by_test_id("back").click()
+                mine_card = phone.get_by_test_id("mine").get_by_test_id("mine-item")
+                await expect(mine_card).to_be_in_viewport()
+                seen = await layout(phone)
+                assert seen["scrollWidth"] <= seen["innerWidth"] and not seen["over"], seen
+                assert seen["mineBottom"] <= seen["innerHeight"], seen
+                await phone.screenshot(path=str(SHOTS / "phone-mine.png"))
+                await mine_card.get_by_role("button").first.click()
+                await expect(box).to_be_visible(timeout=UI_TIMEOUT_MS)
                 await phone.get_by_test_id("case").first.scroll_into_view_if_needed()
                 await phone.screenshot(path=str(SHOTS / "phone-case-facts.png"), full_page=True)
                 await phone.get_by_test_id("hand-back").click()
