@@ -103,13 +103,13 @@ def known_refs(h: Handoff) -> tuple[list[str], list[str]]:
 
 def conversation_values(h: Handoff, cases: Sequence[dict[str, Any]]) -> dict[str, str | None]:
     """What canned replies' variables are filled with (handoff/canned.py): the order, item
-    and case the handoff names, else the newest case's; the shopper's name if the channel
-    or the flows said it. None: not known, left for the agent."""
+    and case the handoff names, else the newest case's; the shopper's first name if the
+    channel gave it (Telegram). None: not known, left for the agent."""
     newest: dict[str, Any] = cases[0] if cases else {}
     facts: dict[str, Any] = newest["facts"] if isinstance(newest.get("facts"), dict) else {}
     item: dict[str, Any] = facts["item"] if isinstance(facts.get("item"), dict) else {}
     orders, ids = known_refs(h)
-    name = h.detail.get("customer_name")
+    name = h.detail.get("shopper_name")
     return {"order": orders[0] if orders else None,
             "item": item.get(h.language) or item.get("en") or None,
             "case": ids[0] if ids else None,
@@ -169,9 +169,12 @@ class HandoffService:
         for reply in replies:
             request = reply.handoff_request
             if request is not None:
+                detail = request.detail()
+                if message.sender_name:  # for the canned replies' {name}
+                    detail["shopper_name"] = message.sender_name
                 await self.start(message.channel, message.conversation_id, request.reason,
                                  message.language or self.conversations.language_of(message.conversation_key),
-                                 request.detail())
+                                 detail)
                 return
 
     async def silent(self, message: InboundMessage) -> bool:
