@@ -243,6 +243,12 @@ async def test_an_agent_answers_the_urgent_one_first_on_desktop_and_phone(fake_r
                 await phone.get_by_test_id("back").click()
                 await expect(phone.get_by_test_id("mine-item")).to_have_count(0, timeout=UI_TIMEOUT_MS)
                 await phone.screenshot(path=str(SHOTS / "phone-after.png"))
+                # Nothing clipped between the sizes either (a small phone, tablets, a small laptop).
+                for width, height in ((320, 640), (768, 1024), (910, 700), (1024, 768)):
+                    await phone.set_viewport_size({"width": width, "height": height})
+                    seen = await layout(phone)
+                    assert seen["scrollWidth"] <= seen["innerWidth"] and not seen["over"], (width, seen)
+                    await phone.screenshot(path=str(SHOTS / f"width-{width}.png"))
                 assert not errors, errors
             except BaseException:
                 for n, context in enumerate(browser.contexts):
