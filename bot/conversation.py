@@ -290,6 +290,12 @@ class ConversationService:
         state.language = follow_language(state.language, self._evidence(message), message.locale)
         if message.language != state.language.known:
             message = replace(message, language=state.language.known)
+        if message.payload and message.text.strip() in ("", message.payload.strip()):
+            # A client that sends only a button's payload: what the shopper pressed is the
+            # button's title (the transcript, the console and Rasa's metadata show that).
+            title = self.transcripts.button_title(key, message.payload)
+            if title:
+                message = replace(message, text=title)
         turn = Turn(message=message, replies=asyncio.get_running_loop().create_future())
         state.recent[message.message_id] = turn
         if len(state.recent) > self._remembered_ids:

@@ -97,6 +97,9 @@ class InboundMessage:
     raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     language: str | None = None
     group_id: str | None = None
+    # The shopper's own name as the channel gives it (Telegram's first name), for the agents'
+    # canned greetings; never sent to Rasa.
+    sender_name: str | None = None
 
     @property
     def ref(self) -> ConversationRef:

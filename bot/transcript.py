@@ -266,6 +266,16 @@ class TranscriptStore:
         if self.journal is not None:
             self.journal.record(key, entries[-1])
 
+    def button_title(self, key: str, payload: str) -> str | None:
+        """The title of the button with this payload among the bot's latest messages in the
+        conversation (what the shopper saw and pressed), or None."""
+        for entry in islice(reversed(self._by_key.get(key, ())), 20):
+            if entry.role == "bot":
+                for button in entry.buttons:
+                    if button.get("payload") == payload and button.get("title"):
+                        return str(button["title"])
+        return None
+
     def add_reply(self, key: str, reply: OutboundReply) -> None:
         if reply.text is None and reply.image is None and not reply.buttons:
             return  # custom payloads are signals, not something the shopper saw

@@ -90,7 +90,18 @@ class Case:
         return " · ".join(p for p in parts if p)
 
     def to_console(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "status": self.status, "summary": self.summary()}
+        """What the agent console shows beside the transcript, so the agent does not ask
+        again what the shopper told the bot (docs/console-protocol.md, `Case`)."""
+        d = self.details
+        item = d.get("item")
+        photos = [p for p in [d.get("photo"), *(d.get("evidence") or [])] if isinstance(p, str) and p]
+        facts = {"order": self.order_number, "item": dict(item) if isinstance(item, Mapping) else None,
+                 "category": d.get("category"), "reason": d.get("reason"), "outcome": d.get("outcome"),
+                 "decision": d.get("decision"), "severity": d.get("severity"), "description": d.get("description"),
+                 "photos": list(dict.fromkeys(photos))}
+        return {"id": self.id, "kind": self.kind, "status": self.status, "summary": self.summary(),
+                "order_number": self.order_number, "created_at": self.created_at,
+                "facts": {k: v for k, v in facts.items() if v not in (None, "", [])}}
 
 
 def flows_data_keys(database: Path) -> DataKeys:

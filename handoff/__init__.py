@@ -12,13 +12,13 @@ import logging
 import time
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from bot.config import ConfigError
 from bot.files import write_private
 from bot.plugins import PluginContext
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
+from handoff.canned import load_canned
 from handoff.config import load_handoff_settings
 from handoff.console import STATIC_DIR, Console, ConsoleHub
 from handoff.service import HandoffService
@@ -32,18 +32,6 @@ log = logging.getLogger("gateway.handoff")
 
 HANDOFF_KEY = web.AppKey("handoff", HandoffService)
 REFRESH_SECONDS = 10.0
-
-
-def _canned(path: Any) -> list[dict[str, str]]:
-    if path is None:
-        return DEFAULT_CANNED
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError([f"CANNED_REPLIES_FILE={path}: cannot read: {exc}"]) from exc
-    if not isinstance(data, list) or not all(isinstance(i, dict) and isinstance(i.get("text"), str) for i in data):
-        raise ConfigError([f"CANNED_REPLIES_FILE={path}: expected a list of {{title, text}}"])
-    return [{"title": str(i.get("title") or i["text"][:30]), "text": i["text"]} for i in data]
 
 
 def setup(app: web.Application, ctx: PluginContext) -> bool:
@@ -76,7 +64,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
     console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,
-                      _canned(handoff_settings.canned_file), save_test=ctx.save_test)
+                      load_canned(handoff_settings.canned_file, DEFAULT_CANNED), save_test=ctx.save_test)
     app[HANDOFF_KEY] = handoff
 
     app.router.add_get("/console", console.page)

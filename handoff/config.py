@@ -147,8 +147,11 @@ HANDOFF_TIMEZONE = Setting("HANDOFF_TIMEZONE", ZoneInfo("Asia/Shanghai"), _zone,
 HANDOFF_FIRST_RESPONSE_MINUTES = Setting("HANDOFF_FIRST_RESPONSE_MINUTES", 30.0, _positive, "first-response SLA")
 HANDOFF_MINUTES_PER_CASE = Setting("HANDOFF_MINUTES_PER_CASE", 5.0, _positive,
                                    "for the expected wait told to shoppers")
-CANNED_REPLIES_FILE = Setting[Path | None]("CANNED_REPLIES_FILE", None, Path, "YAML list of `{title, text}`",
-                                           shown_default="built-in EN/ZH replies")
+CANNED_REPLIES_FILE = Setting[Path | None](
+    "CANNED_REPLIES_FILE", None, Path,
+    "YAML list of `{title, text: {en, zh}}` (or `{title, text}`: one text for both); "
+    "`{order}`, `{item}`, `{case}`, `{name}` are filled from the conversation",
+    shown_default="built-in EN/ZH replies")
 HANDOFF_RESOLUTION_HOURS = Setting("HANDOFF_RESOLUTION_HOURS", 24.0, _positive,
                                    "resolution SLA: a handed-off conversation resolved or handed back within it")
 HANDOFF_SLA_WARNING_MINUTES = Setting("HANDOFF_SLA_WARNING_MINUTES", (10.0, 120.0), _warnings,

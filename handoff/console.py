@@ -24,8 +24,9 @@ from bot.plugins import Conversations, TestSaver, no_test_saver
 from bot.rasa_client import RasaError
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
+from handoff.canned import CannedReply, fill, unfilled
 from handoff.events import HandoffEvent, HandoffEventKind
-from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view
+from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view, queue_order
 from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
 from handoff.signin import SignInKey, SignInThrottle, password_matches
 from handoff.sla import FIRST_RESPONSE, agent_clock
@@ -98,7 +99,7 @@ class ConsoleHub(Listener):
         now = self.clock()
         return {
             "type": "state", "now": now, "agents": self.agents_view(), "live": await self.live_view(active),
-            "queue": [item_view(h, now) for h in active if h.status == "queued"],
+            "queue": [item_view(h, now) for h in queue_order([h for h in active if h.status == "queued"], now)],
             "mine": [item_view(h, now) for h in active if h.status == "assigned" and h.agent == agent],
             "others": [item_view(h, now) for h in active if h.status == "assigned" and h.agent != agent],
         }
@@ -168,7 +169,7 @@ class ConsoleHub(Listener):
 
 class Console:
     def __init__(self, handoff: HandoffService, hub: ConsoleHub, sessions: ConsoleSessions, settings: Settings,
-                 canned: list[dict[str, str]], save_test: TestSaver = no_test_saver) -> None:
+                 canned: list[CannedReply], save_test: TestSaver = no_test_saver) -> None:
         self.handoff = handoff
         self.save_test = save_test
         self.hub = hub
@@ -302,8 +303,9 @@ class Console:
         self.socket_sessions[ws] = session
         log.info("agent online", extra={"agent": agent})
         try:
-            await ws.send_json({"type": "hello", "agent": self.agents[agent].public(), "canned": self.canned,
-                                "agents": self.hub.agents_view(), "outcomes": list(OUTCOMES)})
+            await ws.send_json({"type": "hello", "agent": self.agents[agent].public(),
+                                "canned": [c.to_dict() for c in self.canned], "agents": self.hub.agents_view(),
+                                "outcomes": list(OUTCOMES), "zone": self.handoff.settings.hours.zone.key})
             await self.hub.changed()
             async for msg in ws:
                 if ws not in self.socket_sessions:
@@ -337,7 +339,11 @@ class Console:
                 raise HandoffError("invalid_frame", "'key' is required")
             if kind == "open":
                 self.hub.viewing[ws] = key
-                await ws.send_json({"type": "conversation", **await self.handoff.conversation_view(key)})
+                view = await self.handoff.conversation_view(key)
+                language = view["conversation"]["language"]
+                view["canned"] = [{"title": c.title, "text": fill(c.text(language), view["values"], language)}
+                                  for c in self.canned]
+                await ws.send_json({"type": "conversation", **view})
             elif kind == "take":
                 ref = ConversationRef.parse(key)
                 if ref is None or ref.channel not in self.handoff.conversations.channels:
@@ -354,6 +360,9 @@ class Console:
                 if len(text) > MAX_TEXT:
                     raise HandoffError("text_too_long", f"the limit is {MAX_TEXT} characters")
                 if kind == "reply":
+                    left = unfilled(text)
+                    if left:  # a canned reply's variable nobody filled: never sent as "{order}"
+                        raise HandoffError("unfilled_variable", f"fill in {', '.join(left)} first")
                     await self.handoff.reply(agent, key, text)
                 else:
                     await self.handoff.note(agent, key, text)

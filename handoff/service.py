@@ -80,14 +80,68 @@ def resolution_state(h: Handoff, now: float, warning_seconds: float = RESOLUTION
     return "ok"
 
 
+# Reasons the flows hand over for (flows/service.py, flows/forms/complaint.py, the Rasa
+# actions) that put a conversation before every other in the queue: health first, then a
+# severe complaint (the flows also raise one for health or legal words in a settled case).
+HEALTH_REASONS = ("allergy",)
+SEVERE_REASONS = ("severe_complaint",)
+_SLA_ORDER = {"breached": 0, "warning": 1}
+
+
+def urgency(h: Handoff) -> str | None:
+    """"health" (an allergic reaction or someone hurt), "severe" (a severe complaint, or any
+    handoff the flows marked high priority) or None."""
+    if h.reason in HEALTH_REASONS:
+        return "health"
+    if h.reason in SEVERE_REASONS or h.detail.get("priority") == "high":
+        return "severe"
+    return None
+
+
+def queue_order(handoffs: Sequence[Handoff], now: float) -> list[Handoff]:
+    """Who is answered first: health, then severe complaints (high priority first within
+    each), then breached first-response SLAs, then SLAs about to breach, then the oldest."""
+    def rank(h: Handoff) -> tuple[int, int, int, float]:
+        tier = {"health": 0, "severe": 1}.get(urgency(h) or "", 2)
+        return (tier, 0 if h.detail.get("priority") == "high" else 1,
+                _SLA_ORDER.get("breached" if h.escalated else sla_state(h, now), 2), h.created_at)
+    return sorted(handoffs, key=rank)
+
+
+def known_refs(h: Handoff) -> tuple[list[str], list[str]]:
+    """Order numbers and case (or ticket) ids known for the conversation: the handoff's own
+    and those of the cases the flows made in it before the handoff."""
+    orders = [str(v) for v in (h.detail.get("order_number"), *h.refs.get("orders", ())) if v]
+    cases = [str(v) for v in (h.detail.get("case_id"), h.detail.get("ticket_id"), *h.refs.get("cases", ())) if v]
+    return list(dict.fromkeys(orders)), list(dict.fromkeys(cases))
+
+
+def conversation_values(h: Handoff, cases: Sequence[dict[str, Any]]) -> dict[str, str | None]:
+    """What canned replies' variables are filled with (handoff/canned.py): the order, item
+    and case the handoff names, else the newest case's; the shopper's first name if the
+    channel gave it (Telegram). None: not known, left for the agent."""
+    newest: dict[str, Any] = cases[0] if cases else {}
+    facts: dict[str, Any] = newest["facts"] if isinstance(newest.get("facts"), dict) else {}
+    item: dict[str, Any] = facts["item"] if isinstance(facts.get("item"), dict) else {}
+    orders, ids = known_refs(h)
+    name = h.detail.get("shopper_name")
+    return {"order": orders[0] if orders else None,
+            "item": item.get(h.language) or item.get("en") or None,
+            "case": ids[0] if ids else None,
+            "name": name if isinstance(name, str) and name else None}
+
+
 def item_view(h: Handoff, now: float) -> dict[str, Any]:
     """A handoff as the console shows it in its lists."""
+    orders, cases = known_refs(h)
     return {
         "key": h.key, "channel": h.channel, "language": h.language, "reason": h.reason, "status": h.status,
         "agent": h.agent, "created_at": h.created_at, "first_response_due": h.first_response_due,
         "first_response_at": h.first_response_at, "sla": sla_state(h, now), "ticket": h.ticket,
         "last_text": h.last_text, "waiting_messages": h.waiting_messages,
         "resolution_due": h.resolution_due, "resolution_sla": resolution_state(h, now), "escalated": h.escalated,
+        "urgency": urgency(h), "priority": "high" if h.detail.get("priority") == "high" else "normal",
+        "orders": orders, "cases": cases,
     }
 
 
@@ -157,9 +211,12 @@ class HandoffService:
         for reply in replies:
             request = reply.handoff_request
             if request is not None:
+                detail = request.detail()
+                if message.sender_name:  # for the canned replies' {name}
+                    detail["shopper_name"] = message.sender_name
                 await self.start(message.channel, message.conversation_id, request.reason,
                                  message.language or self.conversations.language_of(message.conversation_key),
-                                 request.detail())
+                                 detail)
                 return
 
     async def silent(self, message: InboundMessage) -> bool:
@@ -231,6 +288,9 @@ class HandoffService:
             if history:
                 await self.store.replace_log(key, [LogEntry(role=e.role, text=e.text, ts=e.ts, author=e.author)
                                                    for e in history])
+            refs = await self._case_refs(key)
+            if refs:
+                await self.store.update(key, refs=refs)
             await self._append(handoff, "system", f"Handed off: {reason}")
             await self._pause_rasa(key, "pause")
             if reason != AGENT_INITIATED:  # an agent taking over greets the shopper by claiming
@@ -263,6 +323,18 @@ class HandoffService:
         await self._tell(handoff, shopper_text(
             text_key, lang, ticket=ticket, due=format_datetime(due, lang, now=at),
             hours=f"{hours.opens.strftime('%H:%M')}-{close}", zone=zone_label(at, lang)))
+
+    async def _case_refs(self, key: str) -> dict[str, list[str]]:
+        """The ids and order numbers of the cases the flows made in the conversation."""
+        try:
+            cases = await self.cases(key)
+        except Exception as exc:  # the console still works without them
+            log.warning("cases of a handed-off conversation not read", extra={"conversation": key,
+                                                                              "error": repr(exc)})
+            return {}
+        ids = [str(c["id"]) for c in cases if c.get("id")]
+        orders = [str(c["order_number"]) for c in cases if c.get("order_number")]
+        return {"cases": ids, "orders": list(dict.fromkeys(orders))} if ids or orders else {}
 
     async def _pause_rasa(self, key: str, event: str) -> None:
         try:
@@ -391,5 +463,6 @@ class HandoffService:
 
     async def conversation_view(self, key: str) -> dict[str, Any]:
         handoff = await self._require(key)
+        cases = await self.cases(key)
         return {"conversation": item_view(handoff, self.clock()), "transcript": [e.to_dict() for e in await self.store.log(key)],
-                "cases": await self.cases(key)}
+                "cases": cases, "values": conversation_values(handoff, cases)}

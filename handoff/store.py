@@ -6,7 +6,7 @@ the transcript snapshot taken at handoff, then every shopper message, agent repl
 internal note and system line, in order.
 
 In Redis, what the shopper said is sealed (`bot/sealing.py`): every log entry and the
-record's `last_text` and `detail`, each bound to its conversation; the fields the Lua
+record's `last_text`, `detail` and `refs`, each bound to its conversation; the fields the Lua
 scripts compare (`status`, `agent`) and the queue's times stay in clear.
 """
 
@@ -95,6 +95,9 @@ class Handoff:
     detail: dict[str, Any] = field(default_factory=dict)
     resolution_due: float | None = None  # resolved or handed back by then (the resolution SLA)
     escalated: bool = False  # its first response was late: the supervisors were called in
+    # Order numbers and case ids of the cases the flows made in the conversation before the
+    # handoff ({"orders": [...], "cases": [...]}): what the console's search matches.
+    refs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -102,7 +105,7 @@ class Handoff:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Handoff)}
-SEALED_FIELDS = ("last_text", "detail")  # the record's fields that hold what the shopper said
+SEALED_FIELDS = ("last_text", "detail", "refs")  # the record's fields that hold what the shopper said
 
 
 class HandoffStore(ABC):

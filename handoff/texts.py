@@ -3,6 +3,8 @@ canned replies."""
 
 from __future__ import annotations
 
+from typing import Any
+
 SHOPPER_TEXTS: dict[str, dict[str, str]] = {
     "queued": {
         "en": "A person from our team will take over this conversation. You are number {position} "
@@ -40,16 +42,30 @@ SHOPPER_TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
-DEFAULT_CANNED = [
-    {"title": "Looking into it", "text": "Thanks for waiting! I'm looking into your order now."},
-    {"title": "Need order number", "text": "Could you tell me your order number, please?"},
-    {"title": "Need a photo", "text": "Could you send a photo of the item and the packaging, please?"},
-    {"title": "Refund on its way", "text": "Your refund has been approved; it reaches your original payment "
-                                          "method within 1-3 working days."},
-    {"title": "查询中", "text": "感谢您的耐心等待，我正在为您查询订单。"},
-    {"title": "请提供订单号", "text": "请问您的订单号是多少？"},
-    {"title": "请提供照片", "text": "麻烦您拍一下商品和包装的照片发给我们，谢谢！"},
-    {"title": "退款已处理", "text": "您的退款已审核通过，1-3 个工作日内原路退回。"},
+# The agents' default canned replies (CANNED_REPLIES_FILE replaces them): a text per
+# language, with the variables of handoff/canned.py filled from the conversation.
+DEFAULT_CANNED: list[dict[str, Any]] = [
+    {"title": "Looking into it", "text": {
+        "en": "{name}, thanks for waiting! I'm looking into order {order} now.",
+        "zh": "{name}！感谢您的耐心等待，我正在为您查询订单 {order}。"}},
+    {"title": "Need order number", "text": {
+        "en": "{name}, could you tell me your order number, please?",
+        "zh": "{name}！请问您的订单号是多少？"}},
+    {"title": "Need a photo", "text": {
+        "en": "Could you send a photo of the {item} and its packaging, please?",
+        "zh": "麻烦您拍一下{item}和包装的照片发给我们，谢谢！"}},
+    {"title": "Refund on its way", "text": {
+        "en": "The refund for order {order} (case {case}) has been approved; it reaches your original payment "
+              "method within 1-3 working days.",
+        "zh": "订单 {order} 的退款（售后单 {case}）已审核通过，1-3 个工作日内原路退回。"}},
+    {"title": "Replacement sent", "text": {
+        "en": "A replacement {item} for order {order} is on its way; you will get the tracking number here.",
+        "zh": "订单 {order} 的{item}已为您补发，物流单号会在这里发给您。"}},
+    {"title": "Checking with the expert", "text": {
+        "en": "{name}, I'm sorry about your skin. I've passed case {case} to our skincare expert, who will "
+              "reply here shortly. If it gets worse, please stop using the product and see a doctor.",
+        "zh": "{name}！很抱歉给您的皮肤带来不适。售后单 {case} 已转给护肤专家，稍后会在这里回复您。"
+              "如症状加重，请停止使用并及时就医。"}},
 ]
 
 

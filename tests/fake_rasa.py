@@ -20,8 +20,11 @@ The dialogue takes every text from the flows themselves (flows/texts.yml through
 `flows.service.AfterSales`' own reply builders, the FAQ from knowledge_base.yml) and builds
 the handoff signal as the flows do (`HandoffRequest(...).payload()` under `custom`). It
 understands a message that is one of Rasa's own training examples (rasa_project/data/nlu.yml)
-of the intents it knows, and `/intent{json}` payloads; anything else is not understood and
-gets the flows' fallback. Language: the gateway's decision (`metadata.language`), else the
+of the intents it knows, and `/intent{json}` payloads; a message the flows read as an allergic
+reaction to a demo order ("my face got a rash from the serum, order AS10005") ends as the
+return flow ends it: a fast-refund case in the flows' case store (FLOWS_DB_PATH) and the
+flows' expert handoff (`priority: high` when the shopper says they were hurt); anything else
+is not understood and gets the flows' fallback. Language: the gateway's decision (`metadata.language`), else the
 conversation's earlier language followed as the action server follows it (bot/i18n.py).
 
 Fault injection (each rule matches requests by path prefix and method; `times=None`: until
@@ -55,6 +58,8 @@ import yaml
 from aiohttp import web
 
 from bot.i18n import LANGUAGES, LanguageState, follow_language, language_of_locale
+from flows import demo_data
+from flows.cases import Case, CaseStore
 from flows.forms import FORMS
 from flows.knowledge import load_knowledge
 from flows.policies import load_policies
@@ -177,10 +182,32 @@ class Script:
             inbound = flows.inbound(text, intent=intent, confidence=1.0, attachments=attachments)
             replies, updates = await flows.receive_attachment(inbound, ctx)
             return "action_receive_attachment", replies, updates
+        facts = flows.reader.read(text)
+        if intent == "nlu_fallback" and facts.reason == "allergic_reaction" and facts.order_number in DEMO_ITEMS:
+            # The return flow's end for an allergic reaction (flows/forms/returns.py): a fast
+            # refund case in the flows' own case store, and a skincare expert (high priority
+            # when the shopper was hurt) through the flows' own handoff signal.
+            case = await asyncio.to_thread(_allergy_case, conversation.sender_id, facts.order_number, lang)
+            reply = flows.expert_handoff(case.id, lang, facts.order_number, None, urgent=facts.severe)
+            return "action_submit_return", [reply], {"last_case_id": case.id}
         # Not understood (or a flow the script does not have): the two-stage fallback.
         stage = 2 if conversation.last_action == "action_fallback" else 1
         inbound = flows.inbound(text, intent=intent, confidence=parsed.confidence, attachments=attachments)
         return "action_fallback", flows.fallback(stage, inbound, lang), {}
+
+
+# The first item of each demo order (flows/demo_data.py): what the allergy rule's case is about.
+DEMO_ITEMS = {o["number"]: o["items"][0]["sku"] for o in demo_data.ORDERS}
+
+
+def _allergy_case(conversation_key: str, order_number: str, lang: str) -> Case:
+    sku = DEMO_ITEMS[order_number]
+    product = next(p for p in demo_data.PRODUCTS for v in p["variants"] if v["sku"] == sku)
+    details = {"item_sku": sku, "item": dict(product["name"]), "category": product["category"],
+               "reason": "allergic_reaction", "outcome": "fast_refund", "decision": "accepted_reason"}
+    return CaseStore().create_sync("return", ["submitted", "refund_approved", "expert_assigned"],
+                                   order_number=order_number, conversation_id=conversation_key, language=lang,
+                                   details=details)
 
 
 @functools.cache

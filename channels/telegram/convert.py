@@ -108,6 +108,7 @@ class UpdateConverter:
             channel=CHANNEL, conversation_id=chat_id, sender_id=str(user.id), text=text, payload=payload,
             message_id=message_id_for(self.config.bot_id, update_id), attachments=attachments,
             locale=user.language_code, timestamp=message.date.timestamp(), context=context,
+            sender_name=(user.first_name or "")[:64] or None,
             group_id=f"album:{message.media_group_id}" if message.media_group_id else None,
         ))
 
@@ -159,6 +160,7 @@ def _pressed(bot_id: str, update_id: int, chat_id: str, query: CallbackQuery, te
     return InboundMessage(
         channel=CHANNEL, conversation_id=chat_id, sender_id=str(query.from_user.id), text=text, payload=payload,
         message_id=message_id_for(bot_id, update_id), locale=query.from_user.language_code,
+        sender_name=(query.from_user.first_name or "")[:64] or None,
     )
 
 

@@ -25,8 +25,19 @@
     disputed_refusal: 'Disputes a refusal',
     fallback: 'Bot did not understand',
     agent_initiated: 'Taken over by an agent',
-    recovered: 'Back in the queue after a restart'
+    recovered: 'Back in the queue after a restart',
+    unspecified: 'Handed over by the bot'
   };
+  var URGENCY_LABELS = { health: 'Urgent · health', severe: 'Urgent · severe complaint' };
+  var FACT_LABELS = {
+    allergic_reaction: 'Allergic reaction', changed_mind: 'Changed mind', defective: 'Defective',
+    damaged_in_transit: 'Damaged in transit', not_as_described: 'Not as described', wrong_size: 'Wrong size',
+    fast_refund: 'Fast refund', refund: 'Refund', refused: 'Refused', exchange: 'Exchange',
+    replacement: 'Replacement', compensation: 'Compensation', ticket: 'Ticket',
+    severe_complaint: 'Severe complaint (person)', repeated_complaint: 'Repeated complaint (person)',
+    out_of_window: 'Out of the return window', reason_not_accepted: 'Reason not accepted here'
+  };
+  var PLACEHOLDER = /\{(order|item|case|name)\}/;
   var CHANNELS = { webchat: 'Web chat', telegram: 'Telegram', slack: 'Slack', rest: 'REST', socketio: 'Socket.IO' };
   var LANGUAGES = { en: 'EN', zh: '中文', 'zh-CN': '中文', 'zh-cn': '中文' };
   var SLA_LABELS = { ok: 'SLA ok', warning: 'SLA warning', breached: 'SLA breached', met: 'SLA met' };
@@ -48,9 +59,10 @@
     empty_text: 'The message is empty.',
     text_too_long: 'The message is too long (at most 4000 characters).',
     unknown_agent: 'There is no such agent.',
-    invalid_outcome: 'That outcome is not valid.'
+    invalid_outcome: 'That outcome is not valid.',
+    unfilled_variable: 'Fill in the canned reply first.'
   };
-  var TEXT_ERRORS = { empty_text: 1, text_too_long: 1, not_yours: 1 };
+  var TEXT_ERRORS = { empty_text: 1, text_too_long: 1, not_yours: 1, unfilled_variable: 1 };
 
   /* ---------- helpers ---------- */
 
@@ -74,23 +86,80 @@
 
   function pad(n) { return n < 10 ? '0' + n : String(n); }
 
+  // A button's payload that reached us without its title (an old message, a client that
+  // sent only the payload): "/choose{"choice":"medium"}" reads "Pressed: choose (medium)".
+  var PAYLOAD_TEXT = /^\/([A-Za-z0-9_-]+)(\{.*\})?$/;
+  function readable(text) {
+    var t = str(text);
+    var m = PAYLOAD_TEXT.exec(t.trim());
+    if (!m) { return t; }
+    var values = [];
+    if (m[2]) {
+      try {
+        var data = JSON.parse(m[2]);
+        Object.keys(data || {}).forEach(function (k) { values.push(str(data[k])); });
+      } catch (e) { values = []; }
+    }
+    return 'Pressed: ' + m[1].replace(/_/g, ' ') + (values.length ? ' (' + values.join(', ') + ')' : '');
+  }
+
   function sameDay(a, b) {
     return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
   }
 
-  // Local time of a server timestamp (seconds since the epoch).
+  // Times are shown in the shop's time zone (hello's `zone`), with the zone: "14:05 GMT+8"
+  // today, "3 Dec 14:05 GMT+8" on another day. The browser's own zone if it has no such zone.
+  var zone = null;
+  var formatters = {};
+  function formatter(kind) {
+    var key = kind + '|' + (zone || '');
+    if (formatters[key]) { return formatters[key]; }
+    var options = kind === 'day'
+      ? { day: 'numeric', month: 'short', year: 'numeric' }
+      : { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hour12: false, timeZoneName: 'short' };
+    if (zone) { options.timeZone = zone; }
+    var f;
+    try { f = new Intl.DateTimeFormat('en-GB', options); } catch (e) {
+      delete options.timeZone;
+      f = new Intl.DateTimeFormat('en-GB', options);
+    }
+    formatters[key] = f;
+    return f;
+  }
+
+  function parts(seconds) {
+    var out = {};
+    formatter('time').formatToParts(new Date(seconds * 1000)).forEach(function (p) { out[p.type] = p.value; });
+    return out;
+  }
+
   function formatTime(seconds) {
     var s = num(seconds);
     if (s === null) { return ''; }
-    var d = new Date(s * 1000);
-    var time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    if (sameDay(d, new Date(serverNowMs()))) { return time; }
-    return d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + time;
+    var p = parts(s);
+    var day = formatter('day').format(new Date(s * 1000));
+    var today = formatter('day').format(new Date(serverNowMs()));
+    var time = p.hour + ':' + p.minute + ' ' + (p.timeZoneName || '');
+    return (day === today ? '' : p.day + ' ' + p.month + ' ') + time.trim();
   }
 
   function formatFull(seconds) {
     var s = num(seconds);
-    return s === null ? '' : new Date(s * 1000).toLocaleString();
+    if (s === null) { return ''; }
+    var p = parts(s);
+    return formatter('day').format(new Date(s * 1000)) + ' ' + p.hour + ':' + p.minute + ' ' +
+      (p.timeZoneName || '') + (zone ? ' (' + zone + ')' : '');
+  }
+
+  // "12 min", "2 h 05 min", "3 d 4 h": how long ago, for lists.
+  function formatAgo(totalSeconds) {
+    var s = Math.max(0, Math.floor(totalSeconds));
+    if (s < 60) { return '<1 min'; }
+    var m = Math.floor(s / 60);
+    if (m < 60) { return m + ' min'; }
+    var h = Math.floor(m / 60);
+    if (h < 24) { return h + ' h ' + pad(m % 60) + ' min'; }
+    return Math.floor(h / 24) + ' d ' + (h % 24) + ' h';
   }
 
   function formatDuration(totalSeconds) {
@@ -353,6 +422,10 @@
         notice('Saved as test ' + str(frame.name) + ': ./aftersales test replays it (' +
                (Array.isArray(frame.files) ? frame.files.join(', ') : '') + ')', 'info');
         break;
+      case 'notice': // an SLA deadline near or passed (handoff/sla.py), once on every console
+        notice((frame.level === 'breached' ? 'SLA breached: ' : 'SLA soon: ') + str(frame.text),
+               frame.level === 'breached' ? 'error' : 'warning');
+        break;
       case 'error': onError(frame); break;
       default: break; // pong and anything unknown
     }
@@ -363,6 +436,8 @@
     canned = Array.isArray(frame.canned) ? frame.canned : [];
     agents = Array.isArray(frame.agents) ? frame.agents : [];
     outcomes = Array.isArray(frame.outcomes) ? frame.outcomes : [];
+    zone = typeof frame.zone === 'string' && frame.zone ? frame.zone : null;
+    formatters = {};
     connected = true;
     attempt = 0;
     failsBeforeOpen = 0;
@@ -390,10 +465,15 @@
       var li = el('li', 'item item--live');
       li.setAttribute('data-testid', 'live-item');
       li.setAttribute('data-key', key);
-      li.appendChild(el('div', 'item__meta', str(item.channel) + ' · ' +
-        (item.last_role === 'shopper' ? 'shopper' : 'bot') + ' · ' +
-        new Date((Number(item.ts) || 0) * 1000).toLocaleTimeString()));
-      li.appendChild(el('div', 'item__text', str(item.last_text).slice(0, 120) || '\u2014'));
+      var meta = el('div', 'item__meta');
+      meta.appendChild(el('span', 'tag tag--channel', channelLabel(item.channel)));
+      meta.appendChild(el('span', '', item.last_role === 'shopper' ? 'shopper wrote' : 'bot answered'));
+      var when = el('time', 'item__when', formatTime(item.ts));
+      when.title = formatFull(item.ts);
+      when.setAttribute('data-testid', 'live-time');
+      meta.appendChild(when);
+      li.appendChild(meta);
+      li.appendChild(el('div', 'item__text', readable(item.last_text).slice(0, 120) || '\u2014'));
       var take = el('button', 'btn btn--small', 'Take over');
       take.type = 'button';
       take.setAttribute('data-testid', 'take');
@@ -441,6 +521,8 @@
     current.gone = false;
     current.loaded = true;
     current.cases = Array.isArray(frame.cases) ? frame.cases : [];
+    current.canned = Array.isArray(frame.canned) ? frame.canned : null;
+    renderCanned();
     delete unread[item.key];
     var list = $('transcript');
     list.textContent = '';
@@ -517,13 +599,15 @@
     if (!key) { return; }
     var found = findItem(key);
     if (!current || current.key !== key) {
-      current = { key: key, item: found ? found.item : null, loaded: false, gone: false, cases: [] };
+      current = { key: key, item: found ? found.item : null, loaded: false, gone: false, cases: [], canned: null };
       $('transcript').textContent = '';
       $('reply-input').value = '';
       $('note-toggle').checked = false;
       $('conv-loading').hidden = false;
       renderCases();
+      renderCanned();
     }
+    setView('conv');
     delete unread[key];
     send({ type: 'open', key: key });
     renderLists();
@@ -552,6 +636,11 @@
       return;
     }
     var kind = $('note-toggle').checked ? 'note' : 'reply';
+    if (kind === 'reply' && unfilledIn(text)) {  // the hint says so; the variable is selected to type over
+      input.focus();
+      selectUnfilled(input, 0);
+      return;
+    }
     if (!send({ type: kind, key: current.key, text: text })) {
       notice('Not connected: the message was not sent. It is still in the box.', 'error');
       return;
@@ -571,8 +660,27 @@
     input.value = value.slice(0, MAX_LEN);
     var caret = Math.min(start + text.length, input.value.length);
     input.focus();
-    try { input.setSelectionRange(caret, caret); } catch (e) { /* ignore */ }
+    if (!selectUnfilled(input, start)) {
+      try { input.setSelectionRange(caret, caret); } catch (e) { /* ignore */ }
+    }
     updateComposer();
+  }
+
+  function unfilledIn(text) {
+    var m = PLACEHOLDER.exec(str(text));
+    return m ? m[0] : '';
+  }
+
+  // Select the first variable still to fill (from `from`, else from the start): the agent types over it.
+  function selectUnfilled(input, from) {
+    var value = input.value;
+    var re = new RegExp(PLACEHOLDER.source, 'g');
+    re.lastIndex = from || 0;
+    var m = re.exec(value);
+    if (!m && from) { re.lastIndex = 0; m = re.exec(value); }
+    if (!m) { return false; }
+    try { input.setSelectionRange(m.index, m.index + m[0].length); } catch (e) { return false; }
+    return true;
   }
 
   /* ---------- rendering: lists ---------- */
@@ -580,6 +688,65 @@
   function renderAll() {
     renderLists();
     renderConversationChrome();
+  }
+
+  // Filters and search work on the waiting list, in the browser, over the last state frame.
+  var filters = { channel: '', language: '', reason: '', wait: 0, q: '' };
+
+  function searchable(item) {
+    return [item.key, item.ticket, item.last_text].concat(Array.isArray(item.orders) ? item.orders : [],
+      Array.isArray(item.cases) ? item.cases : []).map(str).join(' ').toLowerCase();
+  }
+
+  function passes(item) {
+    if (filters.channel && str(item.channel) !== filters.channel) { return false; }
+    if (filters.language && str(item.language) !== filters.language) { return false; }
+    if (filters.reason) {
+      if (filters.reason === 'urgent' ? !item.urgency : str(item.reason) !== filters.reason) { return false; }
+    }
+    if (filters.wait > 0) {
+      var created = num(item.created_at);
+      if (created === null || serverNow() - created < filters.wait * 60) { return false; }
+    }
+    if (filters.q) {
+      var hay = searchable(item);
+      var words = filters.q.toLowerCase().split(/\s+/).filter(Boolean);
+      for (var i = 0; i < words.length; i++) { if (hay.indexOf(words[i]) < 0) { return false; } }
+    }
+    return true;
+  }
+
+  function filtering() {
+    return !!(filters.channel || filters.language || filters.reason || filters.wait || filters.q);
+  }
+
+  // The filter menus offer what the queue holds (and keep a choice that is not there now).
+  function renderFilterOptions() {
+    var seen = { channel: {}, language: {}, reason: {} };
+    lists.queue.forEach(function (item) {
+      seen.channel[str(item.channel)] = 1;
+      seen.language[str(item.language)] = 1;
+      seen.reason[str(item.reason)] = 1;
+    });
+    fillFilter('filter-channel', 'All channels', seen.channel, channelLabel, filters.channel);
+    fillFilter('filter-language', 'All languages', seen.language, languageLabel, filters.language);
+    fillFilter('filter-reason', 'All reasons', seen.reason, reasonLabel, filters.reason, { urgent: 'Urgent only' });
+  }
+
+  function fillFilter(id, allLabel, values, label, chosen, extra) {
+    var select = $(id);
+    var wanted = [''].concat(Object.keys(extra || {}), Object.keys(values).filter(Boolean).sort());
+    if (chosen && wanted.indexOf(chosen) < 0) { wanted.push(chosen); }
+    var have = Array.prototype.map.call(select.options, function (o) { return o.value; });
+    if (have.join('\u0000') === wanted.join('\u0000')) { return; }
+    select.textContent = '';
+    wanted.forEach(function (value) {
+      var text = value === '' ? allLabel : (extra && extra[value]) || label(value);
+      var option = el('option', '', text);
+      option.value = value;
+      select.appendChild(option);
+    });
+    select.value = chosen;
   }
 
   function renderLists() {
@@ -592,12 +759,20 @@
       if (li) { focusKey = li.getAttribute('data-key'); focusRole = active.getAttribute('data-role'); }
     }
     tickers = tickers.filter(function (t) { return t.kind === 'details'; });
-    renderList('queue', 'queue-item', lists.queue, true);
+    var shown = lists.queue.filter(passes);
+    renderFilterOptions();
+    renderList('queue', 'queue-item', shown, true);
     renderList('mine', 'mine-item', lists.mine, false);
     renderList('others', 'other-item', lists.others, false);
-    $('queue-count').textContent = String(lists.queue.length);
+    $('queue-count').textContent = filtering() ? shown.length + ' / ' + lists.queue.length : String(lists.queue.length);
     $('mine-count').textContent = String(lists.mine.length);
     $('others-count').textContent = String(lists.others.length);
+    $('queue-empty').textContent = lists.queue.length ? 'No waiting conversation matches the filters.' : 'No one is waiting.';
+    $('filters-clear').hidden = !filtering();
+    var urgent = lists.queue.filter(function (i) { return !!i.urgency; }).length;
+    var flag = $('urgent-count');
+    flag.hidden = urgent === 0;
+    flag.textContent = urgent + ' urgent';
     tick();
     if (focusKey !== null) {
       var lis = document.querySelectorAll('#queue li, #mine li, #others li');
@@ -621,11 +796,30 @@
     $(id + '-empty').hidden = items.length > 0;
   }
 
+  // What sets a card apart, in words (the colour bar only repeats it): urgency, else the SLA.
+  function flagOf(item) {
+    var urgency = str(item.urgency);
+    if (URGENCY_LABELS[urgency]) {
+      var label = URGENCY_LABELS[urgency];
+      if (item.priority === 'high' && urgency === 'health') { label += ' (hurt)'; }
+      return { kind: urgency, label: label };
+    }
+    var sla = effectiveSla(item);
+    if (sla === 'breached' && item.status === 'queued') { return { kind: 'breached', label: 'SLA breached' }; }
+    if (sla === 'warning' && item.status === 'queued') { return { kind: 'warning', label: 'SLA soon' }; }
+    return null;
+  }
+
   function renderItem(item, testid, claimable, listName) {
     var key = str(item.key);
     var li = el('li', 'item');
     li.setAttribute('data-testid', testid);
     li.setAttribute('data-key', key);
+    var flag = flagOf(item);
+    if (flag) {
+      li.classList.add('item--' + flag.kind);
+      li.setAttribute('data-urgency', flag.kind);
+    }
     if (current && current.key === key) { li.classList.add('item--current'); }
 
     var open = el('button', 'item__open');
@@ -634,65 +828,74 @@
     if (current && current.key === key) { open.setAttribute('aria-current', 'true'); }
 
     var top = el('span', 'item__top');
-    top.appendChild(el('span', 'tag tag--channel', channelLabel(item.channel)));
-    var lang = el('span', 'tag tag--lang', languageLabel(item.language));
-    lang.setAttribute('lang', str(item.language) === 'zh' ? 'zh-CN' : 'en');
-    top.appendChild(lang);
+    if (flag) {
+      var f = el('span', 'item__flag item__flag--' + flag.kind, flag.label);
+      f.setAttribute('data-testid', 'urgency');
+      top.appendChild(f);
+    }
+    top.appendChild(el('span', 'item__reason', reasonLabel(item.reason)));
     var waited = el('span', 'item__time');
     waited.setAttribute('data-testid', 'waiting-time');
-    waited.title = 'Handed over at ' + formatFull(item.created_at);
+    waited.title = 'Handed over ' + formatFull(item.created_at);
     top.appendChild(waited);
     tickers.push({ kind: 'waited', node: waited, item: item });
     open.appendChild(top);
 
-    open.appendChild(el('span', 'item__reason', reasonLabel(item.reason)));
+    var second = el('span', 'item__second');
+    second.appendChild(el('span', 'tag tag--channel', channelLabel(item.channel)));
+    var lang = el('span', 'tag tag--lang', languageLabel(item.language));
+    lang.setAttribute('lang', str(item.language) === 'zh' ? 'zh-CN' : 'en');
+    second.appendChild(lang);
+    var refs = [].concat(Array.isArray(item.orders) ? item.orders : [], Array.isArray(item.cases) ? item.cases : []);
+    if (refs.length) { second.appendChild(el('span', 'item__refs', refs.slice(0, 2).join(' · '))); }
     if (listName === 'others' && item.agent) {
-      open.appendChild(el('span', 'item__agent', 'With ' + agentName(item.agent)));
+      second.appendChild(el('span', 'item__agent', 'with ' + agentName(item.agent)));
     }
-    var last = el('span', 'item__last', truncate(item.last_text, LAST_TEXT_MAX) || '—');
+    var last = el('span', 'item__last', truncate(readable(item.last_text), LAST_TEXT_MAX) || '—');
     last.title = str(item.last_text);
-    open.appendChild(last);
+    last.setAttribute('data-testid', 'preview');
+    second.appendChild(last);
+    open.appendChild(second);
 
     open.addEventListener('click', function () { openConversation(key); });
     li.appendChild(open);
 
-    // SLA, counters and the claim button share the last row; a click there opens too.
-    var meta = el('div', 'item__meta');
-    meta.appendChild(slaBadge(item));
+    var side = el('div', 'item__side');
+    side.appendChild(slaBadge(item));
     var waiting = num(item.waiting_messages) || 0;
     if (waiting > 0) {
-      var w = el('span', 'pill pill--waiting', waiting + ' waiting');
+      var w = el('span', 'pill pill--waiting', String(waiting));
       w.title = waiting + (waiting === 1 ? ' shopper message waits' : ' shopper messages wait') + ' for an answer';
+      w.setAttribute('aria-label', w.title);
       w.setAttribute('data-testid', 'waiting-count');
-      meta.appendChild(w);
+      side.appendChild(w);
     }
     if (unread[key]) {
       var u = el('span', 'pill pill--unread', unread[key] + ' new');
       u.setAttribute('data-testid', 'unread');
-      meta.appendChild(u);
+      side.appendChild(u);
     }
-    meta.addEventListener('click', function (event) {
-      if (event.target === meta || !event.target.closest('button')) { openConversation(key); }
-    });
     if (claimable) {
       var c = el('button', 'btn btn--primary btn--small item__claim', pendingClaims[key] ? 'Claiming…' : 'Claim');
       c.type = 'button';
       c.setAttribute('data-testid', 'claim');
       c.setAttribute('data-role', 'claim');
+      c.setAttribute('aria-label', 'Claim: ' + reasonLabel(item.reason) + (flag ? ' (' + flag.label + ')' : ''));
       c.disabled = !connected || !!pendingClaims[key];
       c.addEventListener('click', function (event) {
         event.stopPropagation();
         claim(key);
       });
-      meta.appendChild(c);
+      side.appendChild(c);
     }
-    li.appendChild(meta);
+    li.appendChild(side);
     return li;
   }
 
   function slaBadge(item) {
     var badge = el('span', 'sla');
     badge.setAttribute('data-testid', 'sla');
+    badge.setAttribute('data-compact', '1');
     fillSla(badge, item);
     tickers.push({ kind: 'sla', node: badge, item: item });
     return badge;
@@ -705,7 +908,14 @@
     var text = SLA_LABELS[sla] || ('SLA ' + sla);
     var due = num(item.first_response_due);
     var answered = num(item.first_response_at);
-    if (sla === 'met' && answered !== null) {
+    if (badge.getAttribute('data-compact')) {
+      if (due !== null && answered === null) {
+        var rest = due - serverNow();
+        text = rest >= 0 ? 'due in ' + formatAgo(rest) : formatAgo(-rest) + ' late';
+      } else {
+        text = sla === 'met' ? 'answered' : text;
+      }
+    } else if (sla === 'met' && answered !== null) {
       text += ' · answered ' + formatTime(answered);
     } else if (due !== null) {
       text += ' · due ' + formatTime(due);
@@ -761,7 +971,8 @@
     }
     head.appendChild(time);
     li.appendChild(head);
-    var body = el('div', 'entry__text', str(entry.text));
+    var body = el('div', 'entry__text', entry.role === 'shopper' ? readable(entry.text) : str(entry.text));
+    if (entry.role === 'shopper' && body.textContent !== str(entry.text)) { body.title = str(entry.text); }
     body.setAttribute('data-testid', 'entry-text');
     li.appendChild(body);
     if (Array.isArray(entry.attachments)) {
@@ -784,21 +995,77 @@
     if (force) { list.scrollTop = list.scrollHeight; }
   }
 
+  function factLabel(value) {
+    var v = str(value);
+    if (Object.prototype.hasOwnProperty.call(FACT_LABELS, v)) { return FACT_LABELS[v]; }
+    v = v.replace(/_/g, ' ');
+    return v.charAt(0).toUpperCase() + v.slice(1);
+  }
+
+  function caseFact(dl, label, value, testid) {
+    if (value === undefined || value === null || value === '') { return; }
+    dl.appendChild(el('dt', 'case__label', label));
+    var dd = el('dd', 'case__value');
+    if (value.nodeType) { dd.appendChild(value); } else { dd.textContent = str(value); }
+    if (testid) { dd.setAttribute('data-testid', testid); }
+    dl.appendChild(dd);
+  }
+
+  // Only links to this gateway or https are shown (the page's CSP shows images of its own origin).
+  function safeUrl(url) {
+    var u = str(url);
+    return /^https?:\/\//i.test(u) || /^\/[^/]/.test(u) ? u : '';
+  }
+
   function renderCases() {
     var ul = $('cases');
     ul.textContent = '';
     var cases = current && Array.isArray(current.cases) ? current.cases : [];
+    var lang = current && current.item ? str(current.item.language) : 'en';
     for (var i = 0; i < cases.length; i++) {
       var c = cases[i];
       if (!c || typeof c !== 'object') { continue; }
+      var facts = c.facts && typeof c.facts === 'object' ? c.facts : {};
       var li = el('li', 'case');
       li.setAttribute('data-testid', 'case');
       var head = el('div', 'case__head');
-      head.appendChild(el('span', 'case__id', str(c.id)));
+      var id = el('span', 'case__id', str(c.id));
+      id.setAttribute('data-testid', 'case-id');
+      head.appendChild(id);
       head.appendChild(el('span', 'tag tag--kind', str(c.kind)));
-      head.appendChild(el('span', 'case__status', str(c.status)));
+      head.appendChild(el('span', 'case__status', factLabel(c.status)));
       li.appendChild(head);
-      if (c.summary) { li.appendChild(el('p', 'case__summary', str(c.summary))); }
+      var dl = el('dl', 'case__facts');
+      var verdict = facts.outcome ? factLabel(facts.outcome) + (facts.decision ? ' — ' + factLabel(facts.decision) : '') : '';
+      caseFact(dl, 'Verdict', verdict, 'case-verdict');
+      caseFact(dl, 'Reason', facts.reason ? factLabel(facts.reason) : '', 'case-reason');
+      caseFact(dl, 'Category', facts.category ? factLabel(facts.category) : '');
+      var item = facts.item && typeof facts.item === 'object' ? (facts.item[lang] || facts.item.en || '') : '';
+      caseFact(dl, 'Item', item, 'case-item');
+      caseFact(dl, 'Order', facts.order || c.order_number, 'case-order');
+      caseFact(dl, 'Severity', facts.severity ? factLabel(facts.severity) : '');
+      caseFact(dl, 'Said', facts.description ? truncate(facts.description, 300) : '');
+      caseFact(dl, 'Opened', num(c.created_at) !== null ? formatTime(c.created_at) : '');
+      var photos = Array.isArray(facts.photos) ? facts.photos.map(safeUrl).filter(Boolean) : [];
+      if (photos.length) {
+        var box = el('span', 'case__photos');
+        photos.forEach(function (url, n) {
+          var a = el('a', 'case__photo');
+          a.href = url;
+          a.target = '_blank';
+          a.rel = 'noopener noreferrer';
+          var img = el('img', '');
+          img.src = url;
+          img.alt = 'Photo ' + (n + 1) + ' from the shopper';
+          img.loading = 'lazy';
+          a.appendChild(img);
+          a.appendChild(el('span', 'case__photo-name', 'Photo ' + (n + 1)));
+          box.appendChild(a);
+        });
+        caseFact(dl, 'Photos', box, 'case-photos');
+      }
+      li.appendChild(dl);
+      if (c.summary && !dl.children.length) { li.appendChild(el('p', 'case__summary', str(c.summary))); }
       ul.appendChild(li);
     }
     $('cases-empty').hidden = cases.length > 0;
@@ -835,9 +1102,12 @@
     var item = current.item;
     var mine = isMine();
 
+    var flag = item ? flagOf(item) : null;
     $('conv-title').textContent = item
-      ? channelLabel(item.channel) + ' · ' + languageLabel(item.language) + ' · ' + reasonLabel(item.reason)
+      ? (flag ? flag.label + ' · ' : '') + reasonLabel(item.reason) + ' · ' + channelLabel(item.channel) + ' · ' +
+        languageLabel(item.language)
       : current.key;
+    $('conv-title').setAttribute('data-urgency', flag ? flag.kind : '');
     $('conv-sub').textContent = item ? statusText(item) : 'Loading…';
     $('conv-sub').setAttribute('data-state', current.gone ? 'gone' : str(item && item.status));
 
@@ -898,7 +1168,10 @@
     var form = $('composer');
     input.disabled = !mine;
     $('note-toggle').disabled = !mine;
-    $('canned').disabled = !mine || canned.length === 0;
+    $('canned').disabled = !mine || cannedList().length === 0;
+    var left = unfilledIn(input.value);
+    $('composer-hint').textContent = left && !note ? 'Fill in ' + left + ' before sending' : 'Enter sends · Shift+Enter new line · ? shortcuts';
+    $('composer-hint').classList.toggle('composer__hint--todo', !!left && !note);
     form.classList.toggle('composer--note', note);
     form.classList.toggle('composer--disabled', !mine);
     $('reply-label').textContent = note ? 'Internal note' : 'Reply to the shopper';
@@ -922,11 +1195,21 @@
     counter.classList.toggle('composer__counter--full', len >= MAX_LEN);
   }
 
+  function cannedList() {
+    if (current && Array.isArray(current.canned)) { return current.canned; }
+    var lang = current && current.item ? str(current.item.language) : 'en';
+    return canned.map(function (c) {
+      var text = c && typeof c.text === 'object' && c.text ? (c.text[lang] || c.text.en || '') : str(c && c.text);
+      return { title: str(c && c.title), text: text };
+    });
+  }
+
   function renderCanned() {
     var select = $('canned');
     while (select.options.length > 1) { select.remove(1); }
-    for (var i = 0; i < canned.length; i++) {
-      var c = canned[i];
+    var list = cannedList();
+    for (var i = 0; i < list.length; i++) {
+      var c = list[i];
       if (!c || typeof c !== 'object') { continue; }
       var option = el('option', '', str(c.title) || truncate(c.text, 40));
       option.value = String(i);
@@ -997,16 +1280,111 @@
       if (t.kind === 'sla' || t.sub === 'sla') {
         fillSla(t.node, t.item);
       } else if (created !== null) {
-        var text = formatDuration(now - created);
+        var text = t.kind === 'waited'
+          ? (t.item.status === 'queued' ? 'waiting ' : '') + formatAgo(now - created)
+          : formatDuration(now - created);
         if (t.node.textContent !== text) { t.node.textContent = text; }
       }
     }
     updateTitle();
   }
 
+  /* ---------- phone: one pane at a time ---------- */
+
+  function setView(view) {
+    document.body.setAttribute('data-view', view);
+  }
+
+  /* ---------- keyboard shortcuts (not while typing) ---------- */
+
+  function typing(target) {
+    if (!target || !target.closest) { return false; }
+    return !!target.closest('input, textarea, select, [contenteditable="true"], [contenteditable=""]');
+  }
+
+  function toggleHelp(show) {
+    var help = $('help');
+    var open = show === undefined ? help.hidden : show;
+    help.hidden = !open;
+    if (open) { $('help-close').focus(); } else if (helpReturn && helpReturn.focus) { helpReturn.focus(); }
+  }
+  var helpReturn = null;
+
+  function claimShortcut() {
+    if (current && current.item && !current.gone && current.item.status === 'queued') { claim(current.key); return; }
+    var first = lists.queue.filter(passes)[0];  // the top of the queue as filtered: the most urgent
+    if (first) { claim(str(first.key)); } else { notice('No one is waiting.', 'info'); }
+  }
+
+  function focusComposer(note) {
+    if (!isMine()) { notice('Claim a conversation first to reply or add notes.', 'info'); return; }
+    $('note-toggle').checked = note;
+    updateComposer();
+    setView('conv');
+    $('reply-input').focus();
+  }
+
+  function onShortcut(event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    if (event.key === 'Escape' && !$('help').hidden) { event.preventDefault(); toggleHelp(false); return; }
+    if (typing(event.target) || event.isComposing) { return; }
+    var key = event.key;
+    if (key === '?') { helpReturn = document.activeElement; event.preventDefault(); toggleHelp(); return; }
+    if (!$('help').hidden) { return; }
+    if (key === 'c') { event.preventDefault(); claimShortcut(); }
+    else if (key === 'r') { event.preventDefault(); focusComposer(false); }
+    else if (key === 'n') { event.preventDefault(); focusComposer(true); }
+    else if (key === 'h') {
+      event.preventDefault();
+      if (current && isMine()) { send({ type: 'hand_back', key: current.key }); }
+      else { notice('Hand back works on a conversation of yours.', 'info'); }
+    } else if (key === '/') { event.preventDefault(); setView('lists'); $('search').focus(); }
+    else if (key === 'j' || key === 'k') { event.preventDefault(); moveInList(key === 'j' ? 1 : -1); }
+  }
+
+  // j / k: open the next / previous conversation of the lists as shown (mine first, then the queue).
+  function moveInList(step) {
+    var keys = lists.mine.concat(lists.queue.filter(passes)).map(function (i) { return str(i.key); });
+    if (!keys.length) { return; }
+    var at = current ? keys.indexOf(current.key) : -1;
+    var next = keys[Math.max(0, Math.min(keys.length - 1, at + step))];
+    if (at < 0) { next = keys[0]; }
+    openConversation(next);
+  }
+
   /* ---------- wiring ---------- */
 
   function init() {
+    setView('lists');
+    document.addEventListener('keydown', onShortcut);
+    $('help-open').addEventListener('click', function () { helpReturn = $('help-open'); toggleHelp(true); });
+    $('help-close').addEventListener('click', function () { toggleHelp(false); });
+    $('help').addEventListener('click', function (event) { if (event.target === $('help')) { toggleHelp(false); } });
+    $('conv-back').addEventListener('click', function () { setView('lists'); });
+    $('conv-facts').addEventListener('click', function () {
+      var target = $('details-title');
+      if (target.scrollIntoView) { target.scrollIntoView({ block: 'start' }); }
+    });
+    ['filter-channel', 'filter-language', 'filter-reason', 'filter-wait'].forEach(function (id) {
+      $(id).addEventListener('change', function () {
+        var v = $(id).value;
+        if (id === 'filter-wait') { filters.wait = Number(v) || 0; } else { filters[id.slice(7)] = v; }
+        renderLists();
+      });
+    });
+    $('search').addEventListener('input', function () { filters.q = $('search').value.trim(); renderLists(); });
+    $('search').addEventListener('keydown', function (event) {
+      if (event.key === 'Escape') { $('search').value = ''; filters.q = ''; renderLists(); $('search').blur(); }
+    });
+    $('filters-clear').addEventListener('click', function () {
+      filters = { channel: '', language: '', reason: '', wait: 0, q: '' };
+      $('search').value = '';
+      $('filter-wait').value = '0';
+      $('filter-channel').value = '';
+      $('filter-language').value = '';
+      $('filter-reason').value = '';
+      renderLists();
+    });
     $('composer').addEventListener('submit', function (event) {
       event.preventDefault();
       sendReply();
@@ -1025,7 +1403,7 @@
     });
     $('canned').addEventListener('change', function (event) {
       var select = event.target;
-      var c = canned[Number(select.value)];
+      var c = cannedList()[Number(select.value)];
       select.value = '';
       if (select.value === '' && c && typeof c === 'object') { insertCanned(str(c.text)); }
     });

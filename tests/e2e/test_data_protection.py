@@ -370,7 +370,7 @@ async def test_rotation_rekey_reseals_everything_then_the_old_key_can_go(
     assert rekey.returncode == 0, rekey.stderr
     assert "cases (values): 2 re-sealed" in rekey.stdout and "uploads (files): 1 re-sealed" in rekey.stdout
     assert "Redis transcripts (entries): 1 re-sealed" in rekey.stdout
-    assert "Redis handoffs (values): 3 re-sealed" in rekey.stdout  # last_text, detail, one log entry
+    assert "Redis handoffs (values): 4 re-sealed" in rekey.stdout  # last_text, detail, refs, one log entry
     resealed = CaseStore(db, new).get_sync(case.id)
     assert resealed is not None and resealed.details["description"] == WORDS
     assert resealed.history[0].note == NOTE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from handoff import HANDOFF_KEY
+from handoff.canned import fill
 from tests.telegram.conftest import TelegramGateway
 
 
@@ -20,6 +21,10 @@ async def test_a_telegram_shopper_is_handed_to_an_agent_and_back(tg: TelegramGat
 
     won, _ = await handoff.claim("demo", key)  # the demo agent created on first start
     assert won
+    # The shopper's first name, as Telegram gives it, greets them in the agent's canned replies.
+    values = (await handoff.conversation_view(key))["values"]
+    assert values["name"] == "Ana"
+    assert fill("{name}, thanks for waiting!", values, "en") == "Hi Ana, thanks for waiting!"
     await tg.fake.wait_until(lambda: any("Demo Agent" in t for t in tg.fake.texts(chat_id)))
 
     # With a person on the conversation, the shopper's photo goes to the agent, not to Rasa.
