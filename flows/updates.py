@@ -58,7 +58,7 @@ STOP_PAYLOAD, START_PAYLOAD = "/updates_off", "/updates_on"
 
 # The shop's event -> the case status it records (flows' own names, texts `status.*`).
 STATUS_OF_EVENT = {"pickup_booked": "pickup_scheduled", "picked_up": "picked_up", "parcel_received": "received",
-                   "refund_issued": "refunded", "exchange_shipped": "replacement_shipping",
+                   "refund_issued": "refunded", "exchange_shipped": "replacement_shipped",
                    "ticket_answered": "resolved"}
 
 SHOP_EVENTS_SECRET = Setting("SHOP_EVENTS_SECRET", "", str,
@@ -66,7 +66,16 @@ SHOP_EVENTS_SECRET = Setting("SHOP_EVENTS_SECRET", "", str,
                              "that a case moved on (HMAC-signed with this secret, at least 32 characters; see "
                              "flows/updates.py); the shopper is told once, in their channel and language",
                              secret=True)
-UPDATES_SETTINGS = (SHOP_EVENTS_SECRET, CASE_LINK_DAYS)
+DEMO_CASE_STEP_MINUTES = Setting("DEMO_CASE_STEP_MINUTES", 0.0, float,
+                                  "the demo's back office: every this many minutes each shopper's case moves one "
+                                  "step on (pick-up booked, picked up, received, refunded; a replacement shipped), "
+                                  "and the shopper is told as the shop's own events would; 0 (default): off")
+UPDATES_SETTINGS = (SHOP_EVENTS_SECRET, CASE_LINK_DAYS, DEMO_CASE_STEP_MINUTES)
+
+# The demo back office (DEMO_CASE_STEP_MINUTES): a case's status -> the shop's next event.
+DEMO_NEXT_EVENT = {"pickup_scheduled": "picked_up", "picked_up": "parcel_received", "received": "refund_issued",
+                   "refund_approved": "refund_issued", "replacement_shipping": "exchange_shipped"}
+DEMO_LOOKBACK_SECONDS = 7 * 86400
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shop_events (
@@ -203,6 +212,23 @@ class CaseUpdates:
             await asyncio.to_thread(self.ledger.forget, event)  # not handled: the shop's retry is welcome
             raise
 
+    async def demo_step(self, step_seconds: float, now: float | None = None) -> int:
+        """The demo back office: every case that has waited `step_seconds` in a status with a next
+        step takes it, through the same path as the shop's own events (told once, idempotent by
+        event id). How many moved."""
+        now = time.time() if now is None else now
+        moved = 0
+        for case in await asyncio.to_thread(self.cases.made_since_sync, now - DEMO_LOOKBACK_SECONDS):
+            following = DEMO_NEXT_EVENT.get(case.status)
+            if following is None or case.updated_at > now - step_seconds:
+                continue
+            event = CaseEvent(f"demo:{case.id}:{case.status}", case.id, following,
+                              dt.datetime.fromtimestamp(now, self.zone),
+                              tracking=f"SF{case.id[-6:]}" if following == "exchange_shipped" else "")
+            await self.handle(event)
+            moved += 1
+        return moved
+
     # -- the stop / start buttons (a conversation-service hook) ------------------------------
 
     async def before_rasa(self, message: InboundMessage) -> bool:
@@ -273,22 +299,41 @@ class CaseEventsEndpoint:
 
 
 def setup(app: web.Application, ctx: PluginContext) -> bool:
-    """The shopper's case page (`/case/<token>`) always; the case events endpoint when
-    SHOP_EVENTS_SECRET is set (bot/plugins.py contract: True when the endpoint is on)."""
+    """The shopper's case page (`/case/<token>`) and the update buttons' hook always; the case
+    events endpoint when SHOP_EVENTS_SECRET is set (True then, bot/plugins.py contract); the demo
+    back office when DEMO_CASE_STEP_MINUTES is set."""
     reader = SettingsReader(ctx.env)
     secret = reader.get(SHOP_EVENTS_SECRET).strip()
+    step_minutes = reader.get(DEMO_CASE_STEP_MINUTES)
+    from bot.config import ConfigError
+
+    if secret and len(secret) < 32:
+        raise ConfigError(["SHOP_EVENTS_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)"])
+    if step_minutes < 0:
+        raise ConfigError([f"DEMO_CASE_STEP_MINUTES={step_minutes}: minutes, 0 for off"])
     path = db_path()
     store, texts, zone = CaseStore(path, ctx.keys), load_texts(), tz_for(load_policies().timezone)
     pages = case_pages(ctx, store, texts, zone)
     add_route(app, pages)
-    if not secret:
-        return False
-    from bot.config import ConfigError
-
-    if len(secret) < 32:
-        raise ConfigError(["SHOP_EVENTS_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)"])
     updates = CaseUpdates(ctx.service, store, UpdatesLedger(path), texts, zone, pages)
     ctx.service.add_hook(updates)
+    if step_minutes > 0:
+        async def back_office(app: web.Application) -> Any:
+            async def loop() -> None:
+                while True:
+                    await asyncio.sleep(min(30.0, step_minutes * 60 / 2))
+                    try:
+                        await updates.demo_step(step_minutes * 60)
+                    except Exception:
+                        log.exception("the demo back office failed a step")
+            task = asyncio.create_task(loop(), name="demo-back-office")
+            yield
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        app.cleanup_ctx.append(back_office)
+        ctx.tell_operator(f"  Demo back office:   cases move one step every {step_minutes:g} min (DEMO_CASE_STEP_MINUTES)")
+    if not secret:
+        return False
     app.router.add_post(EVENTS_PATH, CaseEventsEndpoint(updates, secret).handle)
     ctx.tell_operator(f"  Case updates:       the shop's system posts to {{base}}{EVENTS_PATH} (flows/updates.py)")
     return True

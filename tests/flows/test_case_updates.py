@@ -8,6 +8,7 @@ process's flows database (FLOWS_DB_PATH, tests/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -138,4 +139,24 @@ async def test_without_a_secret_there_is_no_endpoint(fake_rasa: FakeRasa, tmp_pa
         async with aiohttp.ClientSession() as http, http.post(gateway.url + EVENTS_PATH, json={}) as resp:
             assert resp.status == 404
     finally:
+        await runner.cleanup()
+
+
+async def test_the_demo_back_office_moves_a_return_on_and_the_shopper_hears_each_step_once(
+        fake_rasa: FakeRasa, tmp_path: Path) -> None:
+    gateway, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url,
+                                                        environ={"DEMO_CASE_STEP_MINUTES": "0.01"}))  # 0.6 s
+    shopper = await ChatClient.connect(gateway.ws_url)
+    try:
+        case = new_return(gateway, f"webchat:{shopper.conversation_id}", "en")
+        heard = [(await shopper.next_frame("reply", timeout=20))["text"] for _ in range(3)]
+        assert "the courier has collected your parcel" in heard[0]
+        assert "arrived at our warehouse" in heard[1]
+        assert "your refund of ¥599.00 was issued" in heard[2]
+        assert [c.status for c in cases(gateway).get_sync(case.id).history] == \
+            ["pickup_scheduled", "picked_up", "received", "refunded"]
+        await asyncio.sleep(1.5)  # refunded is the last step: nothing more
+        assert await shopper.unread_replies(gateway) == []
+    finally:
+        await shopper.close()
         await runner.cleanup()
