@@ -63,6 +63,27 @@ class Conversations(Protocol):
 
 
 @dataclass(frozen=True)
+class Availability:
+    """Whether a person can answer now, for what channels tell shoppers (the web chat's header)."""
+
+    people: str  # "online" (an agent is signed in), "offline" (working hours, nobody signed in), "closed"
+    back: str | None = None  # closed: when the team starts again, as the shopper reads it (with its zone)
+
+
+class AvailabilityBoard:
+    """The handoff module provides it; channels read it. Nothing provided: None (no claim made)."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[str], Availability] | None = None
+
+    def provide(self, source: Callable[[str], Availability]) -> None:
+        self._source = source
+
+    def now(self, language: str) -> Availability | None:
+        return self._source(language) if self._source is not None else None
+
+
+@dataclass(frozen=True)
 class PluginContext:
     """What the wiring hands every plugin at setup."""
 
@@ -80,6 +101,7 @@ class PluginContext:
     liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive
     staff: StaffRooms = field(default_factory=StaffRooms)  # the team's chat rooms and the desk (bot/staff.py)
     continuations: Continuations = field(default_factory=Continuations)  # one case, any channel (bot/continuation.py)
+    availability: AvailabilityBoard = field(default_factory=AvailabilityBoard)  # is a person there now?
     # Lines for whoever started the gateway (the CLI prints them once it listens); a plugin
     # never prints. `{base}` stands for the gateway's base URL.
     notices: list[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ the store (memory, or Redis when REDIS_URL is set).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -16,7 +17,8 @@ from aiohttp import web
 
 from bot.config import ConfigError
 from bot.files import write_private
-from bot.plugins import PluginContext
+from bot.i18n import format_datetime
+from bot.plugins import Availability, PluginContext
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
 from handoff.canned import load_canned
 from handoff.config import load_handoff_settings
@@ -59,6 +61,15 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                      else MemoryThreadIndex())
     handoff.observe(desk)  # threads in the team's chat (an agents' Slack channel), when one is configured
     handoff.observe(hub)  # SLA notices on the consoles
+
+    def people_now(language: str) -> Availability:
+        hours = handoff_settings.hours
+        now = dt.datetime.now(hours.zone)
+        if not hours.is_open(now):
+            return Availability("closed", format_datetime(hours.next_opening(now), language, now=now))
+        return Availability("online" if hub.online_agents() else "offline")
+
+    ctx.availability.provide(people_now)
     sla = SlaWatcher(handoff)
     ctx.staff.attach_desk(desk)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None

@@ -42,7 +42,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                                           max_bytes=int(settings.upload_max_mb * 1024 * 1024),
                                           per_minute=settings.upload_rate_per_minute,
                                           retention_seconds=settings.upload_retention_days * 86400))
-    webchat = WebchatInput(service, webchat_output, signer, settings, uploads, inbox)
+    webchat = WebchatInput(service, webchat_output, signer, settings, uploads, inbox, ctx.availability)
     app[WEBCHAT_KEY] = webchat
 
     # Replies for a REST sender's next request or a socket.io client's next session: in Redis

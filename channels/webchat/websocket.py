@@ -20,6 +20,7 @@ from bot.fanout import Fanout
 from bot.i18n import language_of_locale
 from bot.inbox import Inbox, Kept
 from bot.messages import Attachment, Button, InboundMessage, OutboundReply
+from bot.plugins import AvailabilityBoard
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
@@ -141,7 +142,9 @@ class WebchatInput:
     REDIS_URL) until it is answered, and answered after a restart if the gateway died first."""
 
     def __init__(self, service: ConversationService, output: WebchatOutput, signer: SessionSigner,
-                 settings: Settings, uploads: Uploads, inbox: Inbox) -> None:
+                 settings: Settings, uploads: Uploads, inbox: Inbox,
+                 availability: AvailabilityBoard | None = None) -> None:
+        self.availability = availability or AvailabilityBoard()  # told in the session frame (the header)
         self.inbox = inbox
         self._answering: set[asyncio.Task[None]] = set()
         self._tracking_stopped = False
@@ -337,8 +340,12 @@ class _Connection:
         self.conversation_id = conversation_id
         self.owner.service.declare_locale(f"{CHANNEL}:{conversation_id}", self.locale)
         self.owner.output.attach(conversation_id, self.ws)
-        await self.ws.send_json({"type": "session", "conversation_id": conversation_id, "token": token,
-                                 "resumed": resumed_id is not None})
+        session: dict[str, Any] = {"type": "session", "conversation_id": conversation_id, "token": token,
+                                   "resumed": resumed_id is not None}
+        people = self.owner.availability.now(self.owner.service.language_of(f"{CHANNEL}:{conversation_id}"))
+        if people is not None:
+            session["service"] = {"people": people.people, "back": people.back}
+        await self.ws.send_json(session)
         if resumed_id is not None:
             history = await self.owner.service.transcripts.shared_history(f"{CHANNEL}:{conversation_id}")
             await self.ws.send_json({"type": "history", "messages": [e.to_dict() for e in history]})

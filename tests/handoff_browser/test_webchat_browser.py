@@ -62,7 +62,7 @@ async def test_shopper_page_buttons_reload_and_agent_takeover(rasa_stack: RasaPr
 
                 await console.get_by_test_id("reply-input").fill("Hi, Alice here. How can I help?")
                 await console.get_by_test_id("reply-send").click()
-                agent_line = bot.filter(has_text="Alice here")
+                agent_line = shop.get_by_test_id("msg-agent").filter(has_text="Alice here")  # a person, not the bot
                 await expect(agent_line).to_have_count(1, timeout=UI_TIMEOUT_MS)
                 await expect(agent_line).to_contain_text("Alice Chen")  # the shopper sees who answers
 

@@ -45,7 +45,18 @@
       replyOptions: 'Reply options',
       fileTooBig: 'Files up to 5 MB, please.',
       uploadFailed: 'Upload failed, please try again.',
-      error: 'Something went wrong.'
+      error: 'Something went wrong.',
+      starters: [['Return / refund', '/request_return'], ['Exchange', '/request_exchange'],
+        ['Make a complaint', '/file_complaint'], ['Where is my order or case?', '/check_progress'],
+        ['Talk to a person', '/request_human']],
+      confirmNew: 'Start a new conversation? This one will be cleared from this page.',
+      confirmYes: 'Start new',
+      cancel: 'Cancel',
+      peopleOnline: 'Assistant online · a person is available',
+      peopleOffline: 'Assistant online · no one free right now, a person answers later',
+      peopleClosed: 'Assistant online · people are back {back}',
+      agent: 'Customer service agent:',
+      photo: 'Your photo'
     },
     'zh-CN': {
       title: '售后客服',
@@ -73,7 +84,17 @@
       replyOptions: '快捷回复',
       fileTooBig: '文件不能超过 5 MB。',
       uploadFailed: '上传失败，请重试。',
-      error: '出现错误。'
+      error: '出现错误。',
+      starters: [['退货退款', '/request_return'], ['换货', '/request_exchange'], ['投诉', '/file_complaint'],
+        ['查询订单或进度', '/check_progress'], ['转人工客服', '/request_human']],
+      confirmNew: '要开始新的对话吗？本页上的当前对话将被清除。',
+      confirmYes: '开始新对话',
+      cancel: '取消',
+      peopleOnline: '智能助手在线 · 人工客服在线',
+      peopleOffline: '智能助手在线 · 人工客服暂时忙碌，稍后回复',
+      peopleClosed: '智能助手在线 · 人工客服{back}上班',
+      agent: '人工客服：',
+      photo: '您的照片'
     }
   };
 
@@ -199,7 +220,20 @@
     ui.inputLabel.textContent = T.inputLabel;
     ui.sendText.textContent = T.send;
     ui.newConv.textContent = T.newConversation;
-    ui.empty.textContent = T.empty;
+    ui.empty.textContent = '';
+    ui.empty.appendChild(el('span', 'chat__empty-text', T.empty));
+    // The bot's starting options, in the page's language (the flows' own menu payloads).
+    var starters = el('div', 'msg__buttons chat__starters');
+    starters.setAttribute('role', 'group');
+    starters.setAttribute('aria-label', T.replyOptions);
+    T.starters.forEach(function (pair) {
+      var b = el('button', 'msg__button', pair[0]);
+      b.type = 'button';
+      b.setAttribute('data-testid', 'starter');
+      b.addEventListener('click', function () { sendMessage(pair[0], pair[1]); ui.input.focus(); });
+      starters.appendChild(b);
+    });
+    ui.empty.appendChild(starters);
   }
 
   function isNearBottom() {
@@ -231,11 +265,20 @@
     }
   }
 
+  var people = null; // what the gateway said of its people in the session frame
   function setStatus(state) {
     ui.status.setAttribute('data-state', state);
-    ui.statusText.textContent = T[state] || state;
+    var said = T[state] || state;
+    if (state === 'online' && people) {
+      if (people.people === 'online') { said = T.peopleOnline; }
+      else if (people.people === 'offline') { said = T.peopleOffline; }
+      else if (people.people === 'closed') { said = T.peopleClosed.replace('{back}', str(people.back)); }
+      ui.status.setAttribute('data-people', str(people.people));
+    }
+    ui.statusText.textContent = said;
     ui.banner.hidden = !(state === 'offline');
   }
+  function str(value) { return value === undefined || value === null ? '' : String(value); }
 
   /* ---------- rendering ---------- */
 
@@ -266,14 +309,15 @@
   }
 
   function renderBot(msg, buttonsEnabled) {
-    var row = el('div', 'msg msg--bot' + (msg.holding ? ' msg--holding' : ''));
-    row.setAttribute('data-testid', 'msg-bot');
+    var byAgent = typeof msg.author === 'string' && msg.author !== '';
+    var row = el('div', 'msg msg--bot' + (byAgent ? ' msg--agent' : '') + (msg.holding ? ' msg--holding' : ''));
+    row.setAttribute('data-testid', byAgent ? 'msg-agent' : 'msg-bot');
     var text = typeof msg.text === 'string' ? msg.text : '';
     var image = safeImageUrl(msg.image);
     if (text || image) {
       var bubble = el('div', 'bubble');
-      bubble.appendChild(el('span', 'sr-only', T.bot + ' '));
-      if (typeof msg.author === 'string' && msg.author) {
+      bubble.appendChild(el('span', 'sr-only', (byAgent ? T.agent : T.bot) + ' '));
+      if (byAgent) {
         bubble.appendChild(el('div', 'msg__author', msg.author));
       }
       if (text) { bubble.appendChild(el('p', 'msg__text', text)); }
@@ -373,6 +417,19 @@
     var bubble = el('div', 'bubble');
     bubble.appendChild(el('span', 'sr-only', T.you + ' '));
     bubble.appendChild(el('p', 'msg__text', m.text));
+    if (Array.isArray(m.thumbs) && m.thumbs.length) {
+      var thumbs = el('div', 'msg__thumbs');
+      m.thumbs.forEach(function (url) {
+        var safe = safeImageUrl(url);
+        if (!safe) { return; }
+        var img = el('img', 'msg__thumb');
+        img.alt = T.photo;
+        img.setAttribute('data-testid', 'thumb');
+        img.src = safe;
+        thumbs.appendChild(img);
+      });
+      if (thumbs.childElementCount) { bubble.appendChild(thumbs); }
+    }
     row.appendChild(bubble);
     var meta = el('div', 'msg__meta');
     meta.appendChild(timeEl(m.ts));
@@ -407,10 +464,10 @@
     }
   }
 
-  function sendMessage(text, payload, attachments, fileLabel) {
+  function sendMessage(text, payload, attachments, fileLabel, thumbs) {
     var m = {
       id: uuid(), text: text, payload: payload || null, attachments: attachments || null, ts: Date.now() / 1000,
-      state: 'sending', error: null, el: null, fileLabel: fileLabel === true
+      state: 'sending', error: null, el: null, fileLabel: fileLabel === true, thumbs: thumbs || null
     };
     outgoing.set(m.id, m);
     savePending();
@@ -658,6 +715,7 @@
         ready = true;
         attempt = 0;
         everConnected = true;
+        people = f.service && typeof f.service === 'object' ? f.service : null;
         setStatus('online');
         if (!f.resumed) {
           var hadTranscript = ui.list.querySelector('.msg:not([data-id])') !== null;
@@ -691,6 +749,10 @@
         break;
       case 'reply': {
         setTyping(false);
+        if (typeof f.author === 'string' && f.author && (!people || people.people !== 'online')) {
+          people = { people: 'online' }; // a person is writing to this shopper right now
+          setStatus('online');
+        }
         var node = renderBot(f, true);
         if (node) { append(node, false); }
         break;
@@ -742,6 +804,29 @@
     ui.input.focus();
   }
 
+  function askNewConversation() {
+    if (!ui.list.childElementCount) { newConversation(); return; }
+    if (document.getElementById('chat-confirm')) { return; }
+    var bar = el('div', 'chat__confirm');
+    bar.id = 'chat-confirm';
+    bar.setAttribute('role', 'alertdialog');
+    bar.setAttribute('data-testid', 'confirm-new');
+    bar.appendChild(el('p', 'chat__confirm-text', T.confirmNew));
+    var yes = el('button', 'chat__confirm-yes', T.confirmYes);
+    yes.type = 'button';
+    yes.setAttribute('data-testid', 'confirm-new-yes');
+    var no = el('button', 'chat__confirm-no', T.cancel);
+    no.type = 'button';
+    no.setAttribute('data-testid', 'confirm-new-cancel');
+    var close = function () { if (bar.parentNode) { bar.parentNode.removeChild(bar); } ui.newConv.focus(); };
+    yes.addEventListener('click', function () { close(); newConversation(); });
+    no.addEventListener('click', close);
+    bar.appendChild(yes);
+    bar.appendChild(no);
+    ui.scroll.parentNode.insertBefore(bar, ui.scroll);
+    no.focus();
+  }
+
   function newConversation() {
     teardown();
     clearTimeout(reconnectTimer);
@@ -771,7 +856,7 @@
     }
   });
   ui.input.addEventListener('input', function () { autosize(); updateComposer(); });
-  ui.newConv.addEventListener('click', newConversation);
+  ui.newConv.addEventListener('click', askNewConversation);
   window.addEventListener('online', function () {
     if (!ws) { attempt = 0; connect(); }
   });
@@ -811,7 +896,9 @@
           var caption = ui.input.value.trim();
           ui.input.value = '';
           var label = uploaded.map(function (u) { return '\uD83D\uDCCE ' + String(u.name || ''); }).join(', ');
-          sendMessage(caption || label, null, uploaded.map(function (u) { return u.id; }), !caption);
+          var thumbs = uploaded.filter(function (u) { return u.kind === 'image' && typeof u.url === 'string'; })
+            .map(function (u) { return u.url; });
+          sendMessage(caption || label, null, uploaded.map(function (u) { return u.id; }), !caption, thumbs);
         })
         .catch(function () { addNotice(T.uploadFailed, 'error'); })
         .then(function () { attach.disabled = false; });
