@@ -17,12 +17,12 @@ from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.fanout import Fanout, RedisFanout
 from bot.inbox import Inbox, Liveness, MemoryInbox, RedisInbox, default_gateway_id
 from bot.metrics import Metrics
-from bot.plugins import Plugin, PluginContext
+from bot.plugins import CaseFact, Plugin, PluginContext
 from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels import slack, telegram, webchat
-from flows.cases import CaseStore, console_cases
+from flows.cases import CaseStore, analytics_facts, console_cases
 from flows.ownership import ProofLedger
 
 log = logging.getLogger("gateway.app")
@@ -145,8 +145,15 @@ def create_app(settings: Settings) -> web.Application:
         log.info("conversation saved as a test", extra={"conversation": key, "test": name, "outcome": outcome})
         return [str(p) for p in written]
 
+    read_facts = analytics_facts(keys)
+
+    async def case_facts(since: float, until: float) -> list[CaseFact]:
+        """The flows' cases as the analytics count them (bot/plugins.py `CaseFacts`)."""
+        return [CaseFact(**fact) for fact in await read_facts(since, until)]
+
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
-                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout,
+                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys),
+                        case_facts=case_facts, fanout=fanout,
                         liveness=liveness, save_test=save_test)
     for _, setup in PLUGINS:
         setup(app, ctx)
