@@ -8,6 +8,7 @@ the store (memory, or Redis when REDIS_URL is set).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from typing import Any
@@ -18,9 +19,21 @@ from aiohttp import web
 from bot.config import ConfigError
 from bot.files import write_private
 from bot.plugins import PluginContext
+from bot.serving import periodically
+from bot.settings_schema import SettingsReader
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
+from handoff.analytics import (
+    ANALYTICS_RETENTION_DAYS,
+    HANDOFF_RESOLUTION_HOURS,
+    Analytics,
+    AnalyticsRecorder,
+    AnalyticsStore,
+    RedisAnalyticsStore,
+    SqliteAnalyticsStore,
+)
 from handoff.config import load_handoff_settings
 from handoff.console import STATIC_DIR, Console, ConsoleHub
+from handoff.dashboard import Dashboard
 from handoff.service import HandoffService
 from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
 from handoff.store import HandoffStore, MemoryHandoffStore, RedisHandoffStore
@@ -29,7 +42,9 @@ from handoff.texts import DEFAULT_CANNED
 log = logging.getLogger("gateway.handoff")
 
 HANDOFF_KEY = web.AppKey("handoff", HandoffService)
+ANALYTICS_KEY = web.AppKey("analytics", Analytics)
 REFRESH_SECONDS = 10.0
+PURGE_ANALYTICS_EVERY_SECONDS = 3600.0
 
 
 def _canned(path: Any) -> list[dict[str, str]]:
@@ -64,12 +79,35 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                            else MemoryHandoffStore())
     hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
+    reader = SettingsReader(settings.environ)
+    retention_days, resolution_hours = reader.get(ANALYTICS_RETENTION_DAYS), reader.get(HANDOFF_RESOLUTION_HOURS)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    analytics_store: AnalyticsStore = (RedisAnalyticsStore(redis_client) if redis_client is not None
+                                       else SqliteAnalyticsStore(settings.data_dir / "analytics.sqlite3"))
+    zone = handoff_settings.hours.zone
+    recorder = AnalyticsRecorder(analytics_store, secret, zone, retention_days, service.metrics, service)
+    service.add_hook(recorder)  # first: it sees every message, also those going to a person
     service.add_hook(handoff)
+    handoff.observe(recorder)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
-    console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,
+    sessions = ConsoleSessions(secret, revocations)
+    console = Console(handoff, hub, sessions, settings,
                       _canned(handoff_settings.canned_file), save_test=ctx.save_test)
     app[HANDOFF_KEY] = handoff
+    analytics = Analytics(analytics_store, zone, handoff_settings.first_response_minutes, resolution_hours,
+                          retention_days, case_facts=ctx.case_facts, channels=lambda: service.channels)
+    app[ANALYTICS_KEY] = analytics
+    Dashboard(analytics, sessions, agents, STATIC_DIR).add_routes(app)
+
+    async def purge_analytics() -> None:
+        oldest = dt.datetime.now(zone).date() - dt.timedelta(days=retention_days)
+        gone = await analytics_store.purge(oldest.isoformat())
+        if gone:
+            log.info("analytics records past their retention deleted", extra={"count": gone})
+
+    periodically(app, "purge-analytics", PURGE_ANALYTICS_EVERY_SECONDS, purge_analytics)
 
     app.router.add_get("/console", console.page)
     app.router.add_post("/console/login", console.login)
