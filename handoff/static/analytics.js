@@ -53,9 +53,16 @@
     box.replaceChildren(node);
   }
 
+  // Label every n-th bar so that labels (about 40 units wide) never overlap.
+  const every = (step) => Math.max(1, Math.ceil(40 / step));
+  const short = (label) => (/^\d{4}-\d{2}-\d{2}$/.test(label) ? label.slice(5) : label);
+
+  // Drawn at the box's own width (one SVG unit a pixel), so text stays readable on a phone.
+  const chartWidth = (id) => Math.max(280, Math.min(900, $(id).clientWidth || 720));
+
   function barChart(id, labels, series, maxValue, title) {
     // series: [{values, cls, name}] stacked
-    const width = Math.max(320, labels.length * 28 + 40), height = 180, base = 150, left = 30;
+    const width = chartWidth(id), height = 180, base = 150, left = 30;
     const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
     s.appendChild(svg("title", {}, title));
     const top = Math.max(1, maxValue);
@@ -74,8 +81,8 @@
         }
         y -= h;
       }
-      if (labels.length <= 31 || i % Math.ceil(labels.length / 31) === 0) {
-        s.appendChild(svg("text", { x: left + i * step + 2, y: base + 14 }, label.slice(5)));
+      if (i % every(step) === 0) {
+        s.appendChild(svg("text", { x: left + i * step + step / 2, y: base + 14, "text-anchor": "middle" }, short(label)));
       }
     });
     const box = $(id);
@@ -88,7 +95,7 @@
   }
 
   function lineChart(id, labels, values, title) {
-    const width = Math.max(320, labels.length * 28 + 40), height = 160, base = 130, left = 30;
+    const width = chartWidth(id), height = 160, base = 130, left = 30;
     const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
     s.appendChild(svg("title", {}, title));
     const step = (width - left - 10) / Math.max(1, labels.length);
@@ -104,8 +111,8 @@
         dot.appendChild(svg("title", {}, `${label}: ${v}`));
         s.appendChild(dot);
       }
-      if (labels.length <= 31 || i % Math.ceil(labels.length / 31) === 0) {
-        s.appendChild(svg("text", { x: left + i * step, y: base + 14 }, label.slice(5)));
+      if (i % every(step) === 0) {
+        s.appendChild(svg("text", { x: x, y: base + 14, "text-anchor": "middle" }, short(label)));
       }
     });
     if (path) s.appendChild(svg("path", { d: path, class: "line-csat" }));
@@ -165,7 +172,7 @@
         sla(`resolution (SLA ${r.sla.resolution_hours} h)`, t.resolution)], "sla"));
 
     const counts = t.csat.counts;
-    barChart("chart-csat", ["0000-1", "0000-2", "0000-3", "0000-4", "0000-5"],
+    barChart("chart-csat", ["1", "2", "3", "4", "5"],
       [{ values: [1, 2, 3, 4, 5].map((s) => counts[String(s)]), cls: "bar-csat", name: "answers per score" }],
       Math.max(0, ...Object.values(counts)), "CSAT answers per score");
     lineChart("chart-csat-trend", labels, r.periods.map((p) => p.csat.average), "CSAT average per period");
