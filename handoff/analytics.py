@@ -39,6 +39,7 @@ import math
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -275,6 +276,8 @@ class SqliteAnalyticsStore(AnalyticsStore):
 
 # -- recording ------------------------------------------------------------------------------------
 
+RECORDED_IN_MEMORY = 50_000  # conversations whose day this gateway remembers having recorded
+
 
 class AnalyticsRecorder:
     """A conversation hook (sees every shopper message first, takes none) and a handoff
@@ -288,6 +291,7 @@ class AnalyticsRecorder:
         self.retention_days = retention_days
         self.metrics = metrics
         self.conversations = conversations
+        self._recorded: OrderedDict[str, str] = OrderedDict()  # conversation key -> the day recorded here
 
     def hashed(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
@@ -304,10 +308,16 @@ class AnalyticsRecorder:
         try:
             key = message.conversation_key
             day = self.day_of(time.time())
+            if self._recorded.get(key) == day:
+                return False  # this gateway recorded it today already: no store call per message
             language = message.language or self.conversations.language_of(key)
             if await self.store.conversation(day, self.hashed("conv:" + key), message.channel, language,
                                              self.expire_at(day)):
                 self.metrics.inc("conversations_total", channel=message.channel, language=language)
+            self._recorded[key] = day
+            self._recorded.move_to_end(key)
+            while len(self._recorded) > RECORDED_IN_MEMORY:
+                self._recorded.popitem(last=False)
         except Exception:
             log.exception("analytics: a conversation was not recorded")
         return False
