@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from handoff import ANALYTICS_KEY, HANDOFF_KEY
-from handoff.analytics import safe_cell
+from handoff.analytics import SqliteAnalyticsStore, safe_cell
 from tests.conftest import ChatClient, RunningGateway, free_port, make_settings, settled, start_gateway
 from tests.fake_rasa import FakeRasa
 from tests.handoff.conftest import TEAM, ConsoleClient
@@ -178,6 +178,15 @@ async def test_two_gateways_on_one_redis_count_each_conversation_once(fake_rasa:
                 assert "gateway_handoff_first_response_seconds_count 1" in text
                 assert "gateway_handoff_resolution_seconds_count 1" in text
         assert seen == 5
+        client = redis_asyncio.from_url(redis_url)
+        try:
+            keys = await client.keys("gateway:analytics:*")
+            ttls = [await client.ttl(k) for k in keys]
+            assert keys and all(0 < ttl <= 401 * 86400 for ttl in ttls), ttls  # deleted after the retention
+            stored = b"".join([str(await client.hgetall(k)).encode() for k in keys])
+            assert b"webchat:" not in stored and b"human" not in stored  # no ids, no text
+        finally:
+            await client.aclose()
     finally:
         await alice.close()
         await manager.close()
@@ -205,6 +214,34 @@ async def test_without_redis_the_figures_outlive_a_restart(fake_rasa: FakeRasa, 
     finally:
         await manager.close()
         await runner.cleanup()
+
+
+async def test_days_past_the_retention_are_deleted(tmp_path: Path) -> None:
+    """The embedded store's hourly purge (the gateway runs it at start and every hour)."""
+    store = SqliteAnalyticsStore(tmp_path / "analytics.sqlite3")
+    try:
+        for day in ("2025-01-01", "2026-12-01"):
+            await store.conversation(day, "h1", "webchat", "en", 0)
+            await store.put_handoff(day, "h2", {"channel": "webchat"}, 0)
+        assert await store.purge("2026-01-01") == 2
+        kept = await store.read(["2025-01-01", "2026-12-01"])
+        assert not kept["2025-01-01"].conversations and not kept["2025-01-01"].handoffs
+        assert kept["2026-12-01"].conversations == {"h1": ("webchat", "en")} and kept["2026-12-01"].handoffs
+    finally:
+        store.close()
+
+
+async def test_no_file_is_served_from_outside_the_static_folder(shop: RunningGateway) -> None:
+    manager = await signed_in(shop.url, MANAGER[0], MANAGER[2])
+    try:
+        for path in ("/console/static/../analytics.py", "/console/static/..%2fanalytics.py",
+                     "/console/static/%2e%2e/dashboard.py", "/console/analytics.json/../../metrics/../agents.yml"):
+            async with manager.get(shop.url + path) as resp:
+                body = await resp.text()
+                assert resp.status in (403, 404) or "def " not in body, path
+                assert "password_hash" not in body and "import " not in body, path
+    finally:
+        await manager.close()
 
 
 @pytest.mark.parametrize("query, message", [
