@@ -390,14 +390,16 @@ def _fact(case: Case) -> dict[str, Any]:
             "refusal": str(d.get("decision") or "unknown") if refused else None}
 
 
-def analytics_facts(keys: DataKeys | None = None) -> Callable[[float, float], Awaitable[list[dict[str, Any]]]]:
+def analytics_facts(keys: DataKeys | None = None,
+                    path: Path | None = None) -> Callable[[float, float], Awaitable[list[dict[str, Any]]]]:
     """For the shop's analytics (`bot.plugins.CaseFacts`, wrapped by the wiring): the cases made
-    in [since, until), not the demo's, as counts-only facts. Never blocks the event loop."""
+    in [since, until), not the demo's, as counts-only facts, from `path` (default: FLOWS_DB_PATH).
+    Never blocks the event loop."""
     stores: list[CaseStore] = []
 
     def read(since: float, until: float) -> list[dict[str, Any]]:
         if not stores:
-            stores.append(CaseStore(keys=keys))
+            stores.append(CaseStore(path, keys=keys))
         return [_fact(c) for c in stores[0].made_between_sync(since, until)]
 
     async def facts(since: float, until: float) -> list[dict[str, Any]]:
