@@ -21,12 +21,14 @@ checked as what this mix added to them."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
 
+from handoff import ANALYTICS_KEY
 from tests.conftest import RasaProcesses, RunningGateway, make_settings, settled, start_gateway
 from tests.flows.conftest import buttons, text
 from tests.handoff.conftest import ConsoleClient
@@ -74,12 +76,34 @@ def _diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _leaves(node: Any) -> int:
+    return sum(_leaves(v) for v in node.values()) if isinstance(node, dict) else 1
+
+
+def _json_value(totals: dict[str, Any], figure: str, group: str, item: str) -> Any:
+    """The JSON figure a CSV row names (`returns.by_category`, shoes, changed_mind -> ...[shoes][changed_mind])."""
+    node: Any = totals
+    for part in figure.split("."):
+        node = node[part]
+        if part in ("by_category", "outcomes"):
+            node = node[group][item]
+        elif part in ("by_reason", "counts", "handoffs_by_reason"):
+            node = node[item]
+    return node
+
+
+def _as_cell(value: Any) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
 async def test_the_dashboard_counts_a_known_mix_exactly(gateway: RunningGateway, shopper_factory: Any) -> None:
     manager = await signed_in(gateway.url, MANAGER[0], MANAGER[2])
     alice = await ConsoleClient.sign_in(gateway.url, "alice")
     agent_only = await signed_in(gateway.url, "bob", "bob-pw")
     try:
-        before = (await report(manager, gateway.url))["totals"]
+        today = gateway.app[ANALYTICS_KEY].today()  # the shop's day; the range outlives a midnight in the test
+        span = {"from": (today - dt.timedelta(days=1)).isoformat(), "to": (today + dt.timedelta(days=1)).isoformat()}
+        before = (await report(manager, gateway.url, **span))["totals"]
         assert before["conversations"] == 0 and before["handoffs"] == 0
 
         s = await shopper_factory("en")  # 1. refund
@@ -128,7 +152,7 @@ async def test_the_dashboard_counts_a_known_mix_exactly(gateway: RunningGateway,
         await _resolve_with_csat(gateway, alice, s, 3)
         await settled(gateway.service)
 
-        body = await report(manager, gateway.url)
+        body = await report(manager, gateway.url, **span)
         t = body["totals"]
         assert body["zone"] == "Asia/Shanghai" and body["utc_offset"] == "+0800"
         assert (t["conversations"], t["contained"], t["handed_off_conversations"]) == (7, 5, 2)
@@ -147,15 +171,20 @@ async def test_the_dashboard_counts_a_known_mix_exactly(gateway: RunningGateway,
         assert _diff(t["refusals"], before["refusals"]) == {
             "total": 2, "by_reason": {"out_of_window": 2}, "by_category": {"shoes": {"out_of_window": 2}}}
         assert _diff(t["complaints"], before["complaints"]) == {"total": 1, "by_category": {"unknown": {"delivery": 1}}}
-        today = body["periods"][-1]
-        assert today["period"] == body["to"] and today["conversations"] == 7 and today["csat"]["average"] == 4.0
+        days = body["periods"]
+        assert [p["period"] for p in days] == [span["from"], today.isoformat(), span["to"]]
+        assert days[0]["conversations"] == 0 and days[1]["conversations"] + days[2]["conversations"] >= 7
+        assert sum(p["handoffs"] for p in days) == 2 and sum(p["csat"]["answers"] for p in days) == 2
 
-        zh = (await report(manager, gateway.url, language="zh"))["totals"]
+        zh = (await report(manager, gateway.url, language="zh", **span))["totals"]
         assert (zh["conversations"], zh["containment"], zh["handoffs"]) == (1, 1.0, 0)
-        week = await report(manager, gateway.url, period="week")
-        assert week["totals"]["conversations"] == 7 and week["periods"][-1]["conversations"] == 7
+        week = await report(manager, gateway.url, period="week", **span)
+        assert week["totals"]["conversations"] == 7 and week["totals"]["csat"]["average"] == 4.0
+        assert [p["period"] for p in week["periods"]] == sorted({(d - dt.timedelta(days=d.weekday())).isoformat()
+                                                              for d in (today - dt.timedelta(days=1), today,
+                                                                        today + dt.timedelta(days=1))})
 
-        rows = await csv_rows(manager, gateway.url)
+        rows = await csv_rows(manager, gateway.url, **span)
         assert total(rows, "conversations") == "7" and total(rows, "contained") == "5"
         assert total(rows, "containment") == "0.7143"
         assert total(rows, "handoffs_by_reason.count", "shopper_request") == "1"
@@ -166,6 +195,13 @@ async def test_the_dashboard_counts_a_known_mix_exactly(gateway: RunningGateway,
             t["returns"]["by_category"]["skincare"]["damaged_in_transit"]
         assert int(total(rows, "refusals.by_reason", "out_of_window")) == t["refusals"]["by_reason"]["out_of_window"]
         assert next(r["value"] for r in rows if r["figure"] == "zone") == "Asia/Shanghai"
+        totals_rows = [r for r in rows if r["period"] == "total"]
+        assert len(totals_rows) == _leaves(t)  # every figure of the JSON is a row of the CSV ...
+        for row in totals_rows:  # ... with the same value
+            assert row["value"] == _as_cell(_json_value(t, row["figure"], row["group"], row["item"])), row
+        for period in days:  # and each day's figures too
+            row = next(r for r in rows if r["period"] == period["period"] and r["figure"] == "conversations")
+            assert row["value"] == str(period["conversations"]) and row["from"] == row["to"] == period["period"]
 
         for path in ("/console/analytics.json", "/console/analytics.csv"):
             async with agent_only.get(gateway.url + path) as resp:
