@@ -311,3 +311,15 @@ async def test_a_flood_of_requests_is_slowed_and_shoppers_are_still_answered(sho
         assert await one() == 200  # the manager's allowance comes back
     finally:
         await manager.close()
+
+
+async def test_bad_analytics_settings_stop_the_start_with_every_problem_named(fake_rasa: FakeRasa,
+                                                                              tmp_path: Path) -> None:
+    from bot.config import ConfigError
+    from gateway.app import create_app
+
+    environ = {**team_with_manager(tmp_path), "ANALYTICS_RETENTION_DAYS": "forever", "HANDOFF_RESOLUTION_HOURS": "-1"}
+    with pytest.raises(ConfigError) as refused:
+        create_app(make_settings(tmp_path, fake_rasa.url, environ=environ))
+    assert "ANALYTICS_RETENTION_DAYS='forever'" in str(refused.value)
+    assert "HANDOFF_RESOLUTION_HOURS='-1'" in str(refused.value)
