@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import math
+import secrets
 import sqlite3
 import threading
 import time
@@ -117,6 +118,12 @@ class AnalyticsStore(abc.ABC):
         """Delete the days before `before_day` (Redis keys expire by themselves)."""
         return 0
 
+    @abc.abstractmethod
+    async def unlink(self, hid: str) -> int:
+        """A shopper's erasure: the records of conversation hash `hid` (and of its handoffs, named
+        `hid:...`) get a random name instead, so the counts stay and nothing leads back to the
+        conversation. How many records were renamed."""
+
 
 def _parse_pair(raw: Any) -> tuple[str, str]:
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -162,6 +169,26 @@ class RedisAnalyticsStore(AnalyticsStore):
             pipe.expireat(key, int(expire_at))
             before, _, _ = await pipe.execute()
         return json.loads(before) if before else None
+
+    async def unlink(self, hid: str) -> int:
+        new = secrets.token_hex(16)
+        renamed = 0
+        async for raw in self.redis.scan_iter(match=f"{self.prefix}*", count=500):
+            key = _text(raw)
+            if key.startswith(self._key("handoffs", "")):
+                fields = [_text(f) async for f, _ in self.redis.hscan_iter(key, match=f"{hid}:*")]
+            else:
+                fields = [hid] if await self.redis.hexists(key, hid) else []
+            for name in fields:
+                value = await self.redis.hget(key, name)
+                if value is None:
+                    continue
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, new + name[len(hid):], value)  # the key's expiry stays
+                    pipe.hdel(key, name)
+                    await pipe.execute()
+                renamed += 1
+        return renamed
 
     async def read(self, days: Sequence[str]) -> dict[str, DayRecords]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -269,6 +296,17 @@ class SqliteAnalyticsStore(AnalyticsStore):
     async def purge(self, before_day: str) -> int:
         return await asyncio.to_thread(self._purge, before_day)
 
+    def _unlink(self, hid: str) -> int:
+        new = secrets.token_hex(16)
+        with self._lock:
+            renamed = self._conn.execute("UPDATE conversations SET hid = ? WHERE hid = ?", (new, hid)).rowcount
+            renamed += self._conn.execute("UPDATE handoffs SET hid = ? || substr(hid, ?) WHERE substr(hid, 1, ?) = ?",
+                                          (new, len(hid) + 1, len(hid) + 1, hid + ":")).rowcount
+        return int(renamed)
+
+    async def unlink(self, hid: str) -> int:
+        return await asyncio.to_thread(self._unlink, hid)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -279,6 +317,12 @@ class SqliteAnalyticsStore(AnalyticsStore):
 RECORDED_IN_MEMORY = 50_000  # conversations whose day this gateway remembers having recorded
 
 
+def conversation_hash(secret: str, conversation_key: str) -> str:
+    """The name a conversation has in the analytics' records (HMAC-SHA256 keyed with the gateway secret)."""
+    key = hashlib.sha256(f"analytics:{secret}".encode()).digest()
+    return hmac.new(key, f"conv:{conversation_key}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class AnalyticsRecorder:
     """A conversation hook (sees every shopper message first, takes none) and a handoff
     observer. A failure to record is logged and never touches the shopper's message."""
@@ -286,6 +330,7 @@ class AnalyticsRecorder:
     def __init__(self, store: AnalyticsStore, secret: str, zone: ZoneInfo, retention_days: int,
                  metrics: Metrics, conversations: Conversations) -> None:
         self.store = store
+        self._secret = secret
         self._key = hashlib.sha256(f"analytics:{secret}".encode()).digest()
         self.zone = zone
         self.retention_days = retention_days
@@ -295,6 +340,13 @@ class AnalyticsRecorder:
 
     def hashed(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def conversation(self, key: str) -> str:
+        return conversation_hash(self._secret, key)
+
+    def handoff_name(self, h: Handoff) -> str:
+        """A handoff's record: its conversation's hash, then one of its start (an erasure finds them all)."""
+        return f"{self.conversation(h.key)}:{self.hashed(f'handoff:{h.key}:{h.created_at!r}')[:16]}"
 
     def day_of(self, at: float) -> str:
         return dt.datetime.fromtimestamp(at, self.zone).date().isoformat()
@@ -311,7 +363,7 @@ class AnalyticsRecorder:
             if self._recorded.get(key) == day:
                 return False  # this gateway recorded it today already: no store call per message
             language = message.language or self.conversations.language_of(key)
-            if await self.store.conversation(day, self.hashed("conv:" + key), message.channel, language,
+            if await self.store.conversation(day, self.conversation(key), message.channel, language,
                                              self.expire_at(day)):
                 self.metrics.inc("conversations_total", channel=message.channel, language=language)
             self._recorded[key] = day
@@ -346,12 +398,12 @@ class AnalyticsRecorder:
         day = self.day_of(h.created_at)
         expire = self.expire_at(day)
         if event.kind is HandoffEventKind.QUEUED:
-            await self.store.handed_off(day, self.hashed("conv:" + h.key), h.channel, h.language, h.reason, expire)
+            await self.store.handed_off(day, self.conversation(h.key), h.channel, h.language, h.reason, expire)
             self.metrics.inc("handoffs_total", reason=h.reason)
         if event.kind in (HandoffEventKind.SHOPPER_MESSAGE, HandoffEventKind.NOTE):
             return  # nothing the analytics count changed
         record = self.record_of(h)
-        before = await self.store.put_handoff(day, self.hashed(f"handoff:{h.key}:{h.created_at!r}"), record, expire)
+        before = await self.store.put_handoff(day, self.handoff_name(h), record, expire)
         before = before or {}
         if h.first_response_at is not None and before.get("first_response_at") is None:
             self.metrics.observe("handoff_first_response_seconds", h.first_response_at - h.created_at)

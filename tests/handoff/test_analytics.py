@@ -8,6 +8,8 @@ import asyncio
 import csv
 import dataclasses
 import io
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -323,3 +325,60 @@ async def test_bad_analytics_settings_stop_the_start_with_every_problem_named(fa
         create_app(make_settings(tmp_path, fake_rasa.url, environ=environ))
     assert "ANALYTICS_RETENTION_DAYS='forever'" in str(refused.value)
     assert "HANDOFF_RESOLUTION_HOURS='-1'" in str(refused.value)
+
+
+@pytest.mark.parametrize("with_redis", [False, True])
+async def test_erasing_a_shopper_unlinks_their_analytics_and_keeps_the_counts(
+        fake_rasa: FakeRasa, tmp_path: Path, request: pytest.FixtureRequest, with_redis: bool) -> None:
+    """`./aftersales shopper erase webchat:<id>`: the conversation's analytics records are renamed
+    at random (nothing leads back to it), the shop's figures stay as they were."""
+    import redis.asyncio as redis_asyncio
+
+    from handoff.analytics import conversation_hash
+
+    redis_url = request.getfixturevalue("redis_url") if with_redis else ""
+    if with_redis:
+        client = redis_asyncio.from_url(redis_url)
+        for key in await client.keys("gateway:analytics:*"):
+            await client.delete(key)
+        await client.aclose()
+    settings = make_settings(tmp_path, fake_rasa.url, environ=team_with_manager(tmp_path), redis_url=redis_url)
+    running, runner = await start_gateway(settings)
+    alice = await ConsoleClient.sign_in(running.url, "alice")
+    manager = await signed_in(running.url, MANAGER[0], MANAGER[2])
+    try:
+        await _bot_conversation(running)
+        key = await _handoff_with_csat(running, alice, 2)
+        before = (await report(manager, running.url))["totals"]
+        assert (before["conversations"], before["handoffs"], before["csat"]["answers"]) == (2, 1, 1)
+        env = {**os.environ, "DATA_DIR": str(settings.data_dir), "GATEWAY_SECRET": settings.secret,
+               "DATA_KEYS": settings.data_keys, "REDIS_URL": redis_url}
+        done = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "shopper", "erase", key, "--yes",
+                                                    env=env, cwd=Path(__file__).parents[2],
+                                                    stdout=asyncio.subprocess.PIPE)
+        out, _ = await done.communicate()
+        assert done.returncode == 0, out
+        # Redis: the conversation, its handoff mark and its handoff; SQLite keeps the mark in the conversation's row.
+        renamed = 3 if with_redis else 2
+        assert f"{renamed} analytics record(s) renamed".encode() in out, out.decode()
+        after = (await report(manager, running.url))["totals"]
+        for figure in ("conversations", "contained", "handoffs", "handoffs_by_reason", "csat", "first_response"):
+            assert after[figure] == before[figure], figure
+        hid = conversation_hash(settings.secret, key).encode()
+        if with_redis:
+            client = redis_asyncio.from_url(redis_url)
+            try:
+                names = [n for k in await client.keys("gateway:analytics:*") for n in await client.hkeys(k)]
+            finally:
+                await client.aclose()
+            assert names and not any(n.startswith(hid) for n in names)
+        else:
+            import sqlite3
+
+            with sqlite3.connect(settings.data_dir / "analytics.sqlite3") as db:
+                names = [r[0].encode() for r in db.execute("SELECT hid FROM conversations UNION SELECT hid FROM handoffs")]
+            assert names and not any(n.startswith(hid) for n in names)
+    finally:
+        await alice.close()
+        await manager.close()
+        await runner.cleanup()
