@@ -32,6 +32,28 @@ async def no_cases(key: str) -> list[dict[str, Any]]:
     return []
 
 
+@dataclass(frozen=True)
+class CaseFact:
+    """What the shop's analytics read of one case the flows made: no shopper text, no ids."""
+
+    kind: str  # return | replacement | compensation | exchange | complaint
+    created_at: float  # epoch seconds
+    channel: str  # of the conversation it was made in ("webchat", "telegram", ...; "unknown")
+    language: str  # "en" | "zh"
+    category: str  # the product category ("shoes", "skincare", ...; "unknown" when none was given)
+    reason: str  # returns: why the shopper sent it back; complaints: what the complaint is about
+    outcome: str  # refund, fast_refund, refused, replacement, compensation, exchange, ticket, or a handoff reason
+    refusal: str | None = None  # a refused return: why (out_of_window, opened_not_returnable, ...)
+
+
+# The cases made in [since, until) (epoch seconds), for the shop's analytics.
+CaseFacts = Callable[[float, float], Awaitable[list[CaseFact]]]
+
+
+async def no_case_facts(since: float, until: float) -> list[CaseFact]:
+    return []
+
+
 # Turn a conversation into an evaluation test: (conversation key, right outcome, handed off?,
 # test name) -> the files written. Raises ValueError with a message for the agent or designer.
 TestSaver = Callable[[str, str, bool, str], Awaitable[list[str]]]
@@ -96,6 +118,7 @@ class PluginContext:
     inbox: Inbox
     redis: Any = None  # the gateway's shared redis.asyncio client when REDIS_URL is set
     cases: CaseReader = no_cases
+    case_facts: CaseFacts = no_case_facts  # the flows' cases as counts for the analytics
     save_test: TestSaver = no_test_saver  # "save as test" (gateway/saved_tests.py)
     fanout: Fanout = field(default_factory=Fanout)  # frames for sockets on any gateway
     liveness: Liveness | None = None  # this gateway's heartbeat (with Redis): which gateways are alive

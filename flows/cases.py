@@ -211,6 +211,16 @@ class CaseStore:
                                 (since,)).fetchall()
             return [self._load(conn, r) for r in rows]
 
+    def made_between_sync(self, since: float, until: float) -> list[Case]:
+        """The cases made in [since, until) (not the demo's), oldest first, opened, without their history."""
+        with connect(self.path) as conn:
+            rows = conn.execute("SELECT * FROM cases WHERE demo = 0 AND created_at >= ? AND created_at < ? "
+                                "ORDER BY created_at, id", (since, until)).fetchall()
+        return [Case(id=r["id"], kind=r["kind"], status=r["status"], order_number=r["order_number"],
+                     customer_id=r["customer_id"], conversation_id=r["conversation_id"], language=r["language"],
+                     created_at=r["created_at"], updated_at=r["updated_at"], details=self._open_details(r))
+                for r in rows]
+
     def set_status_sync(self, case_id: str, status: str, note: str = "", at: float | None = None) -> Case:
         now = time.time() if at is None else at
         with connect(self.path) as conn:
@@ -380,6 +390,40 @@ class CaseStore:
         if removed:
             log.info("cases past their retention deleted", extra={"count": removed})
         return removed
+
+
+def _fact(case: Case) -> dict[str, Any]:
+    """What the shop's analytics keep of a case (`bot.plugins.CaseFact`'s fields)."""
+    d = case.details
+    channel = (case.conversation_id or "").partition(":")[0] if ":" in (case.conversation_id or "") else "unknown"
+    if case.kind == "complaint":
+        category, reason = d.get("product_category") or "unknown", d.get("category") or "other"
+    else:
+        category, reason = d.get("category") or "unknown", d.get("reason") or "unknown"
+    outcome = str(d.get("outcome") or case.kind)
+    refused = case.status == "refused" or outcome == "refused"
+    return {"kind": case.kind, "created_at": case.created_at, "channel": channel,
+            "language": case.language if case.language in ("en", "zh") else "en", "category": str(category),
+            "reason": str(reason), "outcome": "refused" if refused else outcome,
+            "refusal": str(d.get("decision") or "unknown") if refused else None}
+
+
+def analytics_facts(keys: DataKeys | None = None,
+                    path: Path | None = None) -> Callable[[float, float], Awaitable[list[dict[str, Any]]]]:
+    """For the shop's analytics (`bot.plugins.CaseFacts`, wrapped by the wiring): the cases made
+    in [since, until), not the demo's, as counts-only facts, from `path` (default: FLOWS_DB_PATH).
+    Never blocks the event loop."""
+    stores: list[CaseStore] = []
+
+    def read(since: float, until: float) -> list[dict[str, Any]]:
+        if not stores:
+            stores.append(CaseStore(path, keys=keys))
+        return [_fact(c) for c in stores[0].made_between_sync(since, until)]
+
+    async def facts(since: float, until: float) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(read, since, until)
+
+    return facts
 
 
 def console_cases(keys: DataKeys | None = None) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:

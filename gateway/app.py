@@ -18,13 +18,13 @@ from bot.dedupe import Deduper, MemoryDeduper, RedisDeduper
 from bot.fanout import Fanout, RedisFanout
 from bot.inbox import Inbox, Liveness, MemoryInbox, RedisInbox, default_gateway_id
 from bot.metrics import Metrics
-from bot.plugins import Plugin, PluginContext
+from bot.plugins import CaseFact, Plugin, PluginContext
 from bot.rasa_client import RasaClient
 from bot.serving import GUARD_KEY, ConnectionGuard, periodically
 from bot.transcript import RedisTranscriptJournal, TranscriptStore
 from channels import slack, telegram, webchat
 from flows import updates
-from flows.cases import CaseStore, console_cases
+from flows.cases import CaseStore, analytics_facts, console_cases
 from flows.ownership import ProofLedger
 
 log = logging.getLogger("gateway.app")
@@ -157,8 +157,15 @@ def create_app(settings: Settings) -> web.Application:
 
     continuations.on_continued(repoint_cases)
     service.add_hook(ContinuationHook(service, continuations))
+    read_facts = analytics_facts(keys)
+
+    async def case_facts(since: float, until: float) -> list[CaseFact]:
+        """The flows' cases as the analytics count them (bot/plugins.py `CaseFacts`)."""
+        return [CaseFact(**fact) for fact in await read_facts(since, until)]
+
     ctx = PluginContext(service=service, settings=settings, env=settings.environ, secret=ensure_secret(settings),
-                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys), fanout=fanout,
+                        keys=keys, deduper=deduper, inbox=inbox, redis=redis_client, cases=console_cases(keys),
+                        case_facts=case_facts, fanout=fanout,
                         liveness=liveness, save_test=save_test, continuations=continuations)
     for _, setup in PLUGINS:
         setup(app, ctx)

@@ -13,7 +13,7 @@
   chat          talk to the running stack from the terminal, as the web chat page does
                 ([--lang zh] [--order AS10001] [--url http://127.0.0.1:8080])
   save-test     turn a real conversation into an evaluation test (REF --outcome X [--handoff])
-  agent         manage console agents (add USER "Name" | remove USER | list)
+  agent         manage console agents (add USER "Name" [--role manager] | remove USER | list)
   shopper       a shopper's access and deletion requests (export REF [--out DIR] | erase REF [--yes])
   data          the keys that seal the data at rest (rekey: re-seal with the newest | new-key)
   whatif        what an edited policies.yml would have decided differently (FILE [--days 30])
@@ -258,7 +258,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     agents = load_agents(path) if path.exists() else {}
     if args.action == "list":
         for agent in agents.values():
-            _say(f"{agent.username:20} {agent.name}")
+            _say(f"{agent.username:20} {agent.role:8} {agent.name}")
         return 0
     if not args.username:
         print("error: give a username", file=sys.stderr)
@@ -276,9 +276,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
         password = getpass.getpass(f"Password for {args.username}: ")
     if not password:
         password, generated = secrets.token_urlsafe(9), True
-    agents[args.username] = Agent(args.username, args.name or args.username, hash_password(password))
+    earlier = agents.get(args.username)
+    role = args.role or (earlier.role if earlier is not None else "agent")  # a new password keeps the role
+    agents[args.username] = Agent(args.username, args.name or args.username, hash_password(password), role)
     save_agents(path, agents)
-    _say(f"Agent {args.username} saved in {path}" + (f" with password {password}" if generated else ""))
+    _say(f"Agent {args.username} ({role}) saved in {path}" + (f" with password {password}" if generated else ""))
     return 0
 
 
@@ -447,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent.add_argument("username", nargs="?")
     agent.add_argument("name", nargs="?")
     agent.add_argument("--password", help="otherwise asked for (or generated and printed)")
+    agent.add_argument("--role", choices=["agent", "manager"],
+                       help="manager: may also open the analytics (default: agent, or the role it had)")
     agent.set_defaults(func=cmd_agent)
     shopper = sub.add_parser("shopper", help="a shopper's data: export REF [--out DIR] | erase REF [--yes]; "
                                              "REF is webchat:<id>, telegram:<chat>, slack:<...>, rest:<sender> "

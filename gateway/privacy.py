@@ -6,7 +6,9 @@ A reference names a conversation as the console shows it (`webchat:<id>`, `rest:
 customer (`customer:<id>`, the id in the shop's customer token); a customer covers their
 cases and every conversation those cases were made in.
 
-What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`) and,
+What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`), the
+analytics' records of the conversation (counts under a keyed hash: renamed at random on erasure,
+so the shop's figures stay) and,
 with `REDIS_URL`, the kept transcript, the handoff record and log, the replies kept for a REST or
 socket.io client, and Rasa's tracker (Rasa
 keeps it in the same Redis then, sealed). Not reached, and said so in the output: a running
@@ -232,6 +234,25 @@ class Stores:
             write(out / item["file"], self.uploads.read_sync(file_id))
         return written
 
+    async def unlink_analytics(self, key: str) -> int:
+        """The analytics keep counts under a keyed hash of the conversation (handoff/analytics.py):
+        an erased conversation's records get a random name instead."""
+        from handoff.analytics import AnalyticsStore, RedisAnalyticsStore, SqliteAnalyticsStore, conversation_hash
+
+        store: AnalyticsStore
+        if self.redis is not None:
+            store = RedisAnalyticsStore(self.redis)
+        else:
+            path = self.settings.data_dir / "analytics.sqlite3"
+            if not path.exists():
+                return 0
+            store = SqliteAnalyticsStore(path)
+        try:
+            return await store.unlink(conversation_hash(ensure_secret(self.settings), key))
+        finally:
+            if isinstance(store, SqliteAnalyticsStore):
+                store.close()
+
     async def erase(self, data: ShopperData) -> list[str]:
         """Delete what `collect` found; a line per thing removed."""
         done = []
@@ -249,6 +270,10 @@ class Stores:
                 done.append(f"{key}: transcript in Redis ({entries} entries) deleted; "
                             f"handoff {'record, log and queue place deleted' if had_handoff else 'none kept'}; "
                             f"Rasa's tracker {'deleted' if had_tracker else 'not in Redis'}")
+            unlinked = await self.unlink_analytics(key)
+            if unlinked:
+                done.append(f"{key}: {unlinked} analytics record(s) renamed at random: the shop's counts stay, "
+                            "nothing in them leads back to this conversation")
             forgotten = await asyncio.to_thread(self.proof_failures.forget_sync, key)
             if forgotten:
                 done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")

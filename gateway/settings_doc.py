@@ -11,11 +11,13 @@ from bot.settings_schema import settings_table
 from channels.slack.config import SLACK_SETTINGS
 from channels.telegram.config import TELEGRAM_SETTINGS
 from flows.updates import UPDATES_SETTINGS
+from handoff.analytics import ANALYTICS_SETTINGS
 from handoff.config import HANDOFF_SETTINGS
 
 PARTS = {
     "gateway": tuple(GATEWAY_SETTINGS.values()),
     "handoff": HANDOFF_SETTINGS,
+    "analytics": ANALYTICS_SETTINGS,
     "telegram": TELEGRAM_SETTINGS,
     "slack": SLACK_SETTINGS,
     "updates": UPDATES_SETTINGS,

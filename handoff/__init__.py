@@ -19,10 +19,21 @@ from bot.config import ConfigError
 from bot.files import write_private
 from bot.i18n import format_datetime
 from bot.plugins import Availability, PluginContext
+from bot.serving import periodically
+from bot.settings_schema import SettingsReader
 from handoff.agents import AgentsFileError, ensure_agents_file, load_agents
+from handoff.analytics import (
+    ANALYTICS_RETENTION_DAYS,
+    Analytics,
+    AnalyticsRecorder,
+    AnalyticsStore,
+    RedisAnalyticsStore,
+    SqliteAnalyticsStore,
+)
 from handoff.canned import load_canned
 from handoff.config import load_handoff_settings
 from handoff.console import STATIC_DIR, Console, ConsoleHub
+from handoff.dashboard import Dashboard
 from handoff.service import HandoffService
 from handoff.sessions import ConsoleSessions, FileRevocations, RedisRevocations, Revocations
 from handoff.sla import SlaWatcher
@@ -33,13 +44,22 @@ from handoff.texts import DEFAULT_CANNED
 log = logging.getLogger("gateway.handoff")
 
 HANDOFF_KEY = web.AppKey("handoff", HandoffService)
+ANALYTICS_KEY = web.AppKey("analytics", Analytics)
 REFRESH_SECONDS = 10.0
+PURGE_ANALYTICS_EVERY_SECONDS = 3600.0
 
 
 def setup(app: web.Application, ctx: PluginContext) -> bool:
     """The plugin contract (bot/plugins.py): the console is always on."""
     service, settings, secret, keys, redis_client = ctx.service, ctx.settings, ctx.secret, ctx.keys, ctx.redis
-    handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
+    reader = SettingsReader(settings.environ)
+    retention_days = reader.get(ANALYTICS_RETENTION_DAYS)
+    try:
+        handoff_settings = load_handoff_settings(settings.environ, settings.data_dir)
+    except ConfigError as exc:  # every problem of the module at once
+        raise ConfigError([*exc.problems, *reader.problems]) from None
+    if reader.problems:
+        raise ConfigError(reader.problems)
     new_password = ensure_agents_file(handoff_settings.agents_file)
     if new_password is not None:
         # Written to a file only its owner can read (not to logs or stdout); only the hash is
@@ -56,11 +76,18 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                            else MemoryHandoffStore())
     hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout, zone=handoff_settings.hours.zone)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
+    resolution_hours = handoff_settings.resolution_hours
+    analytics_store: AnalyticsStore = (RedisAnalyticsStore(redis_client) if redis_client is not None
+                                       else SqliteAnalyticsStore(settings.data_dir / "analytics.sqlite3"))
+    zone = handoff_settings.hours.zone
+    recorder = AnalyticsRecorder(analytics_store, secret, zone, retention_days, service.metrics, service)
+    service.add_hook(recorder)  # first: it sees every message, also those going to a person
     service.add_hook(handoff)
     desk = StaffDesk(handoff, ctx.staff, RedisThreadIndex(redis_client) if redis_client is not None
                      else MemoryThreadIndex())
     handoff.observe(desk)  # threads in the team's chat (an agents' Slack channel), when one is configured
     handoff.observe(hub)  # SLA notices on the consoles
+    handoff.observe(recorder)
 
     def people_now(language: str) -> Availability:
         hours = handoff_settings.hours
@@ -74,9 +101,22 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     ctx.staff.attach_desk(desk)
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
-    console = Console(handoff, hub, ConsoleSessions(secret, revocations), settings,
+    sessions = ConsoleSessions(secret, revocations)
+    console = Console(handoff, hub, sessions, settings,
                       load_canned(handoff_settings.canned_file, DEFAULT_CANNED), save_test=ctx.save_test)
     app[HANDOFF_KEY] = handoff
+    analytics = Analytics(analytics_store, zone, handoff_settings.first_response_minutes, resolution_hours,
+                          retention_days, case_facts=ctx.case_facts, channels=lambda: service.channels)
+    app[ANALYTICS_KEY] = analytics
+    Dashboard(analytics, sessions, agents, STATIC_DIR).add_routes(app)
+
+    async def purge_analytics() -> None:
+        oldest = dt.datetime.now(zone).date() - dt.timedelta(days=retention_days)
+        gone = await analytics_store.purge(oldest.isoformat())
+        if gone:
+            log.info("analytics records past their retention deleted", extra={"count": gone})
+
+    periodically(app, "purge-analytics", PURGE_ANALYTICS_EVERY_SECONDS, purge_analytics)
 
     app.router.add_get("/console", console.page)
     app.router.add_post("/console/login", console.login)

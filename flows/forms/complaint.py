@@ -125,8 +125,12 @@ class ComplaintForm(FormLogic):
         earlier = await self.app.cases.count_complaints(since, customer_id=ctx.customer_id, order_number=order_number,
                                                         conversation_id=ctx.conversation_id)
         category = values.get("complaint_category") or "other"
+        order = await self.app.order(order_number) if order_number else None
+        # For the shop's analytics (complaints by product category): the order's categories.
+        product_category = "+".join(sorted({i.category for i in order.items})) if order and order.items else None
         assessment = assess_complaint(self.app.policies, category, values.get("complaint_severity"), earlier, now)
-        details = {"category": category, "description": values.get("complaint_description"),
+        details = {"category": category, "product_category": product_category,
+                   "description": values.get("complaint_description"),
                    "photo": None if values.get("complaint_photo") in (None, "none") else values.get("complaint_photo"),
                    "severity": assessment.severity, "queue": assessment.queue, "repeated": assessment.repeated,
                    "first_response_due": assessment.first_response_due.isoformat(),

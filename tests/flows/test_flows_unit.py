@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from flows import demo_data, parsing
-from flows.cases import CaseStore, normalize_case_id
+from flows.cases import CaseStore, analytics_facts, normalize_case_id
 from flows.decisions import (
     COMPENSATION,
     FAST_REFUND,
@@ -315,3 +315,28 @@ def test_the_demo_table_lists_every_demo_order() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "flows.md").read_text(encoding="utf-8")
     assert all(o["number"] in doc for o in demo_data.ORDERS)
     json.dumps(demo_data.CASES)  # plain data
+
+
+async def test_the_analytics_read_cases_as_counts_with_product_category_and_refusal(app: AfterSales) -> None:
+    """What the shop's analytics get of the flows' cases (flows.cases.analytics_facts): a complaint
+    about an order carries the order's product category, a refused return its reason; no text."""
+    ctx = Context("en", conversation_id="telegram:42")
+    await app.forms["complaint_form"].submit({"complaint_category": "quality", "order_number": "AS10002",
+                                              "complaint_description": "the heel came off on day two",
+                                              "complaint_severity": "medium"}, ctx)
+    await app.forms["complaint_form"].submit({"complaint_category": "delivery", "order_number": "none",
+                                              "complaint_description": "the courier was rude",
+                                              "complaint_severity": "low"}, Context("zh", conversation_id="webchat:x"))
+    await app.forms["return_form"].submit({"order_number": "AS10003", "item_sku": "SH-LOF-BLK-41",
+                                           "return_reason": "changed_mind"}, ctx)
+    facts = await analytics_facts(app.cases.keys, app.cases.path)(0, 4_000_000_000)
+    by_kind = {(f["kind"], f["category"]): f for f in facts}
+    assert by_kind[("complaint", "shoes")] == {
+        "kind": "complaint", "created_at": by_kind[("complaint", "shoes")]["created_at"], "channel": "telegram",
+        "language": "en", "category": "shoes", "reason": "quality", "outcome": "ticket", "refusal": None}
+    assert by_kind[("complaint", "unknown")]["reason"] == "delivery"
+    assert by_kind[("complaint", "unknown")]["channel"] == "webchat"
+    refused = by_kind[("return", "shoes")]
+    assert (refused["outcome"], refused["refusal"], refused["reason"]) == ("refused", "out_of_window", "changed_mind")
+    assert "heel" not in str(facts) and "rude" not in str(facts)
+    assert await analytics_facts(app.cases.keys, app.cases.path)(0, 1) == []  # only the range asked for

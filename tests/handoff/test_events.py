@@ -8,7 +8,7 @@ import pytest
 
 from handoff import HANDOFF_KEY
 from handoff.events import HandoffEvent, HandoffEventKind
-from tests.conftest import ChatClient, RunningGateway
+from tests.conftest import ChatClient, RunningGateway, settled
 from tests.handoff.conftest import ConsoleClient
 from tests.handoff.test_handoff import ask_for_a_person, claim_when_queued
 
@@ -47,6 +47,7 @@ async def test_every_step_of_a_handoff_is_told_in_order(team_gateway: RunningGat
         assert "How satisfied" in (await chat.next_frame("reply"))["text"]
         await chat.say("5", payload="/csat_5")
         assert "Thank you" in (await chat.next_frame("reply"))["text"]
+        await settled(team_gateway.service)  # the survey answer's turn, its observers included, is over
     finally:
         await chat.close()
         await alice.close()

@@ -236,7 +236,7 @@ async def test_console_requires_sign_in(team_gateway: RunningGateway) -> None:
         async with session.get(f"{base}/console") as resp:
             assert "/console/static/console.js" in await resp.text()
         ws = await session.ws_connect(f"{base.replace('http', 'ws')}/console/ws")
-        assert (await ws.receive_json())["agent"] == {"username": "alice", "name": "Alice Chen"}
+        assert (await ws.receive_json())["agent"] == {"username": "alice", "name": "Alice Chen", "role": "agent"}
         await ws.close()
         async with session.post(f"{base}/console/logout", allow_redirects=False) as resp:
             assert resp.status == 303

@@ -5,6 +5,7 @@ shopper's new socket on the other gateway, once."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.conftest import ChatClient, make_settings, settled, start_gateway
@@ -29,6 +30,9 @@ async def test_a_resend_to_another_gateway_is_answered_once_by_the_keeper(
         assert (await again.next_frame("ack"))["id"] == sent
         assert b.service.total_pending == 0  # B acknowledged it without taking it on (the ack follows a take-on)
 
+        async with asyncio.timeout(10):  # A's call is hanging in the assistant (not still on its way)
+            while not fake_rasa.calls(WEBHOOK):
+                await asyncio.sleep(0.01)
         fake_rasa.release_hung()  # A tries again and gets the answer
         answer = await again.next_frame("reply", timeout=15)
         assert "after-sales assistant" in answer["text"]
