@@ -102,8 +102,12 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
     revocations: Revocations = (RedisRevocations(redis_client) if redis_client is not None
                                 else FileRevocations(settings.data_dir / "console-signouts.json"))
     sessions = ConsoleSessions(secret, revocations)
+    # CANNED_REPLIES_FILE, else DATA_DIR/canned-replies.yml once a manager edited them (else built in).
+    canned_path = handoff_settings.canned_file or settings.data_dir / "canned-replies.yml"
     console = Console(handoff, hub, sessions, settings,
-                      load_canned(handoff_settings.canned_file, DEFAULT_CANNED), save_test=ctx.save_test)
+                      load_canned(handoff_settings.canned_file or (canned_path if canned_path.exists() else None),
+                                  DEFAULT_CANNED),
+                      save_test=ctx.save_test, canned_path=canned_path)
     app[HANDOFF_KEY] = handoff
     analytics = Analytics(analytics_store, zone, handoff_settings.first_response_minutes, resolution_hours,
                           retention_days, case_facts=ctx.case_facts, channels=lambda: service.channels)

@@ -83,3 +83,46 @@ def fill(text: str, values: Mapping[str, str | None], language: str) -> str:
 def unfilled(text: str) -> list[str]:
     """The variables still in `text`, as written (`{order}`)."""
     return [m.group(0) for m in PLACEHOLDER.finditer(text)]
+
+
+MAX_CANNED = 50
+MAX_TITLE = 80
+MAX_TEXT = 2000
+_ANY_VARIABLE = re.compile(r"\{([^{}]*)\}")
+
+
+def edited_canned(data: Any) -> list[CannedReply]:
+    """Canned replies a manager saved in the console: every entry with a title and a text in
+    both languages, only the known variables, within the limits; ValueError says what is wrong."""
+    if not isinstance(data, list) or len(data) > MAX_CANNED:
+        raise ValueError(f"expected a list of at most {MAX_CANNED} replies")
+    replies = []
+    for n, entry in enumerate(data, 1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"reply {n}: expected {{title, text: {{en, zh}}}}")
+        title, texts = entry.get("title"), entry.get("text")
+        if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE:
+            raise ValueError(f"reply {n}: a title of 1 to {MAX_TITLE} characters")
+        if not isinstance(texts, dict) or set(texts) != set(LANGUAGES):
+            raise ValueError(f"reply {n}: a text in English and in Chinese (en, zh)")
+        for lang in LANGUAGES:
+            text = texts[lang]
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+                raise ValueError(f"reply {n} ({lang}): a text of 1 to {MAX_TEXT} characters")
+            unknown = [m.group(0) for m in _ANY_VARIABLE.finditer(text) if m.group(1) not in VARIABLES]
+            if unknown:
+                raise ValueError(f"reply {n} ({lang}): {', '.join(unknown)} is not a variable "
+                                 f"(known: {', '.join('{' + v + '}' for v in VARIABLES)})")
+        replies.append(CannedReply(title.strip(), {lang: texts[lang].strip() for lang in LANGUAGES}))
+    return replies
+
+
+def save_canned(path: Path, replies: list[CannedReply]) -> None:
+    """Write them where the gateway reads them at start (and every gateway of the shop, on a
+    shared DATA_DIR, when told to)."""
+    from bot.files import write_private
+
+    text = yaml.safe_dump([r.to_dict() for r in replies], allow_unicode=True, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, "# Canned replies, edited by managers in the console.\n" + text)
+

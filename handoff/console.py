@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.fanout import Fanout
 from bot.log import mask_name
 from bot.messages import ConversationRef
@@ -24,7 +24,7 @@ from bot.plugins import Conversations, TestSaver, no_test_saver
 from bot.rasa_client import RasaError
 from bot.security import came_over_https, client_address, origin_allowed, parse_json
 from handoff.agents import Agent, AgentsFileError, load_agents
-from handoff.canned import CannedReply, fill, unfilled
+from handoff.canned import CannedReply, edited_canned, fill, load_canned, save_canned, unfilled
 from handoff.events import HandoffEvent, HandoffEventKind
 from handoff.service import OUTCOMES, HandoffError, HandoffService, Listener, item_view, queue_order
 from handoff.sessions import SESSION_SECONDS, ConsoleSession, ConsoleSessions
@@ -37,6 +37,7 @@ log = logging.getLogger("gateway.console")
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "console_session"
 FANOUT_TOPIC = "console"
+CANNED_TOPIC = "console-canned"
 PRESENCE_FRESH_SECONDS = 30.0  # another gateway's word on who is signed in there counts this long
 MAX_TEXT = 4000
 SESSION_ENDED = 4401  # websocket close code: signed out, removed, or the password changed
@@ -169,7 +170,10 @@ class ConsoleHub(Listener):
 
 class Console:
     def __init__(self, handoff: HandoffService, hub: ConsoleHub, sessions: ConsoleSessions, settings: Settings,
-                 canned: list[CannedReply], save_test: TestSaver = no_test_saver) -> None:
+                 canned: list[CannedReply], save_test: TestSaver = no_test_saver,
+                 canned_path: Path | None = None) -> None:
+        self.canned_path = canned_path  # where managers' edits are saved (None: not editable)
+        hub.fanout.subscribe(CANNED_TOPIC, self._canned_changed)
         self.handoff = handoff
         self.save_test = save_test
         self.hub = hub
@@ -335,6 +339,9 @@ class Console:
             if kind == "ping":
                 await ws.send_json({"type": "pong"})
                 return
+            if kind == "set_canned":
+                await self._set_canned(agent, frame.get("canned"))
+                return
             if not isinstance(key, str):
                 raise HandoffError("invalid_frame", "'key' is required")
             if kind == "open":
@@ -388,6 +395,34 @@ class Console:
                 raise HandoffError("invalid_frame", f"unknown frame type {kind[:40]!r}")
         except HandoffError as exc:
             await ws.send_json({"type": "error", "code": exc.code, "message": str(exc)})
+
+    # -- canned replies, edited by managers ----------------------------------------------------
+
+    async def _set_canned(self, agent: str, data: Any) -> None:
+        if not self.agents[agent].is_manager:
+            raise HandoffError("forbidden", "only managers change the canned replies")
+        if self.canned_path is None:
+            raise HandoffError("forbidden", "the canned replies come from a file this gateway does not write")
+        try:
+            replies = edited_canned(data)
+        except ValueError as exc:
+            raise HandoffError("invalid_canned", str(exc)) from exc
+        await asyncio.to_thread(save_canned, self.canned_path, replies)
+        log.info("canned replies changed", extra={"agent": agent, "count": len(replies)})
+        await self.hub.fanout.publish(CANNED_TOPIC, {"by": agent})  # every gateway reads the file again
+
+    async def _canned_changed(self, frame: dict[str, Any]) -> None:
+        if self.canned_path is None:
+            return
+        try:
+            fresh = await asyncio.to_thread(load_canned, self.canned_path, [])
+        except ConfigError as exc:
+            log.error("the edited canned replies cannot be read", extra={"error": str(exc)})
+            return
+        self.canned[:] = fresh
+        for ws in list(self.hub.sockets):
+            await ConsoleHub._send(ws, {"type": "canned", "canned": [c.to_dict() for c in self.canned],
+                                        "by": frame.get("by")})
 
     async def close_all(self) -> None:
         for ws in list(self.hub.sockets):

@@ -409,6 +409,53 @@
     window.location.assign(CONSOLE_PATH);
   }
 
+  /* ---------- canned replies editor (managers) ---------- */
+
+  function cannedRow(entry) {
+    var text = entry && entry.text && typeof entry.text === 'object' ? entry.text
+      : { en: str(entry && entry.text), zh: str(entry && entry.text) };
+    var row = el('fieldset', 'canned-row');
+    row.setAttribute('data-testid', 'canned-row');
+    var fields = [['title', 'Title', str(entry && entry.title), 'input'], ['en', 'English', str(text.en), 'textarea'],
+      ['zh', '中文', str(text.zh), 'textarea']];
+    fields.forEach(function (f) {
+      var label = el('label', 'canned-row__label', f[1]);
+      var input = document.createElement(f[3]);
+      input.value = f[2];
+      input.setAttribute('data-field', f[0]);
+      input.setAttribute('data-testid', 'canned-' + f[0]);
+      label.appendChild(input);
+      row.appendChild(label);
+    });
+    var remove = el('button', 'btn btn--ghost btn--small', 'Remove');
+    remove.type = 'button';
+    remove.addEventListener('click', function () { row.parentNode.removeChild(row); });
+    row.appendChild(remove);
+    return row;
+  }
+
+  function openCannedEditor() {
+    var rows = $('canned-rows');
+    rows.textContent = '';
+    canned.forEach(function (c) { rows.appendChild(cannedRow(c)); });
+    $('canned-editor').hidden = false;
+  }
+
+  function closeCannedEditor() { $('canned-editor').hidden = true; }
+
+  function saveCanned() {
+    var entries = Array.prototype.map.call(document.querySelectorAll('#canned-rows .canned-row'), function (row) {
+      var get = function (name) { return row.querySelector('[data-field="' + name + '"]').value; };
+      return { title: get('title'), text: { en: get('en'), zh: get('zh') } };
+    });
+    send({ type: 'set_canned', canned: entries });
+  }
+
+  $('canned-edit').addEventListener('click', openCannedEditor);
+  $('canned-close').addEventListener('click', closeCannedEditor);
+  $('canned-add').addEventListener('click', function () { $('canned-rows').appendChild(cannedRow(null)); });
+  $('canned-save').addEventListener('click', saveCanned);
+
   /* ---------- frames ---------- */
 
   function handle(frame) {
@@ -425,6 +472,12 @@
       case 'notice': // an SLA deadline near or passed (handoff/sla.py), once on every console
         notice((frame.level === 'breached' ? 'SLA breached: ' : 'SLA soon: ') + str(frame.text),
                frame.level === 'breached' ? 'error' : 'warning');
+        break;
+      case 'canned': // a manager changed the canned replies (on any gateway)
+        canned = Array.isArray(frame.canned) ? frame.canned : [];
+        renderCanned();
+        if (current) { send({ type: 'open', key: current.key }); } // filled again for the open conversation
+        if (frame.by === me.username) { closeCannedEditor(); notice('Canned replies saved for the team.', 'info'); }
         break;
       case 'error': onError(frame); break;
       default: break; // pong and anything unknown
@@ -444,6 +497,9 @@
     hideBanner();
     setConn('online', 'Online');
     $('agent-name').textContent = str(me.name) || str(me.username);
+    var manager = me.role === 'manager';
+    $('analytics-link').hidden = !manager;  // the shop's figures and the canned replies: managers only
+    $('canned-edit').hidden = !manager;
     renderCanned();
     renderOutcomes();
     renderTransferOptions();

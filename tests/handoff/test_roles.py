@@ -64,3 +64,44 @@ async def test_agent_add_with_role_manager_keeps_the_role_on_a_new_password(tmp_
         assert await done.wait() == 0
     agents = load_agents(tmp_path / "agents.yml")
     assert agents["boss"].role == "manager" and agents["clerk"].role == "agent"
+
+
+async def test_only_a_manager_changes_the_canned_replies_and_every_console_gets_them(
+        fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> None:
+    environ = team_with_manager(tmp_path)
+    a, runner_a = await start_gateway(make_settings(tmp_path, fake_rasa.url, environ=environ, redis_url=redis_url))
+    b, runner_b = await start_gateway(make_settings(tmp_path, fake_rasa.url, environ=environ, redis_url=redis_url))
+    manager = await ConsoleClient.sign_in(a.url, MANAGER[0], MANAGER[2])
+    alice = await ConsoleClient.sign_in(b.url, "alice")  # on the other gateway
+    edited = [{"title": "Parcel lost", "text": {"en": "We are sorry order {order} went missing.",
+                                                 "zh": "很抱歉订单 {order} 丢件了。"}}]
+    try:
+        await alice.send(type="set_canned", canned=edited)
+        refused = await alice.next("error")
+        assert refused["code"] == "forbidden" and "managers" in refused["message"]
+        for bad, why in (([{"title": "x", "text": {"en": "hi"}}], "English and in Chinese"),
+                         ([{"title": "x", "text": {"en": "{refund}", "zh": "好"}}], "{refund} is not a variable"),
+                         ([{"title": "", "text": {"en": "a", "zh": "b"}}], "a title"),
+                         ("everything", "a list")):
+            await manager.send(type="set_canned", canned=bad)
+            error = await manager.next("error")
+            assert error["code"] == "invalid_canned" and why in error["message"], (bad, error)
+        await manager.send(type="set_canned", canned=edited)
+        for console in (manager, alice):  # the same on both gateways
+            frame = await console.next("canned")
+            assert frame["canned"] == edited and frame["by"] == MANAGER[0]
+        saved = (tmp_path / "data" / "canned-replies.yml").read_text(encoding="utf-8")
+        assert "丢件了" in saved
+    finally:
+        await manager.close()
+        await alice.close()
+        await runner_b.cleanup()
+        await runner_a.cleanup()
+    # Kept across a restart.
+    again, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url, environ=environ))
+    try:
+        bob = await ConsoleClient.sign_in(again.url, "bob")
+        assert [c["title"] for c in bob.frames[0]["canned"]] == ["Parcel lost"]
+        await bob.close()
+    finally:
+        await runner.cleanup()
