@@ -145,7 +145,7 @@ async def test_without_a_secret_there_is_no_endpoint(fake_rasa: FakeRasa, tmp_pa
 async def test_the_demo_back_office_moves_a_return_on_and_the_shopper_hears_each_step_once(
         fake_rasa: FakeRasa, tmp_path: Path) -> None:
     gateway, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url,
-                                                        environ={"DEMO_CASE_STEP_MINUTES": "0.01"}))  # 0.6 s
+                                                        environ={"DEMO_CASE_STEP_MINUTES": "0.005"}))  # 0.3 s
     shopper = await ChatClient.connect(gateway.ws_url)
     try:
         case = new_return(gateway, f"webchat:{shopper.conversation_id}", "en")
@@ -155,7 +155,7 @@ async def test_the_demo_back_office_moves_a_return_on_and_the_shopper_hears_each
         assert "your refund of ¥599.00 was issued" in heard[2]
         assert [c.status for c in cases(gateway).get_sync(case.id).history] == \
             ["pickup_scheduled", "picked_up", "received", "refunded"]
-        await asyncio.sleep(1.5)  # refunded is the last step: nothing more
+        await asyncio.sleep(0.8)  # refunded is the last step: nothing more (two more steps' time)
         assert await shopper.unread_replies(gateway) == []
     finally:
         await shopper.close()

@@ -7,12 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
 from tests.handoff.conftest import TEAM, ConsoleClient
 from tests.handoff.test_analytics import _bot_conversation, _handoff_with_csat
 from tests.handoff.test_roles import MANAGER, team_with_manager
 from tests.handoff_browser.test_console_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+pytestmark = pytest.mark.e2e  # a real browser: with the other browser tests, in `./aftersales test`
 
 TIMEOUT_MS = 15_000
 
