@@ -17,6 +17,7 @@ new conversation is the one the shopper and agents go on with.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -33,6 +34,7 @@ OFFER_PAYLOAD = "/continue_elsewhere"
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off one screen, typed on another
 CODE_LENGTH = 8
 CODE_SECONDS = 15 * 60
+TRAIL_SECONDS = 30 * 24 * 3600  # which conversations one continues: as long as a finished handoff is kept
 # What the new conversation takes over from Rasa's memory of the old one (flows' slots).
 # The code came from that conversation, so whoever follows it proved there what they proved there.
 CARRIED_SLOTS = ("language", "order_number", "item_sku", "last_case_id", "last_outcome", "customer_id",
@@ -83,10 +85,18 @@ class CodeStore(ABC):
     async def take(self, code: str) -> str | None:
         """The conversation a code was made in, once: the code is gone after."""
 
+    @abstractmethod
+    async def set_trail(self, conversation_key: str, earlier: list[str]) -> None:
+        """The conversations this one continues, oldest first."""
+
+    @abstractmethod
+    async def trail(self, conversation_key: str) -> list[str]: ...
+
 
 class MemoryCodeStore(CodeStore):
     def __init__(self, max_codes: int = 10_000) -> None:
         self._codes: dict[str, tuple[str, float]] = {}
+        self._trails: dict[str, list[str]] = {}
         self._max = max_codes
 
     async def put(self, code: str, conversation_key: str, seconds: int) -> bool:
@@ -101,6 +111,14 @@ class MemoryCodeStore(CodeStore):
         found = self._codes.pop(code, None)
         return found[0] if found and found[1] > time.monotonic() else None
 
+    async def set_trail(self, conversation_key: str, earlier: list[str]) -> None:
+        self._trails[conversation_key] = list(earlier)
+        while len(self._trails) > self._max:
+            self._trails.pop(next(iter(self._trails)))
+
+    async def trail(self, conversation_key: str) -> list[str]:
+        return list(self._trails.get(conversation_key, []))
+
 
 class RedisCodeStore(CodeStore):
     def __init__(self, redis: Any, prefix: str = "gateway:continue:") -> None:
@@ -113,6 +131,14 @@ class RedisCodeStore(CodeStore):
     async def take(self, code: str) -> str | None:
         raw = await self.redis.getdel(self.prefix + code)
         return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def set_trail(self, conversation_key: str, earlier: list[str]) -> None:
+        await self.redis.set(f"{self.prefix}trail:{conversation_key}", json.dumps(earlier), ex=TRAIL_SECONDS)
+
+    async def trail(self, conversation_key: str) -> list[str]:
+        raw = await self.redis.get(f"{self.prefix}trail:{conversation_key}")
+        found = json.loads(raw) if raw else []
+        return [str(k) for k in found] if isinstance(found, list) else []
 
 
 Way = Callable[[str, str], str | None]  # (code, language) -> how to reach this channel with it
@@ -132,6 +158,10 @@ class Continuations:
 
     def on_continued(self, listener: Listener) -> None:
         self.listeners.append(listener)
+
+    async def trail(self, conversation_key: str) -> list[str]:
+        """The conversations this one continues (another channel's), oldest first."""
+        return await self.codes.trail(conversation_key)
 
     async def issue(self, conversation_key: str) -> str:
         while True:
@@ -200,6 +230,7 @@ class ContinuationHook:
         self.service.declare_locale(new_key, "zh-CN" if lang == "zh" else "en")
         came_from = channel_name(old.channel if old else "webchat", lang)
         self.service.transcripts.carry_over(old_key, new_key, text("carried", lang, channel=came_from))
+        await self.continuations.codes.set_trail(new_key, [*await self.continuations.trail(old_key), old_key])
         tracker = await self.service.rasa.tracker(old_key)
         slots = tracker.get("slots") or {}
         events = [{"event": "slot", "name": name, "value": slots[name], "timestamp": time.time()}

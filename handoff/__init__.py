@@ -76,6 +76,7 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                            else MemoryHandoffStore())
     hub = ConsoleHub(store, service, agents, clock=time.time, fanout=ctx.fanout, zone=handoff_settings.hours.zone)
     handoff = HandoffService(service, store, handoff_settings, agents, cases=ctx.cases, clock=hub.clock, listener=hub)
+    handoff.trail = ctx.continuations.trail  # a conversation carried over from another channel shows them all
     resolution_hours = handoff_settings.resolution_hours
     analytics_store: AnalyticsStore = (RedisAnalyticsStore(redis_client) if redis_client is not None
                                        else SqliteAnalyticsStore(settings.data_dir / "analytics.sqlite3"))

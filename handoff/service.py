@@ -18,7 +18,7 @@ import math
 import re
 import secrets
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from bot.i18n import format_datetime, zone_label
 from bot.messages import Button, ConversationRef, InboundMessage, OutboundReply
@@ -98,6 +98,13 @@ def urgency(h: Handoff) -> str | None:
     return None
 
 
+def channels_before(h: Handoff) -> list[str]:
+    """The channels the conversation went through before this one (bot/continuation.py)."""
+    came = h.detail.get("came_from")
+    refs = [ConversationRef.parse(str(k)) for k in came] if isinstance(came, list) else []
+    return [r.channel for r in refs if r is not None]
+
+
 def queue_order(handoffs: Sequence[Handoff], now: float) -> list[Handoff]:
     """Who is answered first: health, then severe complaints (high priority first within
     each), then breached first-response SLAs, then SLAs about to breach, then the oldest."""
@@ -140,9 +147,14 @@ def item_view(h: Handoff, now: float) -> dict[str, Any]:
         "first_response_at": h.first_response_at, "sla": sla_state(h, now), "ticket": h.ticket,
         "last_text": h.last_text, "waiting_messages": h.waiting_messages,
         "resolution_due": h.resolution_due, "resolution_sla": resolution_state(h, now), "escalated": h.escalated,
+        "channels": [*channels_before(h), h.channel],
         "urgency": urgency(h), "priority": "high" if h.detail.get("priority") == "high" else "normal",
         "orders": orders, "cases": cases,
     }
+
+
+async def _no_trail(key: str) -> list[str]:
+    return []
 
 
 class HandoffService:
@@ -157,6 +169,7 @@ class HandoffService:
         self.clock = clock
         self.listener = listener or Listener()  # the console hub
         self._observers: list[HandoffObserver] = []
+        self.trail: Callable[[str], Awaitable[list[str]]] = _no_trail
         self._locks: dict[str, asyncio.Lock] = {}
 
     def observe(self, observer: HandoffObserver) -> None:
@@ -273,6 +286,9 @@ class HandoffService:
         key = ConversationRef(channel, conversation_id).key
         async with self._lock(key):
             now = self.clock()
+            earlier = await self.trail(key)  # carried over from other channels (bot/continuation.py)
+            if earlier:
+                detail = {**(detail or {}), "came_from": earlier}
             candidate = Handoff(key=key, channel=channel, conversation_id=conversation_id, reason=reason,
                                 language=language if language in ("en", "zh") else "en", created_at=now,
                                 first_response_due=now + self.settings.first_response_minutes * 60,

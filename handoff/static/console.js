@@ -182,6 +182,11 @@
     var c = str(channel);
     return Object.prototype.hasOwnProperty.call(CHANNELS, c) ? CHANNELS[c] : c;
   }
+  // "Web chat → Telegram" for a conversation the shopper carried over from another channel.
+  function channelsLabel(item) {
+    var trail = Array.isArray(item.channels) && item.channels.length ? item.channels : [item.channel];
+    return trail.map(channelLabel).join(' → ');
+  }
   function languageLabel(language) {
     var l = str(language);
     return Object.prototype.hasOwnProperty.call(LANGUAGES, l) ? LANGUAGES[l] : l.toUpperCase();
@@ -522,7 +527,7 @@
       li.setAttribute('data-testid', 'live-item');
       li.setAttribute('data-key', key);
       var meta = el('div', 'item__meta');
-      meta.appendChild(el('span', 'tag tag--channel', channelLabel(item.channel)));
+      meta.appendChild(el('span', 'tag tag--channel', channelsLabel(item)));
       meta.appendChild(el('span', '', item.last_role === 'shopper' ? 'shopper wrote' : 'bot answered'));
       var when = el('time', 'item__when', formatTime(item.ts));
       when.title = formatFull(item.ts);
@@ -898,7 +903,7 @@
     open.appendChild(top);
 
     var second = el('span', 'item__second');
-    second.appendChild(el('span', 'tag tag--channel', channelLabel(item.channel)));
+    second.appendChild(el('span', 'tag tag--channel', channelsLabel(item)));
     var lang = el('span', 'tag tag--lang', languageLabel(item.language));
     lang.setAttribute('lang', str(item.language) === 'zh' ? 'zh-CN' : 'en');
     second.appendChild(lang);
@@ -1178,7 +1183,7 @@
     dl.textContent = '';
     addFact(dl, 'Key', current.key, 'detail-key').classList.add('facts__value--key');
     if (item) {
-      addFact(dl, 'Channel', channelLabel(item.channel));
+      addFact(dl, 'Channel', channelsLabel(item));
       addFact(dl, 'Language', languageLabel(item.language));
       addFact(dl, 'Reason', reasonLabel(item.reason));
       addFact(dl, 'Status', statusText(item), 'detail-status');
