@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from bot.conversation import ConversationService, QueueFull, Turn
 from bot.dedupe import Deduper
-from bot.inbox import Inbox
+from bot.inbox import Inbox, Kept
 from bot.messages import InboundMessage, OutboundReply
 from bot.metrics import Metrics
 from bot.ordering import KeyedLocks
@@ -60,31 +60,38 @@ class DurableIntake:
         return f"{self.channel}:{event_id}"
 
     async def keep(self, event_id: str, record: dict[str, Any]) -> bool:
-        """True: kept, answer it. False: a duplicate, acknowledge it and do nothing. Raises `NotKept`."""
+        """True: kept, answer it. False: a duplicate, acknowledge it and do nothing. Raises `NotKept`.
+
+        Keeping comes first and is one step in the inbox (`Inbox.keep_new`: kept now, unless some
+        gateway keeps it unanswered or answered it within the hour), so a gateway killed between
+        two steps never leaves a delivery marked as handled that nobody keeps. The duplicate mark
+        comes after; finding it already there means an older delivery answered long ago."""
         key = self._dedupe_key(event_id)
         try:
-            first = await asyncio.wait_for(self.deduper.first_time(key), self.store_timeout)
-        except Exception as exc:
-            log.error("cannot check a delivery for duplicates; not acknowledging it",
-                      extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
-            raise NotKept from exc
-        if not first:
-            self.metrics.inc("messages_duplicate_total", channel=self.channel)
-            log.info("delivery already handled; acknowledged without answering again",
-                     extra={"channel": self.channel, "delivery": event_id})
-            return False
-        try:
-            await asyncio.wait_for(self.inbox.put(self.channel, event_id, record), self.store_timeout)
+            kept = await asyncio.wait_for(self.inbox.keep_new(self.channel, event_id, record), self.store_timeout)
         except Exception as exc:
             log.error("cannot keep a delivery (Redis down?); refused so that the platform delivers it again",
                       extra={"channel": self.channel, "delivery": event_id, "error": repr(exc)})
-            try:
-                await asyncio.wait_for(self.deduper.forget(key), self.store_timeout)
-            except Exception as forget_exc:  # the mark expires on its own
-                log.error("cannot take back the duplicate mark either; a redelivery may be ignored",
-                          extra={"channel": self.channel, "delivery": event_id, "error": repr(forget_exc)})
             raise NotKept from exc
+        if kept is not Kept.NOW:
+            self._duplicate(event_id)
+            return False
+        try:
+            first = await asyncio.wait_for(self.deduper.first_time(key), self.store_timeout)
+        except Exception as exc:  # kept: it is answered; only the long-term duplicate mark is missing
+            log.error("cannot mark a kept delivery as seen", extra={"channel": self.channel, "delivery": event_id,
+                                                                     "error": repr(exc)})
+            return True
+        if not first:
+            await self.inbox.discard(self.channel, event_id)
+            self._duplicate(event_id)
+            return False
         return True
+
+    def _duplicate(self, event_id: str) -> None:
+        self.metrics.inc("messages_duplicate_total", channel=self.channel)
+        log.info("delivery already handled; acknowledged without answering again",
+                 extra={"channel": self.channel, "delivery": event_id})
 
     async def submit(self, service: ConversationService, message: InboundMessage, replayed: bool = False) -> Turn:
         """Submit a kept delivery; while its conversation's queue is full, wait (it stays kept,

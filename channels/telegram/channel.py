@@ -9,6 +9,7 @@ and intake, refuse further sends, close the bot session). See docs/telegram.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -81,18 +82,25 @@ def add_channel(app: web.Application, ctx: PluginContext, config: TelegramConfig
 
     ctx.continuations.add_way(CHANNEL, deep_link)
 
-    async def on_listening(app: web.Application) -> None:
-        # Only once the port is bound: a webhook must never point at a gateway that failed to start.
+    async def learn_username() -> None:
         try:
             me = await bot.get_me()
             if me.username:
                 username.append(me.username)
         except Exception as exc:  # no deep links until a restart; everything else works
             log.warning("getMe failed: no Telegram deep links", extra={"error": repr(exc)})
-        await telegram_input.start()
+
+    lookups: list[asyncio.Task[None]] = []
+
+    async def on_listening(app: web.Application) -> None:
+        # Only once the port is bound: a webhook must never point at a gateway that failed to start.
+        await telegram_input.start()  # kept updates first: the deep links' @name can wait
+        lookups.append(asyncio.create_task(learn_username(), name="telegram-get-me"))
         log.info("Telegram channel started", extra={"mode": config.mode, "bot_id": config.bot_id})
 
     async def on_shutdown(app: web.Application) -> None:
+        for task in lookups:
+            task.cancel()
         await telegram_input.stop()
 
     async def on_cleanup(app: web.Application) -> None:
