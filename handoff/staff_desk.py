@@ -129,22 +129,18 @@ class StaffDesk:
             lines.append(f"Waiting since {agent_clock(h.created_at, zone)}; first answer due by "
                          f"{agent_clock(h.first_response_due, zone)}")
         elif h.status == "assigned":
-            lines.append(f"With {self._name(h.agent)}")
+            lines.append(f"With {self.service.agent_name(h.agent)}")
         else:
             lines.append({"returned": "Handed back to the bot", "resolved": f"Resolved: {h.outcome}"}.get(
                 h.status, h.status))
         return "\n".join(lines)
-
-    def _name(self, agent: str | None) -> str:
-        known = self.service.agents.get(agent or "")
-        return known.name if known else (agent or "?")
 
     @staticmethod
     def _buttons(h: Handoff) -> tuple[StaffButton, ...]:
         return {"queued": _QUEUED_BUTTONS, "assigned": _ASSIGNED_BUTTONS}.get(h.status, ())
 
     def _line(self, event: HandoffEvent) -> str | None:
-        kind, name = event.kind, self._name(event.agent)
+        kind, name = event.kind, self.service.agent_name(event.agent)
         if kind is HandoffEventKind.SHOPPER_MESSAGE:
             return f"Shopper: {event.text or '(an attachment)'}"
         if kind is HandoffEventKind.AGENT_REPLY:
@@ -176,7 +172,7 @@ class StaffDesk:
         else:
             text = f":warning: {what} due at {agent_clock(due, zone)}"
         if h.escalated and first and event.kind is HandoffEventKind.SLA_BREACHED:
-            text += " · escalated to " + ", ".join(self._name(a) for a in self.service.settings.supervisors)
+            text += " · escalated to " + ", ".join(self.service.agent_name(a) for a in self.service.settings.supervisors)
         return text
 
     def _echo(self, key: str, kind: HandoffEventKind, text: str) -> bool:
@@ -223,7 +219,7 @@ class StaffDesk:
         try:
             if action.kind is StaffActionKind.CLAIM:
                 won, holder = await self.service.claim(agent, key)
-                return None if won else f"{self._name(holder)} claimed it first."
+                return None if won else f"{self.service.agent_name(holder)} claimed it first."
             if action.kind is StaffActionKind.REPLY:
                 text = action.text.strip()
                 if not text:
