@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 import pytest
@@ -152,3 +153,18 @@ async def shopper_factory(gateway: RunningGateway) -> AsyncIterator[Any]:
 
     yield make
     await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
+
+
+@pytest.fixture
+async def shop_gateway(fake_rasa: Any, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway that takes the shop's signed case events (flows/updates.py), on the fake Rasa."""
+    from tests.conftest import make_settings, start_gateway
+    from tests.flows.test_case_updates import SECRET
+
+    gateway, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url,
+                                                        environ={"SHOP_EVENTS_SECRET": SECRET}))
+    try:
+        yield gateway
+    finally:
+        await runner.cleanup()
+

@@ -11,28 +11,16 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
 import pytest
 
 from bot.links import LinkSigner
 from flows.case_page import PAGE_PATH
-from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
-from tests.fake_rasa import FakeRasa
-from tests.flows.test_case_updates import SECRET, cases, event, new_return, post
+from tests.conftest import ChatClient, RunningGateway
+from tests.flows.test_case_updates import cases, event, new_return, post
 
 SHOTS = Path("/tmp/case-page-shots")
-
-
-@pytest.fixture
-async def shop_gateway(fake_rasa: FakeRasa, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    gateway, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url,
-                                                        environ={"SHOP_EVENTS_SECRET": SECRET}))
-    try:
-        yield gateway
-    finally:
-        await runner.cleanup()
 
 
 async def link_from_an_update(gateway: RunningGateway, locale: str, lang: str) -> tuple[str, str]:

@@ -12,10 +12,8 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import AsyncIterator
 
 import aiohttp
-import pytest
 
 from bot.sealing import DataKeys
 from flows.cases import Case, CaseStore
@@ -25,16 +23,6 @@ from tests.conftest import ChatClient, RunningGateway, make_settings, start_gate
 from tests.fake_rasa import FakeRasa
 
 SECRET = "shop-events-secret-" + "s" * 24
-
-
-@pytest.fixture
-async def shop_gateway(fake_rasa: FakeRasa, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    gateway, runner = await start_gateway(make_settings(tmp_path, fake_rasa.url,
-                                                        environ={"SHOP_EVENTS_SECRET": SECRET}))
-    try:
-        yield gateway
-    finally:
-        await runner.cleanup()
 
 
 def cases(gateway: RunningGateway) -> CaseStore:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -18,25 +17,14 @@ from tests.conftest import ChatClient
 from tests.flows.conftest import Shopper, buttons, text
 from tests.flows.test_case_updates import SECRET, cases, event, post
 from tests.handoff.conftest import ConsoleClient, team_environ
-from tests.telegram.conftest import new_chat_id, new_token, telegram_gateway
+from tests.telegram.conftest import new_chat_id, telegram_gateway
 from tests.telegram.fake_bot_api import FakeBotAPI
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def telegram_api() -> AsyncIterator[FakeBotAPI]:
-    api = FakeBotAPI(token=new_token())
-    await api.start()
-    try:
-        yield api
-    finally:
-        await api.close()
-
-
 async def test_a_return_made_on_the_web_chat_goes_on_in_telegram(
-        rasa_stack: RasaProcesses, telegram_api: FakeBotAPI, tmp_path: Path) -> None:
-    fake = telegram_api
+        rasa_stack: RasaProcesses, fake: FakeBotAPI, tmp_path: Path) -> None:
     environ = {**team_environ(tmp_path), "SHOP_EVENTS_SECRET": SECRET}
     async with telegram_gateway(tmp_path, rasa_stack.rasa_url, fake, **environ) as tg:
         gateway = tg.gateway
