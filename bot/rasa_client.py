@@ -31,13 +31,16 @@ from urllib.parse import quote
 import aiohttp
 import yarl
 
+from bot import jsoncodec
 from bot.errors import DependencyUnavailable
+from bot.keepalive import BadResponse, ConnectionLost, KeepAlivePool, NotConnected
 from bot.messages import InboundMessage, MessageFormatError, OutboundReply, parse_rasa_replies
 from bot.metrics import Metrics
 
 log = logging.getLogger("gateway.rasa")
 
 REST_WEBHOOK = "/webhooks/rest/webhook"
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def _segment(value: str) -> str:
@@ -80,6 +83,7 @@ class RasaServer:
     url: str
     in_flight: int = 0
     refused_until: float = 0.0  # monotonic time before which it is tried only after the others
+    turns: KeepAlivePool | None = None  # the webhook's connections (plain http://), from `RasaClient.start`
 
     def __post_init__(self) -> None:
         self.webhook = self.url_of(REST_WEBHOOK)  # every turn's URL, built once
@@ -108,11 +112,23 @@ class RasaClient:
         self._unsettled: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def start(self) -> None:
+        for server in self.servers:
+            url = yarl.URL(server.url)
+            if server.turns is None and url.scheme == "http" and url.host:
+                webhook = server.webhook.with_query(self._params()) if self._token else server.webhook
+                server.turns = KeepAlivePool(url.host, url.port or 80, webhook.raw_path_qs, limit=200,
+                                             connect_timeout=min(5.0, self._timeout.total or 5.0))
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=200, limit_per_host=200, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            # Rasa sets no cookies: a jar that keeps none spares every request the cookie filtering.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
+        for server in self.servers:
+            if server.turns is not None:
+                server.turns.close()
+                server.turns = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -253,22 +269,46 @@ class RasaClient:
         server.in_flight += 1
         self.metrics.inc("rasa_requests_total", rasa=server.url)
         try:
-            url = server.webhook if path == REST_WEBHOOK else server.url_of(path)
-            async with self.session.request(method, url, json=json, params=query or None) as resp:
-                if resp.status >= 500:
-                    raise RasaUnavailable(f"Rasa answered HTTP {resp.status} to {method} {path}")
-                if resp.status >= 400:
-                    detail = (await resp.text())[:200]
-                    raise RasaRejected(f"Rasa answered HTTP {resp.status} to {method} {path}: {detail}")
-                try:
-                    return await resp.json(content_type=None)
-                except ValueError as exc:
-                    raise RasaRejected(f"Rasa answered invalid JSON to {method} {path}") from exc
+            body = None if json is None else jsoncodec.dumps_bytes(json)  # bytes: no payload lookup, no encoding
+            if server.turns is not None and method == "POST" and path == REST_WEBHOOK:
+                status, raw = await self._post_turn(server, body or b"null")
+            else:
+                status, raw = await self._send(server, method, path, body, query)
+        finally:
+            server.in_flight -= 1
+        if status >= 500:
+            raise RasaUnavailable(f"Rasa answered HTTP {status} to {method} {path}")
+        if status >= 400:
+            detail = raw[:200].decode("utf-8", "replace")
+            raise RasaRejected(f"Rasa answered HTTP {status} to {method} {path}: {detail}")
+        try:  # read as UTF-8 JSON whatever the content type says, as Rasa means it
+            return jsoncodec.loads(raw) if raw.strip() else None
+        except ValueError as exc:
+            raise RasaRejected(f"Rasa answered invalid JSON to {method} {path}") from exc
+
+    async def _post_turn(self, server: RasaServer, body: bytes) -> tuple[int, bytes]:
+        """A turn, on the server's keep-alive connections (bot/keepalive.py)."""
+        assert server.turns is not None
+        try:
+            answer = await server.turns.post(body, self._timeout.total or 30.0)
+        except NotConnected as exc:
+            raise RasaNotReached(f"cannot reach Rasa at {server.url}: {exc}") from exc
+        except (ConnectionLost, BadResponse) as exc:
+            raise RasaUnavailable(f"no answer from Rasa at {server.url}: {exc}") from exc
+        except asyncio.TimeoutError as exc:
+            raise RasaUnavailable(f"Rasa did not answer POST {REST_WEBHOOK} in time") from exc
+        return answer.status, answer.body
+
+    async def _send(self, server: RasaServer, method: str, path: str, body: bytes | None,
+                    query: dict[str, str]) -> tuple[int, bytes]:
+        url = server.webhook if path == REST_WEBHOOK else server.url_of(path)
+        try:
+            async with self.session.request(method, url, data=body, params=query or None,
+                                            headers=JSON_HEADERS if body is not None else None) as resp:
+                return resp.status, await resp.read()
         except asyncio.TimeoutError as exc:
             raise RasaUnavailable(f"Rasa did not answer {method} {path} in time") from exc
         except aiohttp.ClientConnectorError as exc:
             raise RasaNotReached(f"cannot reach Rasa at {server.url}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise RasaUnavailable(f"cannot reach Rasa at {server.url}: {exc}") from exc
-        finally:
-            server.in_flight -= 1
