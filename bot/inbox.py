@@ -58,6 +58,17 @@ class Inbox(ABC):
     async def done(self, channel: str, event_id: str) -> None:
         """The delivery was answered; forget it (its id is remembered `ANSWERED_SECONDS`)."""
 
+    async def done_all(self, channel: str, event_ids: list[str]) -> int:
+        """`done` for several deliveries at once; how many could not be forgotten (they are
+        answered again after the next start, and shown once)."""
+        failed = 0
+        for event_id in event_ids:
+            try:
+                await self.done(channel, event_id)
+            except Exception:
+                failed += 1
+        return failed
+
     @abstractmethod
     async def discard(self, channel: str, event_id: str) -> None:
         """The delivery was kept but then refused (not acknowledged): forget it entirely."""
@@ -248,10 +259,23 @@ class RedisInbox(Inbox):
     async def discard(self, channel: str, event_id: str) -> None:
         await self._forget(channel, event_id, remember=False)
 
-    async def _forget(self, channel: str, event_id: str, remember: bool) -> None:
+    async def done_all(self, channel: str, event_ids: list[str]) -> int:
+        sent = [self._forget_command(channel, event_id, remember=True) for event_id in event_ids]  # one round trip
+        failed = 0
+        for event_id, outcome in zip(event_ids, await asyncio.gather(*sent, return_exceptions=True), strict=True):
+            if isinstance(outcome, BaseException):
+                failed += 1
+            else:
+                self._kept_here.discard((channel, event_id))
+        return failed
+
+    def _forget_command(self, channel: str, event_id: str, remember: bool) -> asyncio.Future[Any]:
         key = self._prefix + channel
-        await self._batch.eval(_FORGET, 4, key, key + ":order", key + ":owner", self._answered_key(channel, event_id),
-                               event_id, "1" if remember else "0", ANSWERED_SECONDS)
+        return self._batch.eval(_FORGET, 4, key, key + ":order", key + ":owner", self._answered_key(channel, event_id),
+                                event_id, "1" if remember else "0", ANSWERED_SECONDS)
+
+    async def _forget(self, channel: str, event_id: str, remember: bool) -> None:
+        await self._forget_command(channel, event_id, remember)
         self._kept_here.discard((channel, event_id))
 
     async def claim_unowned(self, channel: str, belongs: Callable[[str], bool] | None = None,

@@ -18,9 +18,15 @@ import logging
 import re
 import sys
 import time
+from itertools import islice
 from typing import Any
 
+from bot import jsoncodec
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_RECORD_FIELDS = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+_LEVEL_NAMES = {level: logging.getLevelName(level).lower() for level in range(0, 60, 10)}
+_MASKED_EVENTS: dict[str, str] = {}  # a log call's fixed message (no arguments), masked once
 _PRIVATE_FIELDS = {"text"}
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-]{1,64})@([A-Za-z0-9-]{1,63})((?:\.[A-Za-z0-9-]{1,63})+)")
@@ -58,21 +64,37 @@ def _scrub(value: Any) -> Any:
     return mask_identifiers(value) if isinstance(value, str) else value
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+def _encode(entry: dict[str, Any]) -> str:
+    try:
+        return jsoncodec.dumps(entry, default=str)
+    except TypeError:  # what orjson cannot write even with `default` (an integer beyond 64 bits)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if record.args or not isinstance(record.msg, str):
+            event = mask_identifiers(record.getMessage())
+        else:  # the usual call, log.info("message accepted", extra=...): a message fixed in the code
+            masked = _MASKED_EVENTS.get(record.msg)
+            if masked is None:
+                masked = mask_identifiers(record.msg)
+                if len(_MASKED_EVENTS) < 10_000:
+                    _MASKED_EVENTS[record.msg] = masked
+            event = masked
         entry: dict[str, Any] = {
             "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
+            "level": _LEVEL_NAMES.get(record.levelno) or record.levelname.lower(),
             "logger": record.name,
-            "event": mask_identifiers(record.getMessage()),
+            "event": event,
         }
         private = _PRIVATE_FIELDS if record.levelno > logging.DEBUG else ()
-        for key, value in record.__dict__.items():
-            if key in _STANDARD or key in private or key.startswith("_"):
+        # The `extra` fields, in the call's order: `makeRecord` adds them after the record's own.
+        fields = record.__dict__
+        for key in [k for k in islice(fields, _RECORD_FIELDS, None) if k not in _STANDARD]:
+            if key in private or key.startswith("_"):
                 continue
+            value = fields[key]
             entry[key] = mask_identifiers(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from aiohttp import WSMsgType, web
 
+from bot import jsoncodec
 from bot.channels import OutputChannel
 from bot.config import Settings
 from bot.conversation import ConversationService, Draining, QueueFull, Turn
@@ -95,7 +96,7 @@ class WebchatOutput(OutputChannel):
         if held is None:
             return
         on = frame.get("on") if frame.get("type") == "typing" and len(frame) == 2 else None
-        text = _TYPING_TEXT[on] if on is True or on is False else json.dumps(frame)  # once for every tab
+        text = _TYPING_TEXT[on] if on is True or on is False else jsoncodec.dumps(frame)  # once for every tab
         for ws in tuple(held) if isinstance(held, set) else (held,):
             if not ws.closed:
                 try:
@@ -146,7 +147,8 @@ class WebchatInput:
                  availability: AvailabilityBoard | None = None) -> None:
         self.availability = availability or AvailabilityBoard()  # told in the session frame (the header)
         self.inbox = inbox
-        self._answering: set[asyncio.Task[None]] = set()
+        self._to_forget: list[str] = []  # event ids of kept messages answered, to forget
+        self._forgetting: asyncio.Task[None] | None = None
         self._tracking_stopped = False
         self.uploads = uploads
         self.service = service
@@ -188,21 +190,25 @@ class WebchatInput:
 
     def track(self, turn: Turn, event_id: str) -> None:
         """Forget the kept message once its turn is answered (a callback, not a task waiting
-        for every message: the task is started only when there is something to forget)."""
+        for every message; the messages answered meanwhile are forgotten by one task)."""
         def answered(replies: asyncio.Future[list[OutboundReply]]) -> None:
             if replies.cancelled() or self._tracking_stopped:
                 return  # shutdown: it stays kept, replayed at the next start
             replies.exception()  # an answer that failed is answered all the same
-            task = asyncio.create_task(self._forget(event_id), name="webchat-inbox-done")
-            self._answering.add(task)
-            task.add_done_callback(self._answering.discard)
+            self._to_forget.append(event_id)
+            if self._forgetting is None:
+                self._forgetting = asyncio.create_task(self._forget_answered(), name="webchat-inbox-done")
         turn.replies.add_done_callback(answered)
 
-    async def _forget(self, event_id: str) -> None:
+    async def _forget_answered(self) -> None:
         try:
-            await self.inbox.done(CHANNEL, event_id)
-        except Exception as exc:  # replayed after the next start; the transcript shows it once
-            log.warning("answered web chat message not removed from the inbox", extra={"error": repr(exc)})
+            while self._to_forget:
+                answered, self._to_forget = self._to_forget, []
+                failed = await self.inbox.done_all(CHANNEL, answered)
+                if failed:  # replayed after the next start; the transcript shows them once
+                    log.warning("answered web chat messages not removed from the inbox", extra={"count": failed})
+        finally:
+            self._forgetting = None
 
     async def replay_kept(self) -> None:
         """Answer what was acknowledged before the last stop but not answered: the shopper
@@ -226,9 +232,9 @@ class WebchatInput:
 
     async def stop_tracking(self) -> None:
         self._tracking_stopped = True
-        for task in list(self._answering):
-            task.cancel()
-        await asyncio.gather(*self._answering, return_exceptions=True)
+        if self._forgetting is not None:
+            self._forgetting.cancel()
+            await asyncio.gather(self._forgetting, return_exceptions=True)
 
     async def close_all(self) -> None:
         for ws in list(self.sockets):
@@ -269,7 +275,7 @@ class _Connection:
         # Debug only: a flood must not become a flood of log lines (the metric counts them).
         log.debug("frame refused", extra={"code": code, "conversation": self.conversation_id})
         await self.ws.send_json({"type": "error", "code": code, "message": error_text(code, self.language, **values),
-                                 "detail": detail, "id": frame_id})
+                                 "detail": detail, "id": frame_id}, dumps=jsoncodec.dumps)
 
     async def run(self) -> None:
         """The socket's messages until it closes; the first (the hello) must come within
@@ -396,7 +402,7 @@ class _Connection:
             # A resend after a drop (maybe to another gateway): its keeper answers it, or has,
             # or a survivor takes it over if the keeper died; never run twice.
             self.owner.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
-            await self.ws.send_json({"type": "ack", "id": frame_id})
+            await self.ws.send_json({"type": "ack", "id": frame_id}, dumps=jsoncodec.dumps)
             return
         try:
             turn = self.owner.service.submit(message)
@@ -410,7 +416,7 @@ class _Connection:
             return
         if kept is Kept.NOW and not turn.duplicate:
             self.owner.track(turn, event_id)
-        await self.ws.send_json({"type": "ack", "id": frame_id})
+        await self.ws.send_json({"type": "ack", "id": frame_id}, dumps=jsoncodec.dumps)
 
     async def _discard(self, event_id: str) -> None:
         try:
