@@ -289,7 +289,7 @@ class ConversationService:
             raise QueueFull("the gateway is holding as many messages as it may; try again shortly")
         state.language = follow_language(state.language, self._evidence(message), message.locale)
         if message.language != state.language.known:
-            message = replace(message, language=state.language.known)
+            message = message.in_language(state.language.known)
         if message.payload and message.text.strip() in ("", message.payload.strip()):
             # A client that sends only a button's payload: what the shopper pressed is the
             # button's title (the transcript, the console and Rasa's metadata show that).

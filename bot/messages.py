@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence, TypeGuard
 
 from bot.signals import HANDOFF, HandoffRequest
@@ -101,14 +102,24 @@ class InboundMessage:
     # canned greetings; never sent to Rasa.
     sender_name: str | None = None
 
-    @property
+    # Both are asked for several times in every turn: made once per message (a frozen
+    # dataclass still has a __dict__ for cached_property to keep them in).
+    @cached_property
     def ref(self) -> ConversationRef:
         return ConversationRef(self.channel, self.conversation_id)
 
-    @property
+    @cached_property
     def conversation_key(self) -> str:
         """Unique across channels; also the sender id Rasa keeps its tracker under."""
         return self.ref.key
+
+    def in_language(self, language: str | None) -> "InboundMessage":
+        """This message with its conversation's language set: `dataclasses.replace(self,
+        language=language)`, without running `__init__` again (once for every message)."""
+        copy = object.__new__(InboundMessage)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__["language"] = language
+        return copy
 
     @property
     def summary(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import secrets
 import signal
@@ -66,6 +67,11 @@ async def _serve(settings: Settings, rasa: RasaProcesses | None) -> None:
     _say(f"  health / metrics:   {base}/healthz  {base}/metrics")
     for line in app[NOTICES_KEY]:  # from the plugins: which channels are on, a new demo agent
         _say(line.replace("{base}", base))
+    # What start-up built (modules, policies, texts, the apps) lives as long as the process:
+    # moved out of the collector's sight, so that its full collections, which a busy gateway
+    # triggers every few hundred turns, no longer walk it (about a fifth of a turn's CPU).
+    gc.collect()
+    gc.freeze()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -326,6 +326,7 @@ class AnalyticsRecorder:
         self.metrics = metrics
         self.conversations = conversations
         self._recorded: OrderedDict[str, str] = OrderedDict()  # conversation key -> the day recorded here
+        self._today: tuple[str, float, float] = ("", 0.0, 0.0)  # today in the shop's zone: the day, its start and end
 
     def hashed(self, text: str) -> str:
         return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:32]
@@ -338,7 +339,14 @@ class AnalyticsRecorder:
         return f"{self.conversation(h.key)}:{self.hashed(f'handoff:{h.key}:{h.created_at!r}')[:16]}"
 
     def day_of(self, at: float) -> str:
-        return dt.datetime.fromtimestamp(at, self.zone).date().isoformat()
+        day, start, end = self._today
+        if start <= at < end:
+            return day  # every message of the day: no date arithmetic
+        date = dt.datetime.fromtimestamp(at, self.zone).date()
+        start_at = dt.datetime.combine(date, dt.time(0), self.zone).timestamp()
+        end_at = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0), self.zone).timestamp()
+        self._today = (date.isoformat(), start_at, end_at)
+        return date.isoformat()
 
     def expire_at(self, day: str) -> float:
         start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(0), self.zone)
