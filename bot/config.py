@@ -313,7 +313,8 @@ GATEWAY_SETTINGS: dict[str, Setting[Any]] = {
         "hands them to the action server; set the same value for both if you run them apart. Rotation: "
         "`docs/security.md`", secret=True, shown_default="generated into `DATA_DIR/data-key` (0600)"),
     "log_level": Setting("LOG_LEVEL", _D.log_level, lambda s: _choice("debug", "info", "warning", "error")(s).upper(),
-                         "`debug`, `info`, `warning` or `error`; message text is only logged at `debug`",
+                         "`debug`, `info`, `warning` or `error`; `info` logs sessions, handoffs and failures, `debug` adds "
+                         "a line for every message, with its text",
                          shown_default="`info`"),
     "log_format": Setting("LOG_FORMAT", _D.log_format, _choice("json", "text"),
                           "`json` (one object per line) or `text`; e-mail addresses and phone numbers are masked"),
