@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -46,6 +47,8 @@ SHOPPER_ERRORS = frozenset({"text_too_long", "empty_text", "queue_full", "invali
 HELLO_BURST, HELLO_PER_SECOND = 3, 0.1  # per socket: a hello resends the whole history
 
 
+# Characters json.dumps writes as they are (printable ASCII but the quote and the backslash).
+_WRITTEN_AS_IS = re.compile(r'[ !#-\[\]-~]*\Z')
 _CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 _NO_CONTEXT: Mapping[str, str] = MappingProxyType({})  # shared by every socket without a customer
 # Two frames of every turn, encoded once.
@@ -186,7 +189,12 @@ class WebchatInput:
 
     @staticmethod
     def event_id(message: InboundMessage) -> str:
-        return json.dumps([message.conversation_id, message.message_id])  # opaque inbox key, never parsed
+        """The inbox key of a message: `json.dumps([conversation id, message id])`, opaque, never
+        parsed (written out directly for the usual ids, which JSON writes as they are)."""
+        conversation_id, message_id = message.conversation_id, message.message_id
+        if _WRITTEN_AS_IS.match(conversation_id) and _WRITTEN_AS_IS.match(message_id):
+            return f'["{conversation_id}", "{message_id}"]'
+        return json.dumps([conversation_id, message_id])
 
     def track(self, turn: Turn, event_id: str) -> None:
         """Forget the kept message once its turn is answered (a callback, not a task waiting

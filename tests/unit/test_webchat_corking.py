@@ -84,3 +84,22 @@ async def test_a_close_frame_and_close_send_what_waits_first() -> None:
     corked.write(b"\x81\x01b")
     corked.close()
     assert real.written[-1] == b"\x81\x01b" and real.closed
+
+
+def test_inbox_keys_of_web_chat_messages_are_the_same_whatever_the_ids_hold() -> None:
+    """A resend is recognised by its inbox key on every gateway, also one running an earlier
+    version: the key stays `json.dumps([conversation id, message id])` for any id."""
+    import json
+    import random
+    import string
+
+    from bot.messages import InboundMessage
+    from channels.webchat.websocket import WebchatInput
+
+    alphabet = string.printable + "é中\u2028\x00\x1f\"\\/"
+    ids = ["m-1", "a b", 'say "hi"', "back\\slash", "中文", "\x00"] + [
+        "".join(random.choice(alphabet) for _ in range(random.randint(1, 12))) for _ in range(2000)]
+    for message_id in ids:
+        message = InboundMessage(channel="webchat", conversation_id="c0ffee", sender_id="c0ffee", text="t",
+                                 message_id=message_id)
+        assert WebchatInput.event_id(message) == json.dumps(["c0ffee", message_id]), repr(message_id)
