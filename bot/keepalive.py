@@ -183,9 +183,11 @@ class _Connection(asyncio.Protocol):
 
 
 class KeepAlivePool:
-    """POSTs of JSON to one path of one server, on at most `limit` connections at once."""
+    """POSTs of JSON to one path of one server, on at most `limit` connections at once, each
+    answered within `timeout` seconds (checked every `timeout / 10`, at most every second: a
+    timer per request would cost more than the rest of the request)."""
 
-    def __init__(self, host: str, port: int, path_and_query: str, limit: int = 200,
+    def __init__(self, host: str, port: int, path_and_query: str, *, timeout: float, limit: int = 200,
                  connect_timeout: float = 5.0) -> None:
         self.host, self.port = host, port
         host_header = host if port == 80 else f"{host}:{port}"
@@ -193,22 +195,32 @@ class KeepAlivePool:
                       "Content-Type: application/json\r\nAccept: application/json\r\n"
                       "Connection: keep-alive\r\nContent-Length: ").encode("latin-1")
         self._idle: deque[_Connection] = deque()
-        self._slots = asyncio.Semaphore(limit)
+        self._busy: dict[_Connection, float] = {}  # connections waiting for an answer -> their deadline
+        self._limit, self._in_use = limit, 0
+        self._queued: deque[asyncio.Future[None]] = deque()  # requests waiting for a free connection
+        self._timeout = timeout
+        self._check_every = min(1.0, max(0.02, timeout / 10))
+        self._watcher: asyncio.Task[None] | None = None
         self._connect_timeout = connect_timeout
         self._closing = False
 
-    async def post(self, body: bytes, timeout: float) -> Answer:
-        """Send `body` and return the answer, within `timeout` seconds."""
-        async with self._slots:
+    async def post(self, body: bytes) -> Answer:
+        """Send `body` and return the answer; `asyncio.TimeoutError` after `timeout` seconds."""
+        await self._acquire()
+        try:
             connection = self._reusable() or await self._connect()
-            request = b"%s%d\r\n\r\n%s" % (self._head, len(body), body)
+            answering = connection.send(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+            self._busy[connection] = time.monotonic() + self._timeout
+            if self._watcher is None:
+                self._watcher = asyncio.create_task(self._time_out_late_answers(), name="rasa-turn-timeouts")
             try:
-                async with asyncio.timeout(timeout):
-                    answer, keep_alive = await connection.send(request)
+                answer, keep_alive = await answering
             except BaseException:
                 if connection.transport is not None:
                     connection.transport.abort()  # an answer may still come: never reuse it
                 raise
+            finally:
+                self._busy.pop(connection, None)
             if keep_alive and not connection.closed and not self._closing:
                 connection.idle_since = time.monotonic()
                 connection.waiter = None
@@ -216,6 +228,43 @@ class KeepAlivePool:
             elif connection.transport is not None:
                 connection.transport.close()
             return answer
+        finally:
+            self._release()
+
+    async def _acquire(self) -> None:
+        if self._in_use < self._limit and not self._queued:
+            self._in_use += 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._queued.append(turn)
+        try:
+            await turn  # `_release` passes its connection slot on
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # given the slot just as it was cancelled: pass it on
+            else:
+                self._queued.remove(turn)
+            raise
+
+    def _release(self) -> None:
+        while self._queued:
+            turn = self._queued.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot goes to the oldest waiting request
+                return
+        self._in_use -= 1
+
+    async def _time_out_late_answers(self) -> None:
+        try:
+            while self._busy:
+                await asyncio.sleep(self._check_every)
+                now = time.monotonic()
+                for connection in [c for c, deadline in self._busy.items() if deadline <= now]:
+                    waiter = connection.waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_exception(asyncio.TimeoutError(f"no answer within {self._timeout:g} s"))
+        finally:
+            self._watcher = None
 
     def _reusable(self) -> _Connection | None:
         stale_before = time.monotonic() - IDLE_SECONDS
@@ -241,6 +290,8 @@ class KeepAlivePool:
 
     def close(self) -> None:
         self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
         while self._idle:
             connection = self._idle.pop()
             if connection.transport is not None:

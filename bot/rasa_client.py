@@ -116,7 +116,8 @@ class RasaClient:
             url = yarl.URL(server.url)
             if server.turns is None and url.scheme == "http" and url.host:
                 webhook = server.webhook.with_query(self._params()) if self._token else server.webhook
-                server.turns = KeepAlivePool(url.host, url.port or 80, webhook.raw_path_qs, limit=200,
+                server.turns = KeepAlivePool(url.host, url.port or 80, webhook.raw_path_qs,
+                                             timeout=self._timeout.total or 30.0, limit=200,
                                              connect_timeout=min(5.0, self._timeout.total or 5.0))
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=200, limit_per_host=200, enable_cleanup_closed=True)
@@ -290,7 +291,7 @@ class RasaClient:
         """A turn, on the server's keep-alive connections (bot/keepalive.py)."""
         assert server.turns is not None
         try:
-            answer = await server.turns.post(body, self._timeout.total or 30.0)
+            answer = await server.turns.post(body)
         except NotConnected as exc:
             raise RasaNotReached(f"cannot reach Rasa at {server.url}: {exc}") from exc
         except (ConnectionLost, BadResponse) as exc:

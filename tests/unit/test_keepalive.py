@@ -110,9 +110,9 @@ async def test_a_connection_rasa_closed_while_idle_is_not_used_again() -> None:
         writer.close()  # as Sanic does after its keep-alive timeout
 
     async with RawServer(answer_then_close) as server:
-        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook")
+        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook", timeout=5)
         for text in ("one", "two", "three"):
-            answer = await pool.post(json.dumps({"message": text}).encode(), timeout=5)
+            answer = await pool.post(json.dumps({"message": text}).encode())
             await asyncio.sleep(0.05)  # the close reaches us
             assert json.loads(answer.body) == [{"text": text}]
         pool.close()
@@ -136,8 +136,8 @@ async def test_connection_close_chunked_and_until_close_answers_are_read_whole()
             writer.close()
 
     async with RawServer(answer) as server:
-        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook")
-        texts = [json.loads((await pool.post(b"{}", timeout=5)).body)[0]["text"] for _ in range(3)]
+        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook", timeout=5)
+        texts = [json.loads((await pool.post(b"{}")).body)[0]["text"] for _ in range(3)]
         pool.close()
     assert texts == ["closing", "ch", "until close"]
 
@@ -155,7 +155,7 @@ async def test_no_server_means_not_sent_and_the_next_rasa_server_takes_the_turn(
         await client.close()
     assert len(peers) == 3
     with pytest.raises(NotConnected):
-        await KeepAlivePool("127.0.0.1", free_port(), "/").post(b"{}", timeout=5)
+        await KeepAlivePool("127.0.0.1", free_port(), "/", timeout=5).post(b"{}")
 
 
 async def test_a_turn_sent_but_not_answered_is_unavailable_not_lost_and_the_connection_is_dropped() -> None:
@@ -189,10 +189,10 @@ async def test_a_slow_answer_times_out_and_its_connection_is_never_reused() -> N
         await echo_text(body, writer)
 
     async with RawServer(slow_first) as server:
-        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook")
+        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook", timeout=0.3)
         with pytest.raises(TimeoutError):
-            await pool.post(b'{"message": "slow"}', timeout=0.2)
-        answer = await pool.post(b'{"message": "next"}', timeout=5)
+            await pool.post(b'{"message": "slow"}')
+        answer = await pool.post(b'{"message": "next"}')
         assert json.loads(answer.body) == [{"text": "next"}]  # not the slow one's late answer
         pool.close()
     assert server.connections == 2
@@ -208,10 +208,24 @@ async def test_an_answer_that_is_not_http_is_refused_clearly(garbage: bytes) -> 
         writer.write(garbage)
 
     async with RawServer(answer) as server:
-        pool = KeepAlivePool("127.0.0.1", server.port, "/")
+        pool = KeepAlivePool("127.0.0.1", server.port, "/", timeout=5)
         with pytest.raises(BadResponse):
-            await pool.post(b"{}", timeout=5)
+            await pool.post(b"{}")
         pool.close()
+
+
+async def test_requests_over_the_connection_limit_wait_their_turn_and_all_get_answered() -> None:
+    async def slowly(body: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.05)
+        await echo_text(body, writer)
+
+    async with RawServer(slowly) as server:
+        pool = KeepAlivePool("127.0.0.1", server.port, "/webhooks/rest/webhook", timeout=5, limit=3)
+        bodies = [json.dumps({"message": f"m{i}"}).encode() for i in range(12)]
+        answers = await asyncio.gather(*(pool.post(b) for b in bodies))
+        pool.close()
+    assert [json.loads(a.body)[0]["text"] for a in answers] == [f"m{i}" for i in range(12)]
+    assert server.connections == 3
 
 
 async def test_rasas_errors_keep_their_meaning() -> None:
