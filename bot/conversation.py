@@ -306,7 +306,9 @@ class ConversationService:
             self.rasa.may_have_run(message)
         if state.outage:
             turn.held.set()
-        self.transcripts.add_inbound(message, key)
+        # Looked for in the history only when it may be there: replayed, or the first message this
+        # process sees in the conversation (after a restart); else its id would be in `recent`.
+        self.transcripts.add_inbound(message, key, replayed or len(state.recent) == 1)
         self.metrics.inc("messages_received_total", channel=message.channel)
         if log.isEnabledFor(logging.DEBUG):  # a line per message only at DEBUG: about a tenth of a turn's CPU
             log.debug("message accepted", extra={"conversation": key, "message_id": message.message_id,

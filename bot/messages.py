@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping, Sequence  # not typing's: isinstance on these is several times faster
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Mapping, Sequence, TypeGuard
+from typing import Any, TypeGuard
 
 from bot.signals import HANDOFF, HandoffRequest
 
@@ -62,7 +62,12 @@ class ConversationRef:
 
     @property
     def key(self) -> str:
-        return f"{self.channel}:{self.conversation_id}"
+        return self.key_of(self.channel, self.conversation_id)
+
+    @staticmethod
+    def key_of(channel: str, conversation_id: str) -> str:
+        """The key of the conversation `ConversationRef(channel, conversation_id)`."""
+        return f"{channel}:{conversation_id}"
 
     @classmethod
     def parse(cls, key: str) -> "ConversationRef | None":
@@ -102,16 +107,14 @@ class InboundMessage:
     # canned greetings; never sent to Rasa.
     sender_name: str | None = None
 
-    # Both are asked for several times in every turn: made once per message (a frozen
-    # dataclass still has a __dict__ for cached_property to keep them in).
-    @cached_property
+    @property
     def ref(self) -> ConversationRef:
         return ConversationRef(self.channel, self.conversation_id)
 
-    @cached_property
+    @property
     def conversation_key(self) -> str:
         """Unique across channels; also the sender id Rasa keeps its tracker under."""
-        return self.ref.key
+        return ConversationRef.key_of(self.channel, self.conversation_id)  # without a ConversationRef each time
 
     def in_language(self, language: str | None) -> "InboundMessage":
         """This message with its conversation's language set: `dataclasses.replace(self,

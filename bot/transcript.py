@@ -254,12 +254,13 @@ class TranscriptStore:
             self._by_key.move_to_end(key)
         return entries
 
-    def add_inbound(self, message: InboundMessage, key: str | None = None) -> None:
-        """`key`: the message's conversation key, when the caller has it at hand."""
+    def add_inbound(self, message: InboundMessage, key: str | None = None, may_be_there: bool = True) -> None:
+        """`key`: the message's conversation key, when the caller has it at hand. `may_be_there`
+        False: the caller knows the history does not hold it yet, so it is not looked for."""
         key = key or message.conversation_key
         entries = self._entries(key)
         message_id = message.message_id
-        for earlier in islice(reversed(entries), 20):
+        for earlier in islice(reversed(entries), 20) if may_be_there else ():
             if earlier.message_id == message_id and earlier.role == "shopper":
                 return  # replayed after a restart: it is in the history already
         entries.append(TranscriptEntry(role="shopper", text=message.summary, ts=message.timestamp, message_id=message_id))
