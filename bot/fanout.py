@@ -14,10 +14,10 @@ frame is handed to the local handler too, so a socket on this gateway still gets
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any, Awaitable, Callable
 
+from bot import jsoncodec
 from bot.ordering import backoff
 from bot.redis_batch import RedisBatch
 
@@ -66,7 +66,7 @@ class RedisFanout(Fanout):
     async def publish(self, topic: str, frame: dict[str, Any]) -> None:
         hearing = self._subscribed.is_set()  # else this gateway would not hear its own frame
         try:
-            await self.batch.publish(self.prefix + topic, json.dumps(frame, ensure_ascii=False))
+            await self.batch.publish(self.prefix + topic, jsoncodec.dumps(frame))
         except Exception as exc:
             log.error("cannot publish a frame to the other gateways; delivered here only",
                       extra={"topic": topic, "error": repr(exc)})
@@ -102,7 +102,7 @@ class RedisFanout(Fanout):
                     channel = message["channel"]
                     topic = (channel.decode() if isinstance(channel, bytes) else channel)[len(self.prefix):]
                     try:
-                        frame = json.loads(message["data"])
+                        frame = jsoncodec.loads(message["data"])
                     except ValueError:
                         log.error("a fanned-out frame is not JSON", extra={"topic": topic})
                         continue

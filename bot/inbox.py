@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any, Callable
 
+from bot import jsoncodec
 from bot.redis_batch import RedisBatch
 from bot.resealing import Writes, as_text, rewrite_watched
 from bot.sealing import DataKeys, Resealed, SealingError
@@ -246,7 +247,7 @@ class RedisInbox(Inbox):
 
     async def keep_new(self, channel: str, event_id: str, payload: dict[str, Any]) -> Kept:
         key = self._prefix + channel
-        sealed = self._keys.seal_text(json.dumps(payload), f"inbox:{channel}:{event_id}")
+        sealed = self._keys.seal_text(jsoncodec.dumps(payload), f"inbox:{channel}:{event_id}")
         found = int(await self._batch.eval(_KEEP_NEW, 4, key, key + ":order", key + ":owner",
                                            self._answered_key(channel, event_id), event_id, sealed, self.owner))
         if found == 0:

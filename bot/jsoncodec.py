@@ -7,6 +7,7 @@ using `json` where speed does not matter."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import orjson
@@ -19,7 +20,10 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: ...} becomes {"1": ...}, as json.dumps
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     """`json.dumps(value, ensure_ascii=False)` with no spaces: one line of UTF-8 text.
     Raises TypeError for what JSON cannot hold (unless `default` turns it into what it can)."""
-    return orjson.dumps(value, default=default, option=_OPTIONS).decode()
+    try:
+        return orjson.dumps(value, default=default, option=_OPTIONS).decode()
+    except TypeError:  # what only the standard library writes (an integer beyond 64 bits)
+        return json.dumps(value, ensure_ascii=False, default=default, separators=(",", ":"))
 
 
 def dumps_bytes(value: Any) -> bytes:

@@ -13,7 +13,6 @@ password typed into the wrong box).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -65,10 +64,7 @@ def _scrub(value: Any) -> Any:
 
 
 def _encode(entry: dict[str, Any]) -> str:
-    try:
-        return jsoncodec.dumps(entry, default=str)
-    except TypeError:  # what orjson cannot write even with `default` (an integer beyond 64 bits)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+    return jsoncodec.dumps(entry, default=str)
 
 
 class JsonFormatter(logging.Formatter):

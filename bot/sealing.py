@@ -92,6 +92,7 @@ class DataKeys:
 
     keys: tuple[bytes, ...] = field(repr=False)
     _by_kid: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+    _current_kid: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -100,6 +101,7 @@ class DataKeys:
             if len(key) != KEY_BYTES:
                 raise DataKeyError(f"a data key must be {KEY_BYTES} bytes, one is {len(key)}")
         object.__setattr__(self, "_by_kid", {key_id(k): AESGCM(k) for k in reversed(self.keys)})
+        object.__setattr__(self, "_current_kid", key_id(self.keys[0]))  # every seal names it
 
     @classmethod
     def generate(cls) -> "DataKeys":
@@ -132,7 +134,7 @@ class DataKeys:
 
     @property
     def current_kid(self) -> str:
-        return key_id(self.keys[0])
+        return self._current_kid
 
     @property
     def kids(self) -> tuple[str, ...]:
@@ -148,8 +150,9 @@ class DataKeys:
 
     def seal_text(self, text: str, context: str) -> str:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._cipher(self.current_kid).encrypt(nonce, text.encode("utf-8"), context.encode("utf-8"))
-        return f"{TEXT_PREFIX}{self.current_kid}:{_b64encode(nonce + sealed)}"
+        kid = self._current_kid
+        sealed = self._by_kid[kid].encrypt(nonce, text.encode("utf-8"), context.encode("utf-8"))
+        return f"{TEXT_PREFIX}{kid}:{_b64encode(nonce + sealed)}"
 
     def open_text(self, value: str, context: str) -> str:
         """The text `value` was sealed from; a value that is not sealed, as it is."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from bot import jsoncodec
 from bot.messages import InboundMessage, OutboundReply
 from bot.redis_batch import RedisBatch
 from bot.resealing import as_text, reseal_list
@@ -108,7 +109,7 @@ class RedisTranscriptJournal:
         return f"transcript:{key}"
 
     def _seal(self, key: str, entry: TranscriptEntry) -> str:
-        return self.keys.seal_text(json.dumps(entry.kept(), ensure_ascii=False), self._context(key))
+        return self.keys.seal_text(jsoncodec.dumps(entry.kept()), self._context(key))
 
     def _open(self, key: str, raw: bytes | str) -> TranscriptEntry:
         data = json.loads(self.keys.open_text(as_text(raw), self._context(key)))
