@@ -9,7 +9,9 @@ command's cost is the round trip (the pool, the write, the wait, the read), not 
 command is atomic on its own, as it was): those given while the loop runs one pass go
 together, and those given while a pipeline is on its way go in the next one. One pipeline
 is on its way at a time, on one connection, so Redis runs the commands in the order they
-were given. Each caller still awaits its own command's answer (or its own error: a
+were given (but for a script Redis no longer holds after a restart: it is sent again, with
+a later pipeline). Scripts go as EVALSHA once Redis has them. Each caller still awaits its
+own command's answer (or its own error: a
 command Redis refuses fails alone; a lost connection fails every command of its pipeline,
 with the client's retries as for a single command).
 """
@@ -17,13 +19,30 @@ with the client's retries as for a single command).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 MAX_PIPELINE = 500  # commands in one pipeline, at most
 
 _Waiting = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 _BATCHES: weakref.WeakKeyDictionary[Any, RedisBatch] = weakref.WeakKeyDictionary()
+
+
+_SCRIPT_SHAS: dict[str, str] = {}
+
+
+def _copy(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
 
 
 class RedisBatch:
@@ -54,7 +73,29 @@ class RedisBatch:
         return self.execute_command("PUBLISH", channel, message)
 
     def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> asyncio.Future[Any]:
-        return self.execute_command("EVAL", script, numkeys, *keys_and_args)
+        """EVALSHA (Redis keeps the script it was sent once; not its text with every call), and
+        EVAL when Redis does not have it (the first call, or Redis restarted)."""
+        sha = _SCRIPT_SHAS.get(script)
+        if sha is None:  # the first call: EVAL loads it
+            _SCRIPT_SHAS[script] = hashlib.sha1(script.encode()).hexdigest()
+            return self.execute_command("EVAL", script, numkeys, *keys_and_args)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        first = self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+        def settle(outcome: asyncio.Future[Any]) -> None:
+            if answer.done():
+                return
+            if outcome.cancelled():
+                answer.cancel()
+            elif isinstance(outcome.exception(), NoScriptError):  # Redis restarted without it
+                retry = self.execute_command("EVAL", script, numkeys, *keys_and_args)
+                retry.add_done_callback(lambda again: _copy(again, answer))
+            else:
+                _copy(outcome, answer)
+
+        first.add_done_callback(settle)
+        answer.add_done_callback(lambda a: first.cancel() if a.cancelled() else None)  # not sent if not yet
+        return answer
 
     def hgetall(self, name: str) -> asyncio.Future[Any]:
         return self.execute_command("HGETALL", name)

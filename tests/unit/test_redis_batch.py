@@ -60,3 +60,22 @@ async def test_no_redis_fails_every_command_with_the_clients_error() -> None:
             await batch.publish("x", "2")  # and the next ones, once it is still away
     finally:
         await client.aclose()
+
+
+async def test_scripts_still_run_after_redis_forgot_them(redis_url: str) -> None:
+    """Scripts go as EVALSHA once Redis has them; a Redis restarted (or flushed) without them
+    gets the script again and the caller its answer, in the order of its own calls."""
+    client = redis_asyncio.from_url(redis_url)
+    batch = RedisBatch.of(client)
+    key = f"test-batch:{uuid.uuid4().hex}"
+    script = f"-- {key}\nreturn redis.call('RPUSH', KEYS[1], ARGV[1])"
+    try:
+        assert await batch.eval(script, 1, key, "first") == 1  # EVAL: Redis now holds it
+        assert await batch.eval(script, 1, key, "second") == 2  # EVALSHA
+        await client.script_flush()  # what a Redis restart without persistence does to scripts
+        answers = await asyncio.gather(*(batch.eval(script, 1, key, str(n)) for n in range(3)))
+        assert answers == [3, 4, 5]
+        assert [v.decode() for v in await client.lrange(key, 0, -1)] == ["first", "second", "0", "1", "2"]
+    finally:
+        await client.delete(key)
+        await client.aclose()
