@@ -18,11 +18,16 @@ saving is not lost unnoticed.
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 from aiohttp import web
 
 CLOSE_OPCODE = 0x8
+TEXT_FINAL = 0x81  # FIN + opcode 1 (text): a whole text frame
+# Above this much waiting to be sent, frames go through aiohttp's writer, which waits for the
+# socket to drain (a shopper's slow network must not make the gateway hold their replies).
+DIRECT_UNTIL_BUFFERED = 64 * 1024
 
 
 def cork(ws: web.WebSocketResponse) -> bool:
@@ -33,6 +38,29 @@ def cork(ws: web.WebSocketResponse) -> bool:
     if transport is None or isinstance(transport, CorkedTransport) or not callable(getattr(transport, "write", None)):
         return False
     writer.transport = CorkedTransport(transport)  # type: ignore[union-attr]
+    return True
+
+
+def send_text_now(ws: web.WebSocketResponse, text: str) -> bool:
+    """Write one text frame to a corked socket without aiohttp's writer: the frame a server
+    sends (RFC 6455 5.2: FIN, opcode 1, unmasked, the length in 7, 16 or 64 bits), with the
+    frames already waiting. False, with nothing sent, where the socket is not corked, is
+    closing, or has a backlog: the caller sends it with `ws.send_str` instead."""
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    if not isinstance(transport, CorkedTransport) or ws.closed or getattr(writer, "_closing", True):
+        return False
+    if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_UNTIL_BUFFERED:
+        return False
+    data = text.encode("utf-8")
+    size = len(data)
+    if size < 126:
+        header = bytes((TEXT_FINAL, size))
+    elif size < 65536:
+        header = struct.pack("!BBH", TEXT_FINAL, 126, size)
+    else:
+        header = struct.pack("!BBQ", TEXT_FINAL, 127, size)
+    transport.write(header + data)
     return True
 
 

@@ -26,7 +26,7 @@ from bot.plugins import AvailabilityBoard
 from bot.ratelimit import KeyedBuckets, TokenBucket
 from bot.security import client_address, origin_allowed, parse_json
 from bot.texts import error_text
-from channels.webchat.corking import cork
+from channels.webchat.corking import cork, send_text_now
 from channels.webchat.session import CustomerTokenVerifier, SessionSigner
 from channels.webchat.uploads import Uploads
 
@@ -102,10 +102,7 @@ class WebchatOutput(OutputChannel):
         text = _TYPING_TEXT[on] if on is True or on is False else jsoncodec.dumps(frame)  # once for every tab
         for ws in tuple(held) if isinstance(held, set) else (held,):
             if not ws.closed:
-                try:
-                    await ws.send_str(text)
-                except ConnectionError:
-                    pass
+                await _send_text(ws, text)
 
     async def send_text(self, conversation_id: str, text: str) -> None:
         await self.send_reply(conversation_id, OutboundReply(text=text))
@@ -122,7 +119,25 @@ class WebchatOutput(OutputChannel):
         await self._broadcast(conversation_id, {"type": "reply", **reply.to_dict()})
 
     async def send_typing(self, conversation_id: str, on: bool) -> None:
-        await self._broadcast(conversation_id, {"type": "typing", "on": on})
+        frame = {"type": "typing", "on": on}
+        if conversation_id in self._sockets:
+            # Held here, as it is while the gateway the shopper writes to answers: straight to
+            # the socket, not twice through Redis. (A second tab on another gateway goes
+            # without the indicator; it gets the reply.)
+            await self._deliver_here({"conversation_id": conversation_id, "frame": frame})
+        else:
+            await self._broadcast(conversation_id, frame)
+
+
+async def _send_text(ws: web.WebSocketResponse, text: str) -> None:
+    """A text frame to a socket: written straight into its corked transport, or through
+    aiohttp's writer when that cannot be (closing, a backlog to drain)."""
+    if send_text_now(ws, text):
+        return
+    try:
+        await ws.send_str(text)
+    except ConnectionError:
+        pass  # closed meanwhile: the shopper finds it in the history
 
 
 def _record(message: InboundMessage) -> dict[str, Any]:
@@ -410,7 +425,7 @@ class _Connection:
             # A resend after a drop (maybe to another gateway): its keeper answers it, or has,
             # or a survivor takes it over if the keeper died; never run twice.
             self.owner.service.metrics.inc("messages_duplicate_total", channel=CHANNEL)
-            await self.ws.send_json({"type": "ack", "id": frame_id}, dumps=jsoncodec.dumps)
+            await _send_text(self.ws, jsoncodec.dumps({"type": "ack", "id": frame_id}))
             return
         try:
             turn = self.owner.service.submit(message)
@@ -424,7 +439,7 @@ class _Connection:
             return
         if kept is Kept.NOW and not turn.duplicate:
             self.owner.track(turn, event_id)
-        await self.ws.send_json({"type": "ack", "id": frame_id}, dumps=jsoncodec.dumps)
+        await _send_text(self.ws, jsoncodec.dumps({"type": "ack", "id": frame_id}))
 
     async def _discard(self, event_id: str) -> None:
         try:

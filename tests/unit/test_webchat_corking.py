@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from channels.webchat.corking import CorkedTransport, cork
+from channels.webchat.corking import CorkedTransport, cork, send_text_now
 
 
 async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
@@ -103,3 +103,43 @@ def test_inbox_keys_of_web_chat_messages_are_the_same_whatever_the_ids_hold() ->
         message = InboundMessage(channel="webchat", conversation_id="c0ffee", sender_id="c0ffee", text="t",
                                  message_id=message_id)
         assert WebchatInput.event_id(message) == json.dumps(["c0ffee", message_id]), repr(message_id)
+
+
+async def test_frames_written_directly_reach_a_real_client_whole_and_in_order() -> None:
+    """`send_text_now` writes the frame itself: a client reads every length form (7, 16 and
+    64 bits) and non-ASCII text as sent, in order with frames aiohttp's writer sent; once the
+    socket is closing it sends nothing and says so."""
+    texts = ["ack", "x" * 125, "y" * 126, "中文" * 20_000, "z" * 70_000]
+    direct: list[bool] = []
+    after_close: list[bool] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        cork(ws)
+        await ws.receive()
+        await ws.send_str("through aiohttp")
+        for text in texts:
+            direct.append(send_text_now(ws, text))
+            await asyncio.sleep(0)
+        await ws.close()
+        after_close.append(send_text_now(ws, "too late"))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/ws")) as ws:
+            await ws.send_str("go")
+            got = [(await ws.receive()).data for _ in range(len(texts) + 1)]
+            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+        assert got == ["through aiohttp", *texts]
+        for _ in range(100):  # the handler goes on once the close handshake is over
+            if after_close:
+                break
+            await asyncio.sleep(0.01)
+        assert direct == [True] * len(texts) and after_close == [False]
+    finally:
+        await server.close()
