@@ -59,7 +59,7 @@ def text_language(text: str | None) -> TextLanguage:
     if not text or text.lstrip().startswith("/"):
         return TextLanguage(None)
     t = (text if text.isascii() else unicodedata.normalize("NFKC", text)).lower()  # ASCII is NFKC already
-    cjk = len(_CJK.findall(t))
+    cjk = 0 if t.isascii() else len(_CJK.findall(t))
     words = len(_LATIN_WORD.findall(_NEUTRAL.sub(" ", t)))
     if cjk == 0 and words == 0:
         return TextLanguage(None)

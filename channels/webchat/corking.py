@@ -8,11 +8,17 @@ websocket writer and the socket's transport: what is written during one pass lea
 with what waits before it. Measured with bench/cluster.py part 2's load: about 50-65 us of
 gateway CPU per turn (the system calls, mostly), about a tenth of a turn.
 
-This is the one place that reaches into aiohttp's internals: `WebSocketResponse._writer`
-and its `transport` attribute (aiohttp 3.9-3.14), which have no public equivalent. `cork`
-checks that they are there and does nothing otherwise (the socket then writes as aiohttp
-does); tests/unit/test_webchat_corking.py fails when an aiohttp upgrade moves them, so the
-saving is not lost unnoticed.
+`send_text_now` writes the gateway's own text frames (acks, typing, replies) straight into
+the corked transport: a server's text frame is two to ten bytes of header before the UTF-8
+text (RFC 6455 5.2), and aiohttp's writer spends more on its coroutine and checks than on
+that. A socket that is closing or has a backlog (a slow client) is written through
+aiohttp's writer, which waits for it to drain.
+
+This is the one place that reaches into aiohttp's internals: `WebSocketResponse._writer`,
+its `transport` and `_closing` attributes (aiohttp 3.9-3.14), which have no public
+equivalent. `cork` checks that they are there and does nothing otherwise (the socket then
+writes as aiohttp does, `send_text_now` says it did not send); tests/unit/test_webchat_corking.py
+fails when an aiohttp upgrade moves them, so the saving is not lost unnoticed.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def send_text_now(ws: web.WebSocketResponse, text: str) -> bool:
     transport = getattr(writer, "transport", None)
     if not isinstance(transport, CorkedTransport) or ws.closed or getattr(writer, "_closing", True):
         return False
-    if transport.is_closing() or transport.get_write_buffer_size() > DIRECT_UNTIL_BUFFERED:
+    if transport.is_closing() or transport.backlog() > DIRECT_UNTIL_BUFFERED:
         return False
     data = text.encode("utf-8")
     size = len(data)
@@ -99,6 +105,10 @@ class CorkedTransport:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def backlog(self) -> int:
+        """What the socket has not sent yet (this pass's frames aside: they are few)."""
+        return int(self._transport.get_write_buffer_size())
 
     def get_write_buffer_size(self) -> int:
         return int(self._transport.get_write_buffer_size()) + sum(len(d) for d in self._waiting or ())
