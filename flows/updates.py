@@ -151,6 +151,17 @@ class UpdatesLedger:
         with connect(self.path) as conn:
             return conn.execute("SELECT 1 FROM update_optouts WHERE conversation_key = ?", (key,)).fetchone() is not None
 
+    def opted_out_at(self, key: str) -> float | None:
+        """When the conversation switched case updates off (a shopper's access request), or None."""
+        with connect(self.path) as conn:
+            row = conn.execute("SELECT at FROM update_optouts WHERE conversation_key = ?", (key,)).fetchone()
+        return float(row[0]) if row else None
+
+    def forget_conversation(self, key: str) -> int:
+        """A shopper's erasure request: their choice about case updates (1 when there was one)."""
+        with connect(self.path) as conn:
+            return int(conn.execute("DELETE FROM update_optouts WHERE conversation_key = ?", (key,)).rowcount)
+
     def set_opted_out(self, key: str, off: bool) -> None:
         with connect(self.path) as conn:
             if off:

@@ -6,7 +6,8 @@ A reference names a conversation as the console shows it (`webchat:<id>`, `rest:
 customer (`customer:<id>`, the id in the shop's customer token); a customer covers their
 cases and every conversation those cases were made in.
 
-What is reached: the flows' cases (SQLite), the web chat uploads (`DATA_DIR/uploads`), the
+What is reached: the flows' cases (SQLite), a conversation's choice to get no case updates
+(same file), the web chat uploads (`DATA_DIR/uploads`), the
 analytics' records of the conversation (counts under a keyed hash: renamed at random on erasure,
 so the shop's figures stay) and,
 with `REDIS_URL`, the kept transcript, the handoff record and log, the replies kept for a REST or
@@ -93,6 +94,7 @@ class ShopperData:
     handoffs: dict[str, dict[str, Any]] = field(default_factory=dict)
     rasa_trackers: dict[str, Any] = field(default_factory=dict)  # conversation key -> Rasa's tracker (opened)
     uploads: list[tuple[str, str, dict[str, object]]] = field(default_factory=list)  # (conversation, id, meta)
+    updates_off: dict[str, str] = field(default_factory=dict)  # conversation key -> when case updates were switched off
     redis: bool = False
 
     def document(self) -> dict[str, Any]:
@@ -108,6 +110,7 @@ class ShopperData:
                          "mime_type": meta.get("mime_type"), "size": meta.get("size"),
                          "file": f"uploads/{file_id}{_EXTENSIONS.get(str(meta.get('mime_type')), '')}"}
                         for conv, file_id, meta in self.uploads],
+            "case_updates_switched_off": self.updates_off,
             "not_included": NOT_REACHED if self.redis else f"{NO_REDIS} {NOT_REACHED}",
         }
 
@@ -120,11 +123,13 @@ class Stores:
         from channels.webchat.uploads import Uploads
         from flows.cases import CaseStore
         from flows.ownership import ProofLedger
+        from flows.updates import UpdatesLedger
 
         self.settings = settings
         self.keys = keys
         self.cases = CaseStore(keys=keys)
         self.proof_failures = ProofLedger(self.cases.path)
+        self.update_choices = UpdatesLedger(self.cases.path)  # who switched case updates off
         secret = ensure_secret(settings)
         self.uploads = Uploads(settings.data_dir / "uploads", SessionSigner(secret), secret, keys=keys)
         self.redis: Any = None
@@ -205,6 +210,9 @@ class Stores:
                 tracker = await self.rasa_tracker(key)
                 if tracker is not None:
                     data.rasa_trackers[key] = tracker
+            off_at = await asyncio.to_thread(self.update_choices.opted_out_at, key)
+            if off_at is not None:
+                data.updates_off[key] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(off_at))
             where = ConversationRef.parse(key)
             if where is not None and where.channel == "webchat":
                 for file_id, meta in await asyncio.to_thread(self.uploads.files_of_sync, where.conversation_id):
@@ -277,6 +285,8 @@ class Stores:
             forgotten = await asyncio.to_thread(self.proof_failures.forget_sync, key)
             if forgotten:
                 done.append(f"{key}: {forgotten} wrong order-ownership answer(s) deleted")
+            if await asyncio.to_thread(self.update_choices.forget_conversation, key):
+                done.append(f"{key}: their choice to get no case updates deleted")
             ref = ConversationRef.parse(key)
             if ref is not None and ref.channel == "webchat":
                 files = await asyncio.to_thread(self.uploads.erase_sync, ref.conversation_id)

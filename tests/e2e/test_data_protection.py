@@ -26,6 +26,7 @@ from bot.sealing import DataKeys, Resealed, TamperedError, UnknownKeyError
 from bot.transcript import RedisTranscriptJournal, TranscriptEntry
 from channels.webchat import WEBCHAT_KEY
 from flows.cases import CaseStore
+from flows.updates import UpdatesLedger
 from handoff.store import Handoff, LogEntry, RedisHandoffStore
 from tests.conftest import ChatClient, RunningGateway, make_settings, start_gateway
 
@@ -254,6 +255,9 @@ async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: 
                                   reason="complaint", language="zh", created_at=time.time(),
                                   first_response_due=time.time() + 1800, last_text=WORDS))
     await handoffs.append_log(key, LogEntry(role="shopper", text=WORDS))
+    choices = UpdatesLedger(db)  # they pressed "stop updates"; so did someone else
+    choices.set_opted_out(key, True)
+    choices.set_opted_out("telegram:777", True)
 
     out = tmp_path / "export"
     done = cli("shopper", "export", f"customer:{customer}", "--out", str(out), env=env)
@@ -271,6 +275,7 @@ async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: 
     assert file["id"] == stored["id"] and file["name"] == "receipt.png"
     assert (out / file["file"]).read_bytes() == PNG + MARK
     assert (out / "shopper.json").stat().st_mode & 0o077 == 0
+    assert list(document["case_updates_switched_off"]) == [key]
 
     # A bad reference is refused before anything is touched; erase wants a confirmation
     bad = cli("shopper", "erase", "webchat:../../etc", "--yes", env=env)
@@ -291,6 +296,8 @@ async def test_shopper_export_and_erase_with_the_cli(tmp_path: Path, redis_url: 
                                       f"gateway:handoff:log:{key}") == 0
     assert await redis_client.zscore("gateway:handoff:active", key) is None
     assert not list((settings.data_dir / "uploads").glob(f"{stored['id']}*"))
+    assert "choice to get no case updates deleted" in erased.stdout
+    assert not choices.opted_out(key) and choices.opted_out("telegram:777")
 
 
 def test_without_redis_the_cli_says_what_it_cannot_reach(tmp_path: Path) -> None:
