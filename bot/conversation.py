@@ -152,8 +152,13 @@ class ConversationService:
     def register_output(self, channel: str, output: OutputChannel) -> None:
         self._outputs[channel] = output
 
-    def add_hook(self, hook: TurnHook) -> None:
-        self._hooks.append(hook)
+    def add_hook(self, hook: TurnHook, first: bool = False) -> None:
+        """Hooks are asked in the order added; `first`: before those added so far (a hook that
+        only watches, and must see every message before another one takes it)."""
+        if first:
+            self._hooks.insert(0, hook)
+        else:
+            self._hooks.append(hook)
 
     async def deliver(self, channel: str, conversation_id: str, replies: Sequence[OutboundReply]) -> None:
         """Send replies to a conversation and record them (holding notices are not recorded).

@@ -82,7 +82,9 @@ def setup(app: web.Application, ctx: PluginContext) -> bool:
                                        else SqliteAnalyticsStore(settings.data_dir / "analytics.sqlite3"))
     zone = handoff_settings.hours.zone
     recorder = AnalyticsRecorder(analytics_store, secret, zone, retention_days, service.metrics, service)
-    service.add_hook(recorder)  # first: it sees every message, also those going to a person
+    # First of all hooks: it sees every message, also one going to a person or a code that
+    # continues a conversation from another channel (the core's continuation hook takes it).
+    service.add_hook(recorder, first=True)
     service.add_hook(handoff)
     desk = StaffDesk(handoff, ctx.staff, RedisThreadIndex(redis_client) if redis_client is not None
                      else MemoryThreadIndex())

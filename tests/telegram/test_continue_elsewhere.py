@@ -50,11 +50,14 @@ async def test_a_web_chat_return_continues_on_telegram_by_the_deep_link(
             assert "分钟内使用验证码" in offer and code in offer.split("\n", 1)[0]
             assert "Slack" not in offer  # only the channels this shop has
 
+            counted = gateway.service.metrics.value("conversations_total")
             # Telegram opens the deep link: the app sends "/start <code>".
             assert await fake.deliver(fake.text_update(chat_id, f"/start {code}", language_code="en")) == 200
             await fake.wait_until(lambda: any("欢迎回来" in t for t in fake.texts(chat_id)), timeout=10)
             [welcome] = [t for t in fake.texts(chat_id) if "欢迎回来" in t]
             assert "网页客服" in welcome and case.id in welcome  # in Chinese, the web chat's language
+            # The shop's figures count the Telegram chat as the day's conversation it is.
+            assert gateway.service.metrics.value("conversations_total") == counted + 1
 
             tg_key = f"telegram:{chat_id}"
             history = [(e.role, e.text) for e in gateway.service.history(tg_key)]
