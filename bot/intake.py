@@ -98,6 +98,8 @@ class DurableIntake:
         behind the earlier ones) and tell the shopper once (not again while any of theirs
         still waits). Cancelled at shutdown, it stays in the inbox, answered after the restart."""
         key = message.conversation_key
+        if replayed:  # the shared history first: a line the dead gateway wrote is not written again
+            await service.transcripts.shared_history(key)
         self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
             async with self._waiting.hold(key):

@@ -244,6 +244,9 @@ class WebchatInput:
         for event_id, record in kept:
             try:
                 message = _from_record(record)
+                # The history as every gateway wrote it, first: the gateway that kept the message
+                # may have written its line already (the shopper would see it twice).
+                await self.service.transcripts.shared_history(message.conversation_key)
                 turn = self.service.submit(message, replayed=True)
             except (KeyError, TypeError, ValueError, QueueFull) as exc:
                 self.inbox.release(CHANNEL, event_id)  # tried again at the next take-over

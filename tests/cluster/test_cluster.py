@@ -249,10 +249,12 @@ def bot_texts_after_each(history: list[dict[str, Any]]) -> list[tuple[str, list[
 async def check_web_shopper(cluster: RunningCluster, shopper: WebShopper) -> None:
     again = WebShopper(cluster.ws_url, token=shopper.token)
     try:
-        turns = bot_texts_after_each(await again.connect())
+        history = await again.connect()
+        turns = bot_texts_after_each(history)
     finally:
         await again.close()
-    assert [t for t, _ in turns] == [t for t, _ in RETURN], turns  # each once, in order
+    shown = [(m["role"], m.get("id"), m.get("ts"), (m.get("text") or "")[:30]) for m in history]
+    assert [t for t, _ in turns] == [t for t, _ in RETURN], (shopper.conversation_id, shown)  # each once, in order
     for (_, answers), (_, expected) in zip(turns, RETURN, strict=True):
         assert len([a for a in answers if expected in a]) == 1, (expected, turns)  # answered once
     for _, expected in RETURN:
