@@ -16,6 +16,7 @@ nothing more will come."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -269,6 +270,25 @@ class ChatClient:
                 self.frames.append(frame)
                 if not types or frame["type"] in types:
                     return frame
+
+    @contextlib.asynccontextmanager
+    async def listening(self) -> AsyncIterator[None]:
+        """Keep reading the socket while the test waits on something else, as a browser does:
+        the gateway's pings are answered (an unread client socket is closed after about 45 s),
+        the frames that come meanwhile go to `frames`."""
+        async def read() -> None:
+            while True:
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    return
+                self.frames.append(json.loads(msg.data))
+
+        reader = asyncio.create_task(read())
+        try:
+            yield
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def say(self, text: str, payload: str | None = None, message_id: str | None = None) -> str:
         message_id = message_id or uuid.uuid4().hex

@@ -92,8 +92,9 @@ async def test_a_worse_model_is_refused_and_a_no_worse_one_swapped_without_dropp
     assert '"changed_mind"' in str([b["payload"] for reply in r for b in reply.get("buttons") or []])
 
     # The weak model: scored beside the running one, refused; nothing changes for the shopper.
-    refused = await train_command(swap_stack, weak_model)
-    out = (await refused.communicate())[0].decode()
+    async with shopper.chat.listening():  # the shopper's page stays open meanwhile
+        refused = await train_command(swap_stack, weak_model)
+        out = (await refused.communicate())[0].decode()
     assert refused.returncode == 1, out
     assert "Not swapped: the new model scores worse" in out
     figures = re.search(r"^all\s+(\d+)/(\d+) [\d.]+%\s+(\d+)/(\d+) [\d.]+%\s+([+-]\d+)$", out, re.M)
@@ -108,14 +109,15 @@ async def test_a_worse_model_is_refused_and_a_no_worse_one_swapped_without_dropp
     # The same model as another file scores the same: swapped. The shopper writes while it loads.
     retrained = tmp_path / "model-retrained.tar.gz"
     shutil.copy(swap_stack.model, retrained)
-    swapping = await train_command(swap_stack, retrained)
-    assert swapping.stdout is not None
-    seen = ""
-    async with asyncio.timeout(300):
-        while "loading model-retrained.tar.gz" not in seen:
-            line = await swapping.stdout.readline()
-            assert line, seen
-            seen += line.decode()
+    async with shopper.chat.listening():
+        swapping = await train_command(swap_stack, retrained)
+        assert swapping.stdout is not None
+        seen = ""
+        async with asyncio.timeout(300):
+            while "loading model-retrained.tar.gz" not in seen:
+                line = await swapping.stdout.readline()
+                assert line, seen
+                seen += line.decode()
     during = asyncio.create_task(shopper.say("yes, still unworn"))
     seen += (await swapping.communicate())[0].decode()
     assert swapping.returncode == 0, seen
