@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis.asyncio as redis_asyncio
 
+from bot.config import Settings
 from tests.conftest import ChatClient, free_port, make_settings, start_gateway
 from tests.fake_rasa import FakeRasa
 from tests.gateway_process import start_gateway_process, stop, wait_ready
@@ -23,14 +24,21 @@ from tests.gateway_process import start_gateway_process, stop, wait_ready
 WEBHOOK = "/webhooks/rest/webhook"
 
 
-async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
-        fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> None:
+def two_gateways(fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> tuple[Settings, int, str, dict[str, str]]:
+    """The survivor's settings (take-over every 0.5 s), and the port, id and environment of a
+    gateway process on the same Redis and keys that the test will kill."""
     survivor_settings = make_settings(tmp_path / "b", fake_rasa.url, redis_url=redis_url, takeover_seconds=0.5)
     port = free_port()
     doomed_id = f"doomed-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "REDIS_URL": redis_url,
            "DATA_DIR": str(tmp_path / "a"), "GATEWAY_SECRET": survivor_settings.secret,
            "DATA_KEYS": survivor_settings.data_keys, "LOG_LEVEL": "warning", "GATEWAY_ID": doomed_id}
+    return survivor_settings, port, doomed_id, env
+
+
+async def test_a_survivor_answers_what_a_killed_gateway_acknowledged_once(
+        fake_rasa: FakeRasa, tmp_path: Path, redis_url: str) -> None:
+    survivor_settings, port, doomed_id, env = two_gateways(fake_rasa, tmp_path, redis_url)
     doomed = start_gateway_process(env)
     try:
         await wait_ready(f"http://127.0.0.1:{port}", doomed)
@@ -76,12 +84,7 @@ async def test_a_taken_over_message_shows_once_in_the_history_the_dead_gateway_w
     empty); the killed gateway had written the shopper's line to the shared history; the
     survivor takes the message over before the shopper comes back: the shopper's line is
     there once, followed by the answer."""
-    survivor_settings = make_settings(tmp_path / "b", fake_rasa.url, redis_url=redis_url, takeover_seconds=0.5)
-    port = free_port()
-    doomed_id = f"doomed-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "GATEWAY_PORT": str(port), "RASA_URL": fake_rasa.url, "REDIS_URL": redis_url,
-           "DATA_DIR": str(tmp_path / "a"), "GATEWAY_SECRET": survivor_settings.secret,
-           "DATA_KEYS": survivor_settings.data_keys, "LOG_LEVEL": "warning", "GATEWAY_ID": doomed_id}
+    survivor_settings, port, doomed_id, env = two_gateways(fake_rasa, tmp_path, redis_url)
     survivor, runner = await start_gateway(survivor_settings)
     doomed = start_gateway_process(env)
     store = redis_asyncio.Redis.from_url(redis_url)

@@ -5,13 +5,29 @@ this also fails when an aiohttp upgrade moves what it relies on."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from channels.webchat.corking import CorkedTransport, cork, send_text_now
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A real aiohttp server with `handler` at /ws; its websocket URL."""
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield str(server.make_url("/ws"))
+    finally:
+        await server.close()
 
 
 async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
@@ -40,21 +56,14 @@ async def test_frames_of_one_pass_leave_in_one_write_in_order() -> None:
         await ws.close()
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/ws")) as ws:
-            await ws.send_str("go")
-            got = [(await ws.receive()).data for _ in range(4)]
-            assert got == ["frame 0", "frame 1", "frame 2", "later"]
-            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
-        assert corked == [True], "aiohttp's websocket writer changed: channels/webchat/corking.py no longer applies"
-        # The three frames in one write; "later" and the close frame (the same pass) in another.
-        assert writes == [b"\x81\x07frame 0\x81\x07frame 1\x81\x07frame 2", b"\x81\x05later\x88\x02\x03\xe8"]
-    finally:
-        await server.close()
+    async with serving(handler) as url, aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_str("go")
+        got = [(await ws.receive()).data for _ in range(4)]
+        assert got == ["frame 0", "frame 1", "frame 2", "later"]
+        assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+    assert corked == [True], "aiohttp's websocket writer changed: channels/webchat/corking.py no longer applies"
+    # The three frames in one write; "later" and the close frame (the same pass) in another.
+    assert writes == [b"\x81\x07frame 0\x81\x07frame 1\x81\x07frame 2", b"\x81\x05later\x88\x02\x03\xe8"]
 
 
 async def test_a_close_frame_and_close_send_what_waits_first() -> None:
@@ -126,20 +135,13 @@ async def test_frames_written_directly_reach_a_real_client_whole_and_in_order() 
         after_close.append(send_text_now(ws, "too late"))
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session, session.ws_connect(server.make_url("/ws")) as ws:
-            await ws.send_str("go")
-            got = [(await ws.receive()).data for _ in range(len(texts) + 1)]
-            assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
-        assert got == ["through aiohttp", *texts]
-        for _ in range(100):  # the handler goes on once the close handshake is over
-            if after_close:
-                break
-            await asyncio.sleep(0.01)
-        assert direct == [True] * len(texts) and after_close == [False]
-    finally:
-        await server.close()
+    async with serving(handler) as url, aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_str("go")
+        got = [(await ws.receive()).data for _ in range(len(texts) + 1)]
+        assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE
+    assert got == ["through aiohttp", *texts]
+    for _ in range(100):  # the handler goes on once the close handshake is over
+        if after_close:
+            break
+        await asyncio.sleep(0.01)
+    assert direct == [True] * len(texts) and after_close == [False]
